@@ -1,0 +1,37 @@
+"""Every Redis key name, built in one place.
+
+All keys of an event share the hash tag ``{<event id>}``, so every script touches one hash slot
+and runs unchanged on Redis Cluster. Scripts receive these names in KEYS and never build one.
+"""
+
+from typing import NamedTuple
+
+# Set of every event id: how the sweeper and the booking worker find events. It lives in its own
+# slot and is never touched inside a script.
+EVENTS = "lml:events"
+
+
+class EventKeys(NamedTuple):
+    """The keys every mutating script takes, in the order the scripts expect (KEYS[1..7])."""
+
+    meta: str
+    seats: str
+    holds: str
+    deadlines: str
+    holders: str
+    changes: str
+    outbox: str
+
+
+def event_keys(event_id: str) -> EventKeys:
+    prefix = f"lml:{{{event_id}}}:"
+    return EventKeys(*(prefix + name for name in EventKeys._fields))
+
+
+def seat_info_key(event_id: str) -> str:
+    return f"lml:{{{event_id}}}:seat_info"
+
+
+def request_key(event_id: str, holder_id: str, request_id: str) -> str:
+    # The holder id's length keeps ("a:b", "c") and ("a", "b:c") apart.
+    return f"lml:{{{event_id}}}:request:{len(holder_id)}:{holder_id}:{request_id}"

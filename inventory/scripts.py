@@ -1,0 +1,82 @@
+"""Loads the Lua scripts in ``lua/`` and runs them by SHA, reloading them when Redis lost them.
+
+A script file may pull in shared functions with a line ``-- @include NAME``, replaced by
+``lua/includes/NAME.lua`` (each include at most once per script).
+"""
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
+_INCLUDE = re.compile(r"^-- @include (\w+)$", re.MULTILINE)
+
+Arg = str | int | bytes
+
+
+@dataclass(frozen=True)
+class Script:
+    name: str
+    source: str
+    sha: str
+
+
+@dataclass(frozen=True)
+class Call:
+    """One script invocation: what a pipeline sends as one EVALSHA."""
+
+    script: Script
+    keys: Sequence[str]
+    args: Sequence[Arg]
+
+
+def load_script(name: str, lua_dir: Path = LUA_DIR) -> Script:
+    included: set[str] = set()
+
+    def expand(match: re.Match[str]) -> str:
+        include = match.group(1)
+        if include in included:
+            return ""
+        included.add(include)
+        return (lua_dir / "includes" / f"{include}.lua").read_text()
+
+    source = _INCLUDE.sub(expand, (lua_dir / f"{name}.lua").read_text())
+    return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
+
+
+class ScriptRunner:
+    """Runs script calls alone or as one pipeline, loading scripts that Redis does not have."""
+
+    def __init__(self, redis: "Redis[Any]") -> None:
+        self.redis = redis
+
+    async def run(self, call: Call) -> Any:
+        return (await self.run_batch([call]))[0]
+
+    async def run_batch(self, calls: Sequence[Call]) -> list[Any]:
+        """Runs each call as its own atomic script, all in one round trip.
+
+        A failed call (an exception in its place in the result) never fails the others. A call
+        refused with NOSCRIPT did not run, so it is safe to load its script and send it again.
+        """
+        results = await self._send(calls)
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:
+            for script in {calls[i].script for i in missing}:
+                await self.redis.script_load(script.source)
+            retried = await self._send([calls[i] for i in missing])
+            for i, result in zip(missing, retried, strict=True):
+                results[i] = result
+        return results
+
+    async def _send(self, calls: Sequence[Call]) -> list[Any]:
+        pipe = self.redis.pipeline(transaction=False)
+        for call in calls:
+            pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+        return list(await pipe.execute(raise_on_error=False))

@@ -1,0 +1,56 @@
+--[[
+  confirm: books a live hold's seats and, in the same step, appends the booking to the outbox
+  that the booking worker syncs to Postgres: a booked seat never exists without its record.
+  Idempotent: confirming a confirmed hold again returns the first booking and changes nothing.
+
+  Input:
+    KEYS[1..7] meta, seats, holds, deadlines, holders, changes, outbox (as in hold.lua)
+    ARGV[1] hold id
+    ARGV[2] holder id
+    ARGV[3] booking id for a new booking (made by the service)
+    ARGV[4] payment reference
+    ARGV[5] request id, or ""
+    ARGV[6] event id, written into the outbox record
+
+  Output:
+    {"OK", booking id, confirmed at (ms since epoch), seat ids as JSON, payment reference}
+    Errors, nothing changed:
+    {"EVENT_NOT_FOUND", message}
+    {"HOLD_NOT_FOUND", message} unknown, purged or released hold
+    {"NOT_HOLDER", message}
+    {"HOLD_EXPIRED", message} (a live hold found past its deadline is ended as expired first)
+
+  Outbox entry fields: kind=confirmed, booking_id, event_id, hold_id, holder_id,
+  seat_ids (JSON), payment_ref, request_id, confirmed_at (ms), version (of the change log).
+  Cost: O(seats of the hold).
+]]
+-- @include clock
+-- @include changelog
+-- @include end_hold
+-- @include find_hold
+
+local hold_id, holder_id, booking_id = ARGV[1], ARGV[2], ARGV[3]
+local payment_ref, request_id, event_id = ARGV[4], ARGV[5], ARGV[6]
+local meta = redis.call('HMGET', KEYS[1], 'changelog_max')
+if not meta[1] then return {'EVENT_NOT_FOUND', 'no event for these keys'} end
+changelog_max = meta[1]
+
+local now = now_ms()
+local rec, err = find_hold(hold_id, holder_id, now)
+if not rec then return err end
+if rec.st == 'confirmed' then
+  return {'OK', rec.b, rec.ct, cjson.encode(rec.s), rec.p}
+end
+if rec.st ~= 'held' then return ended_error(hold_id, rec) end
+
+local booked = move_seats(hold_id, rec.s, 'B:' .. booking_id)
+rec.st, rec.b, rec.ct, rec.p = 'confirmed', booking_id, now, payment_ref
+redis.call('HSET', KEYS[3], hold_id, cjson.encode(rec))
+redis.call('ZADD', KEYS[4], now + CONFIRMED_RETENTION_MS, hold_id)
+drop_from_holder(holder_id, hold_id)
+local version = append_change('confirmed', 'BOOKED', hold_id, holder_id, booked, now, booking_id)
+redis.call('XADD', KEYS[7], '*', 'kind', 'confirmed', 'booking_id', booking_id,
+  'event_id', event_id, 'hold_id', hold_id, 'holder_id', holder_id,
+  'seat_ids', cjson.encode(booked), 'payment_ref', payment_ref, 'request_id', request_id,
+  'confirmed_at', now, 'version', version)
+return {'OK', booking_id, now, cjson.encode(rec.s), payment_ref}

@@ -1,0 +1,38 @@
+--[[
+  release: ends a live hold; its seats become available. Idempotent: releasing a released hold
+  again returns the same seats and changes nothing.
+
+  Input:
+    KEYS[1..7] meta, seats, holds, deadlines, holders, changes, outbox (as in hold.lua)
+    ARGV[1] hold id
+    ARGV[2] holder id
+
+  Output:
+    {"OK", seat ids released as JSON}
+    Errors, nothing changed:
+    {"EVENT_NOT_FOUND", message}
+    {"HOLD_NOT_FOUND", message} unknown or purged hold
+    {"NOT_HOLDER", message}
+    {"HOLD_EXPIRED", message} (a live hold found past its deadline is ended as expired first)
+    {"HOLD_CONFIRMED", message}
+  Cost: O(seats of the hold).
+]]
+-- @include clock
+-- @include changelog
+-- @include end_hold
+-- @include find_hold
+
+local hold_id, holder_id = ARGV[1], ARGV[2]
+local meta = redis.call('HMGET', KEYS[1], 'changelog_max')
+if not meta[1] then return {'EVENT_NOT_FOUND', 'no event for these keys'} end
+changelog_max = meta[1]
+
+local now = now_ms()
+local rec, err = find_hold(hold_id, holder_id, now)
+if not rec then return err end
+if rec.st == 'held' then
+  end_hold(hold_id, rec, 'released', now)
+elseif rec.st ~= 'released' then
+  return ended_error(hold_id, rec)
+end
+return {'OK', cjson.encode(rec.s)}
