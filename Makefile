@@ -6,7 +6,7 @@ GOOGLE_PROTOS := $(shell python -c "import google.rpc, os; print(os.path.dirname
 
 proto:
 	python -m grpc_tools.protoc -Iprotos -I$(GOOGLE_PROTOS) \
-		--python_out=protos --pyi_out=protos --grpc_python_out=protos --mypy_grpc_out=protos $(PROTO)
+		--python_out=protos --mypy_out=protos --grpc_python_out=protos --mypy_grpc_out=protos $(PROTO)
 
 lint: proto
 	ruff check .

@@ -16,13 +16,13 @@ from typing import Any
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
+from lml.inventory.v1 import inventory_pb2 as pb
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from inventory import keys
 from inventory.errors import InventoryError, from_script_error, invalid, redis_status
 from inventory.scripts import Call, Script, ScriptRunner, load_script
-from lml.inventory.v1 import inventory_pb2 as pb
 
 DEFAULT_LIMITS = pb.EventLimits(
     max_seats_per_hold=10,
@@ -104,6 +104,7 @@ def resolve_limits(limits: pb.EventLimits) -> pb.EventLimits:
 class _Operation:
     """How one mutating request becomes a script call, and its reply a response."""
 
+    name: str  # the field of Operation and OperationResult
     build: Callable[[Any], Call]
     parse: Callable[[Any, list[Any]], Message]
 
@@ -111,19 +112,26 @@ class _Operation:
 class Inventory:
     """The engine over one Redis connection pool (a plain Redis or a Redis Cluster client)."""
 
-    def __init__(self, redis: "Redis[Any]") -> None:
+    def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self.runner = ScriptRunner(redis)
         self.scripts: dict[str, Script] = {
             name: load_script(name)
-            for name in ("create_event", "hold", "extend", "release", "confirm", "sweep",
-                         "availability")
+            for name in (
+                "create_event",
+                "hold",
+                "extend",
+                "release",
+                "confirm",
+                "sweep",
+                "availability",
+            )
         }
         self._operations: dict[str, _Operation] = {
-            "hold": _Operation(self._hold_call, self._hold_response),
-            "extend": _Operation(self._extend_call, self._extend_response),
-            "release": _Operation(self._release_call, self._release_response),
-            "confirm": _Operation(self._confirm_call, self._confirm_response),
+            "hold": _Operation("hold", self._hold_call, self._hold_response),
+            "extend": _Operation("extend", self._extend_call, self._extend_response),
+            "release": _Operation("release", self._release_call, self._release_response),
+            "confirm": _Operation("confirm", self._confirm_call, self._confirm_response),
         }
 
     # -- events -------------------------------------------------------------------------------
@@ -205,9 +213,7 @@ class Inventory:
                     seat.category = info["category"]
         return response
 
-    async def availability(
-        self, request: pb.GetAvailabilityRequest
-    ) -> pb.GetAvailabilityResponse:
+    async def availability(self, request: pb.GetAvailabilityRequest) -> pb.GetAvailabilityResponse:
         _check_event_id(request.event_id)
         reply = _check_reply(
             await self.runner.run(
@@ -256,32 +262,35 @@ class Inventory:
         One failing operation never fails the others: its result carries the error status.
         """
         results: list[pb.OperationResult] = []
-        pending: list[tuple[pb.Operation, str, Any]] = []
+        pending: list[tuple[pb.OperationResult, _Operation, Message]] = []
         calls: list[Call] = []
         for operation in operations:
+            result = pb.OperationResult(id=operation.id)
             kind = operation.WhichOneof("op")
             try:
                 if kind is None:
                     raise invalid("operation has no request")
-                request = getattr(operation, kind)
+                request: Message = getattr(operation, kind)
                 calls.append(self._operations[kind].build(request))
-                pending.append((operation, kind, request))
+                pending.append((result, self._operations[kind], request))
             except InventoryError as error:
-                results.append(pb.OperationResult(id=operation.id, error=error.to_status()))
+                result.error.CopyFrom(error.to_status())
+                results.append(result)
         if not calls:
             return results
         try:
             replies: list[Any] = await self.runner.run_batch(calls)
         except RedisError as error:
             replies = [error] * len(calls)
-        for (operation, kind, request), reply in zip(pending, replies, strict=True):
+        for (result, operation_kind, request), reply in zip(pending, replies, strict=True):
             try:
-                response = self._operations[kind].parse(request, reply)
-                results.append(pb.OperationResult(id=operation.id, **{kind: response}))
+                response = operation_kind.parse(request, reply)
+                getattr(result, operation_kind.name).CopyFrom(response)
             except InventoryError as error:
-                results.append(pb.OperationResult(id=operation.id, error=error.to_status()))
+                result.error.CopyFrom(error.to_status())
             except RedisError as error:
-                results.append(pb.OperationResult(id=operation.id, error=redis_status(error)))
+                result.error.CopyFrom(redis_status(error))
+            results.append(result)
         return results
 
     def _hold_call(self, request: pb.HoldRequest) -> Call:
@@ -394,4 +403,3 @@ def _check_hold_ref(request: pb.ExtendRequest | pb.ReleaseRequest | pb.ConfirmRe
     _check_event_id(request.event_id)
     _check_id(request.hold_id, "hold_id")
     _check_id(request.holder_id, "holder_id")
-

@@ -3,9 +3,9 @@
 from collections.abc import Sequence
 
 import grpc
-from redis.exceptions import ConnectionError, RedisError, TimeoutError
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
+from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
 DOMAIN = "inventory.lml"
 

@@ -53,7 +53,7 @@ def load_script(name: str, lua_dir: Path = LUA_DIR) -> Script:
 class ScriptRunner:
     """Runs script calls alone or as one pipeline, loading scripts that Redis does not have."""
 
-    def __init__(self, redis: "Redis[Any]") -> None:
+    def __init__(self, redis: Redis) -> None:
         self.redis = redis
 
     async def run(self, call: Call) -> Any:

@@ -2,7 +2,6 @@
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -20,13 +19,13 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator["Redis[Any]"]:
-    client: Redis[Any] = Redis.from_url(redis_server.url, decode_responses=True)
+async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    client: Redis = Redis.from_url(redis_server.url, decode_responses=True)
     await client.flushall()
     yield client
     await client.aclose()
 
 
 @pytest.fixture
-def inventory(redis: "Redis[Any]") -> Inventory:
+def inventory(redis: Redis) -> Inventory:
     return Inventory(redis)

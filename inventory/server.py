@@ -1,0 +1,128 @@
+"""Runs the gRPC server: inventory, health and reflection services, the sweeper, clean shutdown."""
+
+import asyncio
+import logging
+import multiprocessing
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from lml.inventory.v1 import inventory_pb2 as pb
+from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import RedisError
+
+from inventory.engine import Inventory
+from inventory.service import InventoryServicer
+
+log = logging.getLogger(__name__)
+
+# grpc-stubs predates grpc_health's asyncio servicer, so mypy sees it as Any.
+HealthServicer: Any = health.aio.HealthServicer  # type: ignore[attr-defined]
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InventoryService"].full_name
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen: str = "127.0.0.1:50051"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    sweep_interval: float = 0.5
+    grace: float = 10.0
+    redis_connections: int = 64
+
+
+def connect_redis(config: ServerConfig) -> Redis:
+    pool = BlockingConnectionPool.from_url(
+        config.redis_url, decode_responses=True, max_connections=config.redis_connections, timeout=5
+    )
+    return Redis(connection_pool=pool)
+
+
+async def run_sweeper(inventory: Inventory, health_servicer: Any, interval: float) -> None:
+    """Expires due holds of every event periodically; reports Redis's reachability as health."""
+    serving = health_pb2.HealthCheckResponse.SERVING
+    not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+    while True:
+        try:
+            expired = await inventory.sweep()
+            if expired:
+                log.info("sweeper expired %d holds", expired)
+            status = serving
+        except RedisError as error:
+            log.warning("sweeper: redis unavailable: %s", error)
+            status = not_serving
+        for name in ("", SERVICE_NAME):
+            await health_servicer.set(name, status)
+        await asyncio.sleep(interval)
+
+
+async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> None:
+    """Serves until SIGTERM or SIGINT, then stops taking calls and drains the ones in flight."""
+    redis = connect_redis(config)
+    inventory = Inventory(redis)
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
+    pb_grpc.add_InventoryServiceServicer_to_server(InventoryServicer(inventory), server)
+    health_servicer = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (
+            SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    server.add_insecure_port(config.listen)
+    await server.start()
+    log.info("inventory service listening on %s (redis %s)", config.listen, config.redis_url)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    sweeper = asyncio.create_task(run_sweeper(inventory, health_servicer, config.sweep_interval))
+    if started is not None:
+        started.set()
+    await stop.wait()
+
+    log.info("draining calls in flight (up to %.0f s)", config.grace)
+    await health_servicer.enter_graceful_shutdown()
+    sweeper.cancel()
+    await server.stop(config.grace)
+    await redis.aclose()
+    log.info("stopped")
+
+
+def _serve_process(config: ServerConfig) -> None:
+    import uvloop
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(message)s")
+    uvloop.run(serve(config))
+
+
+def serve_processes(config: ServerConfig, workers: int) -> None:
+    """Runs `workers` server processes sharing the listen port (SO_REUSEPORT).
+
+    SIGTERM or SIGINT to this parent is passed on to every worker, which drains and exits.
+    """
+    if workers == 1:
+        _serve_process(config)
+        return
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_serve_process, args=(config,)) for _ in range(workers)]
+    for process in processes:
+        process.start()
+
+    def forward(_signum: int, _frame: object) -> None:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()  # SIGTERM: the worker drains its calls, then exits
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for process in processes:
+        process.join()
