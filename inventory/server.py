@@ -60,10 +60,8 @@ async def run_sweeper(inventory: Inventory, health_servicer: Any, interval: floa
         await asyncio.sleep(interval)
 
 
-async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> None:
-    """Serves until SIGTERM or SIGINT, then stops taking calls and drains the ones in flight."""
-    redis = connect_redis(config)
-    inventory = Inventory(redis)
+def create_server(inventory: Inventory, listen: str) -> tuple[grpc.aio.Server, Any]:
+    """The gRPC server with every service added, bound to `listen`; returns it and its health."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
     pb_grpc.add_InventoryServiceServicer_to_server(InventoryServicer(inventory), server)
     health_servicer = HealthServicer()
@@ -76,7 +74,15 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
         ),
         server,
     )
-    server.add_insecure_port(config.listen)
+    server.add_insecure_port(listen)
+    return server, health_servicer
+
+
+async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> None:
+    """Serves until SIGTERM or SIGINT, then stops taking calls and drains the ones in flight."""
+    redis = connect_redis(config)
+    inventory = Inventory(redis)
+    server, health_servicer = create_server(inventory, config.listen)
     await server.start()
     log.info("inventory service listening on %s (redis %s)", config.listen, config.redis_url)
 
