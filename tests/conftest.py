@@ -3,11 +3,14 @@
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from redis.asyncio import Redis
 
 from inventory.engine import Inventory
-from tests.redis_server import RedisServer
+from inventory.server import create_server
+from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
+from tests.redis_server import RedisServer, free_port
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +32,19 @@ async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
 @pytest.fixture
 def inventory(redis: Redis) -> Inventory:
     return Inventory(redis)
+
+
+@pytest.fixture
+async def grpc_target(inventory: Inventory) -> AsyncIterator[str]:
+    """A real InventoryService on a free port, over the test's Redis; yields its address."""
+    target = f"127.0.0.1:{free_port()}"
+    server, _health = create_server(inventory, target)
+    await server.start()
+    yield target
+    await server.stop(None)
+
+
+@pytest.fixture
+async def stub(grpc_target: str) -> AsyncIterator[pb_grpc.InventoryServiceStub]:
+    async with grpc.aio.insecure_channel(grpc_target) as channel:
+        yield pb_grpc.InventoryServiceStub(channel)
