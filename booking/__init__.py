@@ -1,0 +1,1 @@
+"""The booking worker: syncs confirmed bookings and seat transitions from Redis to Postgres."""
