@@ -7,6 +7,7 @@ import grpc
 from lml.inventory.v1 import inventory_pb2 as pb
 from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 
+from inventory.demo import demo
 from inventory.server import ServerConfig, serve_processes
 
 
@@ -90,3 +91,9 @@ def create_demo_event(target: str, event_id: str) -> None:
     response = asyncio.run(create())
     state = "created" if response.created else "already there"
     click.echo(f"event {event_id!r}: {response.event.seat_count} seats, {state}")
+
+
+main.add_command(demo)
+
+if __name__ == "__main__":
+    main()
