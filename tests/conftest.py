@@ -5,11 +5,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 from redis.asyncio import Redis
 
 from inventory.engine import Inventory
 from inventory.server import create_server
-from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 from tests.redis_server import RedisServer, free_port
 
 

@@ -9,12 +9,12 @@ from typing import Any
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
+from lml.inventory.v1 import inventory_pb2 as pb
+from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 from redis.asyncio import Redis
 
 from inventory import keys
 from inventory.engine import Inventory
-from lml.inventory.v1 import inventory_pb2 as pb
-from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 
 EVENT = "race"
 SEATS = [f"S{n}" for n in range(40)]
@@ -57,9 +57,17 @@ class Buyer:
         for _ in range(ROUNDS):
             hold_ttl = Duration(nanos=200_000_000)  # abandoned holds expire while the race runs
             try:
-                hold = (await self.call("hold", pb.HoldRequest(
-                    event_id=EVENT, holder_id=self.holder, seat_ids=pick_seats(self.rng),
-                    ttl=hold_ttl))).hold
+                hold = (
+                    await self.call(
+                        "hold",
+                        pb.HoldRequest(
+                            event_id=EVENT,
+                            holder_id=self.holder,
+                            seat_ids=pick_seats(self.rng),
+                            ttl=hold_ttl,
+                        ),
+                    )
+                ).hold
             except (grpc.aio.AioRpcError, LookupError):
                 continue
             ref = {"event_id": EVENT, "hold_id": hold.hold_id, "holder_id": self.holder}
@@ -84,8 +92,11 @@ async def test_no_double_booking_under_races(
     grpc_target: str, inventory: Inventory, redis: Redis
 ) -> None:
     limits = pb.EventLimits(max_seats_per_hold=6, max_seats_per_holder=40)
-    await inventory.create_event(pb.CreateEventRequest(
-        event_id=EVENT, seats=[pb.Seat(seat_id=s) for s in SEATS], limits=limits))
+    await inventory.create_event(
+        pb.CreateEventRequest(
+            event_id=EVENT, seats=[pb.Seat(seat_id=s) for s in SEATS], limits=limits
+        )
+    )
     channels = [grpc.aio.insecure_channel(grpc_target) for _ in range(4)]
     buyers = [
         Buyer(n, pb_grpc.InventoryServiceStub(channels[n % 4]), batch=n % 2 == 1)
@@ -101,8 +112,9 @@ async def test_no_double_booking_under_races(
 
     event_keys = keys.event_keys(EVENT)
     seats = await redis.hgetall(event_keys.seats)
-    holds = {hold_id: json.loads(raw) for hold_id, raw in (await redis.hgetall(
-        event_keys.holds)).items()}
+    holds = {
+        hold_id: json.loads(raw) for hold_id, raw in (await redis.hgetall(event_keys.holds)).items()
+    }
     outbox = [fields for _id, fields in await redis.xrange(event_keys.outbox)]
     bookings = {b: s for buyer in buyers for b, s in buyer.bookings.items()}
     assert len(bookings) > 10, "the race should book something"

@@ -9,19 +9,31 @@ from collections.abc import AsyncIterator, Iterator
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from lml.inventory.v1 import inventory_pb2 as pb
 from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
+
 from tests.redis_server import RedisServer, free_port
 
 
 @pytest.fixture
 def serving(redis_server: RedisServer) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     target = f"127.0.0.1:{free_port()}"
-    process = subprocess.Popen([
-        sys.executable, "-c", "from inventory.cli import main; main()", "serve",
-        "--listen", target, "--redis-url", redis_server.url, "--workers", "2", "--grace", "20",
-    ])
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from inventory.cli import main; main()",
+            "serve",
+            "--listen",
+            target,
+            "--redis-url",
+            redis_server.url,
+            "--workers",
+            "2",
+            "--grace",
+            "20",
+        ]
+    )
     yield process, target
     if process.poll() is None:
         process.kill()
@@ -52,8 +64,11 @@ async def test_sigterm_drains_open_streams_then_exits(
     await wait_serving(target)
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.InventoryServiceStub(channel)
-        await stub.CreateEvent(pb.CreateEventRequest(
-            event_id="drain", seats=[pb.Seat(seat_id=f"S{n}") for n in range(4)]))
+        await stub.CreateEvent(
+            pb.CreateEventRequest(
+                event_id="drain", seats=[pb.Seat(seat_id=f"S{n}") for n in range(4)]
+            )
+        )
         batches: asyncio.Queue[pb.ExecuteRequest | None] = asyncio.Queue()
 
         async def requests() -> AsyncIterator[pb.ExecuteRequest]:

@@ -10,11 +10,11 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from lml.inventory.v1 import inventory_pb2 as pb
+from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 from redis.asyncio import Redis
 
 from inventory import keys
-from lml.inventory.v1 import inventory_pb2 as pb
-from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 from tests.grpc_errors import error_info, status_info
 
 Stub = pb_grpc.InventoryServiceStub
@@ -95,11 +95,15 @@ async def test_get_event_describes_seats_in_creation_order(stub: Stub) -> None:
 
 
 async def test_unknown_event_is_not_found(stub: Stub) -> None:
-    await fails(stub.GetEvent(pb.GetEventRequest(event_id="nope")), Code.NOT_FOUND,
-                "EVENT_NOT_FOUND")
+    await fails(
+        stub.GetEvent(pb.GetEventRequest(event_id="nope")), Code.NOT_FOUND, "EVENT_NOT_FOUND"
+    )
     await fails(stub.Hold(hold_request("u", "A1")), Code.NOT_FOUND, "EVENT_NOT_FOUND")
-    await fails(stub.GetAvailability(pb.GetAvailabilityRequest(event_id="show")),
-                Code.NOT_FOUND, "EVENT_NOT_FOUND")
+    await fails(
+        stub.GetAvailability(pb.GetAvailabilityRequest(event_id="show")),
+        Code.NOT_FOUND,
+        "EVENT_NOT_FOUND",
+    )
 
 
 # -- hold -----------------------------------------------------------------------------------------
@@ -112,8 +116,11 @@ async def test_hold_holds_every_seat_and_reports_conflicts_exactly(stub: Stub) -
     assert len(held.hold_id) >= 22  # 128 random bits, base64url
     assert held.holder_id == "alice" and held.event_id == "show"
 
-    info = await fails(stub.Hold(hold_request("bob", "A3", "A2", "A1")),
-                       Code.FAILED_PRECONDITION, "SEATS_UNAVAILABLE")
+    info = await fails(
+        stub.Hold(hold_request("bob", "A3", "A2", "A1")),
+        Code.FAILED_PRECONDITION,
+        "SEATS_UNAVAILABLE",
+    )
     assert sorted(info.metadata["seat_ids"].split(",")) == ["A1", "A2"]
     # All-or-nothing: the free seat A3 was not taken by the failed hold.
     assert (await statuses(stub))["A3"] == pb.SEAT_STATUS_AVAILABLE
@@ -146,12 +153,16 @@ async def test_unknown_seats_are_named(stub: Stub) -> None:
 
 async def test_hold_limits(stub: Stub) -> None:
     await create(stub, max_seats_per_hold=3, max_seats_per_holder=4)
-    info = await fails(stub.Hold(hold_request("u", "A1", "A2", "A3", "A4")),
-                       Code.RESOURCE_EXHAUSTED, "LIMIT_EXCEEDED")
+    info = await fails(
+        stub.Hold(hold_request("u", "A1", "A2", "A3", "A4")),
+        Code.RESOURCE_EXHAUSTED,
+        "LIMIT_EXCEEDED",
+    )
     assert info.metadata["limit"] == "max_seats_per_hold"
     await stub.Hold(hold_request("u", "A1", "A2", "A3"))
-    info = await fails(stub.Hold(hold_request("u", "A4", "A5")), Code.RESOURCE_EXHAUSTED,
-                       "LIMIT_EXCEEDED")
+    info = await fails(
+        stub.Hold(hold_request("u", "A4", "A5")), Code.RESOURCE_EXHAUSTED, "LIMIT_EXCEEDED"
+    )
     assert info.metadata["limit"] == "max_seats_per_holder"
     await stub.Hold(hold_request("other", "A4", "A5"))  # the limit is per holder
 
@@ -187,27 +198,36 @@ async def test_extend_moves_expiry_within_lifetime(stub: Stub) -> None:
     extended = (await stub.Extend(pb.ExtendRequest(**ref(hold), ttl=Duration(seconds=600)))).hold
     assert extended.expires_at.seconds >= hold.expires_at.seconds + 500
     assert list(extended.seat_ids) == ["A1"]
-    info = await fails(stub.Extend(pb.ExtendRequest(**ref(hold), ttl=Duration(seconds=1800))),
-                       Code.RESOURCE_EXHAUSTED, "LIMIT_EXCEEDED")
+    info = await fails(
+        stub.Extend(pb.ExtendRequest(**ref(hold), ttl=Duration(seconds=1800))),
+        Code.RESOURCE_EXHAUSTED,
+        "LIMIT_EXCEEDED",
+    )
     assert info.metadata["limit"] == "max_hold_lifetime"
 
 
 async def test_hold_errors_for_extend_release_confirm(stub: Stub) -> None:
     await create(stub)
     hold = (await stub.Hold(hold_request("u", "A1", ttl_ms=100))).hold
-    for call in (stub.Extend(pb.ExtendRequest(**ref(hold, "mallory"))),
-                 stub.Release(pb.ReleaseRequest(**ref(hold, "mallory"))),
-                 stub.Confirm(pb.ConfirmRequest(**ref(hold, "mallory")))):
+    for call in (
+        stub.Extend(pb.ExtendRequest(**ref(hold, "mallory"))),
+        stub.Release(pb.ReleaseRequest(**ref(hold, "mallory"))),
+        stub.Confirm(pb.ConfirmRequest(**ref(hold, "mallory"))),
+    ):
         await fails(call, Code.PERMISSION_DENIED, "NOT_HOLDER")
     missing = pb.Hold(hold_id="no-such-hold", holder_id="u")
-    for call in (stub.Extend(pb.ExtendRequest(**ref(missing))),
-                 stub.Release(pb.ReleaseRequest(**ref(missing))),
-                 stub.Confirm(pb.ConfirmRequest(**ref(missing)))):
+    for call in (
+        stub.Extend(pb.ExtendRequest(**ref(missing))),
+        stub.Release(pb.ReleaseRequest(**ref(missing))),
+        stub.Confirm(pb.ConfirmRequest(**ref(missing))),
+    ):
         await fails(call, Code.NOT_FOUND, "HOLD_NOT_FOUND")
     await asyncio.sleep(0.15)
-    for call in (stub.Extend(pb.ExtendRequest(**ref(hold))),
-                 stub.Confirm(pb.ConfirmRequest(**ref(hold))),
-                 stub.Release(pb.ReleaseRequest(**ref(hold)))):
+    for call in (
+        stub.Extend(pb.ExtendRequest(**ref(hold))),
+        stub.Confirm(pb.ConfirmRequest(**ref(hold))),
+        stub.Release(pb.ReleaseRequest(**ref(hold))),
+    ):
         await fails(call, Code.FAILED_PRECONDITION, "HOLD_EXPIRED")
     assert (await statuses(stub))["A1"] == pb.SEAT_STATUS_AVAILABLE
 
@@ -235,10 +255,12 @@ async def test_confirm_books_once_and_writes_the_outbox_once(stub: Stub, redis: 
     assert outbox[0][1]["booking_id"] == booking.booking_id
     assert (await statuses(stub))["A2"] == pb.SEAT_STATUS_BOOKED
     await fails(stub.Hold(hold_request("v", "A2")), Code.FAILED_PRECONDITION, "SEATS_UNAVAILABLE")
-    await fails(stub.Extend(pb.ExtendRequest(**ref(hold))), Code.FAILED_PRECONDITION,
-                "HOLD_CONFIRMED")
-    await fails(stub.Release(pb.ReleaseRequest(**ref(hold))), Code.FAILED_PRECONDITION,
-                "HOLD_CONFIRMED")
+    await fails(
+        stub.Extend(pb.ExtendRequest(**ref(hold))), Code.FAILED_PRECONDITION, "HOLD_CONFIRMED"
+    )
+    await fails(
+        stub.Release(pb.ReleaseRequest(**ref(hold))), Code.FAILED_PRECONDITION, "HOLD_CONFIRMED"
+    )
 
 
 async def test_availability_snapshot_and_version(stub: Stub) -> None:
@@ -260,14 +282,16 @@ async def test_availability_snapshot_and_version(stub: Stub) -> None:
 async def test_execute_runs_each_operation_on_its_own(stub: Stub) -> None:
     await create(stub)
     hold = (await stub.Hold(hold_request("u", "A1"))).hold
-    batch = pb.ExecuteRequest(operations=[
-        pb.Operation(id="ok", hold=hold_request("v", "A2", "A3")),
-        pb.Operation(id="taken", hold=hold_request("v", "A1")),
-        pb.Operation(id="bad", hold=hold_request("v", "A4", "A4")),
-        pb.Operation(id="empty"),
-        pb.Operation(id="confirm", confirm=pb.ConfirmRequest(**ref(hold))),
-        pb.Operation(id="gone", release=pb.ReleaseRequest(**ref(pb.Hold(hold_id="x"), "v"))),
-    ])
+    batch = pb.ExecuteRequest(
+        operations=[
+            pb.Operation(id="ok", hold=hold_request("v", "A2", "A3")),
+            pb.Operation(id="taken", hold=hold_request("v", "A1")),
+            pb.Operation(id="bad", hold=hold_request("v", "A4", "A4")),
+            pb.Operation(id="empty"),
+            pb.Operation(id="confirm", confirm=pb.ConfirmRequest(**ref(hold))),
+            pb.Operation(id="gone", release=pb.ReleaseRequest(**ref(pb.Hold(hold_id="x"), "v"))),
+        ]
+    )
 
     async def requests() -> Any:
         yield batch
@@ -290,11 +314,16 @@ async def test_execute_stream_answers_many_batches(stub: Stub) -> None:
 
     async def requests() -> Any:
         for n, seat in enumerate(SEATS):
-            yield pb.ExecuteRequest(operations=[pb.Operation(id=str(n), hold=hold_request(
-                f"u{n}", seat))])
+            yield pb.ExecuteRequest(
+                operations=[pb.Operation(id=str(n), hold=hold_request(f"u{n}", seat))]
+            )
 
-    ids = [r.id async for response in stub.Execute(requests()) for r in response.results
-           if r.HasField("hold")]
+    ids = [
+        r.id
+        async for response in stub.Execute(requests())
+        for r in response.results
+        if r.HasField("hold")
+    ]
     assert sorted(ids, key=int) == [str(n) for n in range(10)]
 
 
