@@ -54,11 +54,11 @@ def _check_event_id(event_id: str) -> None:
         raise invalid("event_id may hold only letters, digits and . _ : -")
 
 
-def _check_seat_ids(seat_ids: Sequence[str]) -> None:
+def _check_seat_ids(seat_ids: Sequence[str], limit: int = MAX_SEATS_PER_REQUEST) -> None:
     if not seat_ids:
         raise invalid("seat_ids is empty")
-    if len(seat_ids) > MAX_SEATS_PER_REQUEST:
-        raise invalid(f"more than {MAX_SEATS_PER_REQUEST} seat ids in one request")
+    if len(seat_ids) > limit:
+        raise invalid(f"more than {limit} seat ids in one request")
     if len(set(seat_ids)) != len(seat_ids):
         raise invalid("seat_ids lists a seat more than once")
     for seat_id in seat_ids:
@@ -140,7 +140,7 @@ class Inventory:
         _check_event_id(request.event_id)
         if len(request.seats) > MAX_SEATS_PER_EVENT:
             raise invalid(f"more than {MAX_SEATS_PER_EVENT} seats")
-        _check_seat_ids([seat.seat_id for seat in request.seats] or ["-"])
+        _check_seat_ids([seat.seat_id for seat in request.seats] or ["-"], MAX_SEATS_PER_EVENT)
         limits = resolve_limits(request.limits)
         canonical = pb.CreateEventRequest(event_id=request.event_id, limits=limits)
         canonical.seats.extend(request.seats)
