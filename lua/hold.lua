@@ -73,12 +73,15 @@ local live_ids, held = {}, 0
 local list = redis.call('HGET', KEYS[5], holder_id)
 if list then
   for id in string.gmatch(list, '%S+') do
-    local rec = cjson.decode(redis.call('HGET', KEYS[3], id))
-    if rec.e <= now then
-      end_hold(id, rec, 'expired', now)
-    else
-      live_ids[#live_ids + 1] = id
-      held = held + #rec.s
+    local raw = redis.call('HGET', KEYS[3], id)
+    local rec = raw and cjson.decode(raw)
+    if rec and rec.st == 'held' then
+      if rec.e <= now then
+        end_hold(id, rec, 'expired', now)
+      else
+        live_ids[#live_ids + 1] = id
+        held = held + #rec.s
+      end
     end
   end
 end
@@ -97,9 +100,12 @@ for i, state in ipairs(states) do
     local other = string.sub(state, 3)
     local free = ended[other]
     if free == nil and string.sub(state, 1, 1) == 'H' then
-      local rec = cjson.decode(redis.call('HGET', KEYS[3], other))
-      free = rec.e <= now
-      if free then end_hold(other, rec, 'expired', now) end
+      -- A seat whose hold record is gone or ended (which the scripts never leave behind) counts
+      -- as free rather than failing every hold on it.
+      local raw = redis.call('HGET', KEYS[3], other)
+      local rec = raw and cjson.decode(raw)
+      free = not rec or rec.st ~= 'held' or rec.e <= now
+      if rec and rec.st == 'held' and rec.e <= now then end_hold(other, rec, 'expired', now) end
       ended[other] = free
     end
     if not free then taken[#taken + 1] = seats[i] end
