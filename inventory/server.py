@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 
 from inventory.engine import Inventory
 from inventory.service import InventoryServicer
+from inventory.watch import WatchHub
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +61,13 @@ async def run_sweeper(inventory: Inventory, health_servicer: Any, interval: floa
         await asyncio.sleep(interval)
 
 
-def create_server(inventory: Inventory, listen: str) -> tuple[grpc.aio.Server, Any]:
+def create_server(
+    inventory: Inventory, listen: str, watch_hub: WatchHub | None = None
+) -> tuple[grpc.aio.Server, Any]:
     """The gRPC server with every service added, bound to `listen`; returns it and its health."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
-    pb_grpc.add_InventoryServiceServicer_to_server(InventoryServicer(inventory), server)
+    servicer = InventoryServicer(inventory, watch_hub)
+    pb_grpc.add_InventoryServiceServicer_to_server(servicer, server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -82,7 +86,8 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
     """Serves until SIGTERM or SIGINT, then stops taking calls and drains the ones in flight."""
     redis = connect_redis(config)
     inventory = Inventory(redis)
-    server, health_servicer = create_server(inventory, config.listen)
+    watch_hub = WatchHub(redis)
+    server, health_servicer = create_server(inventory, config.listen, watch_hub)
     await server.start()
     log.info("inventory service listening on %s (redis %s)", config.listen, config.redis_url)
 
@@ -98,6 +103,7 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
     log.info("draining calls in flight (up to %.0f s)", config.grace)
     await health_servicer.enter_graceful_shutdown()
     sweeper.cancel()
+    await watch_hub.close()  # watch streams never end by themselves: end them before draining
     await server.stop(config.grace)
     await redis.aclose()
     log.info("stopped")

@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 
 from inventory.engine import Inventory
 from inventory.errors import InventoryError, redis_status
+from inventory.watch import WatchEnded, WatchHub
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,9 @@ async def _unary(
 
 
 class InventoryServicer(pb_grpc.InventoryServiceServicer):
-    def __init__(self, inventory: Inventory) -> None:
+    def __init__(self, inventory: Inventory, watch_hub: WatchHub | None = None) -> None:
         self.inventory = inventory
+        self.watch_hub = watch_hub or WatchHub(inventory.redis)
 
     async def CreateEvent(
         self,
@@ -134,3 +136,17 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
             await reader  # surfaces a failure of the request stream
         finally:
             reader.cancel()
+
+    async def WatchEvent(
+        self,
+        request: pb.WatchEventRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> AsyncIterator[pb.WatchEventResponse]:
+        try:
+            async for changes in self.watch_hub.watch(request.event_id, request.from_version):
+                yield pb.WatchEventResponse(changes=changes)
+        except (InventoryError, WatchEnded) as error:
+            status = error.to_status()
+        except RedisError as error:
+            status = redis_status(error)
+        await context.abort_with_status(rpc_status.to_status(status))  # type: ignore[attr-defined]
