@@ -164,7 +164,7 @@ class WatchHub:
         by itself, raises WatchEnded (or InventoryError for a bad request)."""
         _check_event_id(event_id)
         event_keys = keys.event_keys(event_id)
-        latest = await self.redis.hget(event_keys.meta, "version")
+        latest: str | None = await self.redis.hget(event_keys.meta, "version")  # type: ignore[assignment]
         if latest is None:
             raise InventoryError("EVENT_NOT_FOUND", f"no event {event_id}")
         if from_version > int(latest):
