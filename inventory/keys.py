@@ -35,3 +35,8 @@ def seat_info_key(event_id: str) -> str:
 def request_key(event_id: str, holder_id: str, request_id: str) -> str:
     # The holder id's length keeps ("a:b", "c") and ("a", "b:c") apart.
     return f"lml:{{{event_id}}}:request:{len(holder_id)}:{holder_id}:{request_id}"
+
+
+def dead_letter_key(event_id: str) -> str:
+    """Stream of the event's outbox and change-log entries that the booking worker gave up on."""
+    return f"lml:{{{event_id}}}:dead_letters"

@@ -1,0 +1,201 @@
+"""`lml-worker`: run the booking worker, migrate the schema, and recover events."""
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import asyncpg
+import click
+import uvloop
+from prometheus_client import start_http_server
+from redis.asyncio import Redis
+
+from booking import migrations, recovery, store
+from booking.worker import Worker, WorkerSettings
+from inventory.engine import Inventory
+
+T = TypeVar("T")
+
+redis_url_option = click.option(
+    "--redis-url",
+    envvar="LML_REDIS_URL",
+    default="redis://127.0.0.1:6379/0",
+    show_default=True,
+    help="Also LML_REDIS_URL.",
+)
+postgres_url_option = click.option(
+    "--postgres-url",
+    envvar="LML_POSTGRES_URL",
+    default="postgresql://postgres@127.0.0.1:5432/lml",
+    show_default=True,
+    help="Also LML_POSTGRES_URL.",
+)
+event_option = click.option("--event", "event_id", required=True, help="Event id.")
+
+
+def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    try:
+        return uvloop.run(main())
+    except (OSError, asyncpg.PostgresError) as error:
+        raise click.ClickException(f"postgres: {error}") from error
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+def main(verbose: bool) -> None:
+    """The booking worker: syncs confirmed bookings from Redis to Postgres."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@main.command()
+@postgres_url_option
+def migrate(postgres_url: str) -> None:
+    """Applies the schema migrations not yet applied (idempotent)."""
+    applied = _run(lambda: migrations.apply(postgres_url))
+    click.echo(f"applied: {', '.join(applied)}" if applied else "schema up to date")
+
+
+@main.command()
+@redis_url_option
+@postgres_url_option
+@click.option("--consumer", default=f"{socket.gethostname()}-{os.getpid()}", show_default=True,
+              help="Consumer name in the groups; unique per running worker.")  # fmt: skip
+@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--block-ms", default=100, show_default=True, type=click.IntRange(1, 60_000))
+@click.option("--claim-idle-ms", default=30_000, show_default=True, type=click.IntRange(100),
+              help="Entries pending longer than this are claimed from their consumer.")  # fmt: skip
+@click.option("--max-deliveries", default=5, show_default=True, type=click.IntRange(1),
+              help="Deliveries before an entry goes to the dead-letter stream.")  # fmt: skip
+@click.option("--discovery-interval", default=1.0, show_default=True, type=click.FloatRange(0.01))
+@click.option("--trim-interval", default=5.0, show_default=True, type=click.FloatRange(0.01))
+@click.option("--metrics-port", type=click.IntRange(0, 65535), help="Serve Prometheus metrics.")
+def run(
+    redis_url: str,
+    postgres_url: str,
+    consumer: str,
+    batch_size: int,
+    block_ms: int,
+    claim_idle_ms: int,
+    max_deliveries: int,
+    discovery_interval: float,
+    trim_interval: float,
+    metrics_port: int | None,
+) -> None:
+    """Syncs bookings and seat transitions until SIGTERM or SIGINT."""
+    settings = WorkerSettings(
+        consumer=consumer,
+        batch_size=batch_size,
+        block_ms=block_ms,
+        claim_idle_ms=claim_idle_ms,
+        max_deliveries=max_deliveries,
+        discovery_interval_s=discovery_interval,
+        trim_interval_s=trim_interval,
+    )
+    if metrics_port is not None:
+        start_http_server(metrics_port)
+    _run(lambda: _work(redis_url, postgres_url, settings))
+
+
+async def _work(redis_url: str, postgres_url: str, settings: WorkerSettings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    # No connection at start: the worker starts (and waits) while Postgres is down.
+    pool = await asyncpg.create_pool(postgres_url, min_size=0, max_size=4)
+    try:
+        await Worker(redis, pool, settings).run(stop)
+    finally:
+        await pool.close()
+        await redis.aclose()
+
+
+@main.command()
+@redis_url_option
+@postgres_url_option
+@event_option
+def rebuild(redis_url: str, postgres_url: str, event_id: str) -> None:
+    """Restores an event's inventory in Redis from Postgres, after Redis lost it."""
+
+    async def go() -> recovery.RebuildReport:
+        redis = Redis.from_url(redis_url, decode_responses=True)
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            return await recovery.rebuild(Inventory(redis), conn, event_id)
+        finally:
+            await conn.close()
+            await redis.aclose()
+
+    try:
+        report = _run(go)
+    except recovery.RecoveryError as error:
+        raise click.ClickException(str(error)) from error
+    state = "recreated" if report.created else "was still in Redis"
+    click.echo(f"event {event_id} {state}; {report.restored} seats booked again, "
+               f"{report.already_booked} were already booked")  # fmt: skip
+    click.echo("holds are not kept in Postgres: every hold of this event is lost, and its seats "
+               "are available")  # fmt: skip
+    for seat_id, value in report.conflicts:
+        click.echo(f"conflict: seat {seat_id} is {value!r} in Redis, left as it is", err=True)
+    if report.conflicts:
+        sys.exit(1)
+
+
+@main.command()
+@redis_url_option
+@postgres_url_option
+@event_option
+def reconcile(redis_url: str, postgres_url: str, event_id: str) -> None:
+    """Compares an event in Redis and Postgres; exits 1 when they differ."""
+
+    async def go() -> recovery.Reconciliation:
+        redis = Redis.from_url(redis_url, decode_responses=True)
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            return await recovery.reconcile(redis, conn, event_id)
+        finally:
+            await conn.close()
+            await redis.aclose()
+
+    result = _run(go)
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    for difference in result.differences:
+        click.echo(difference)
+    click.echo(f"{len(result.differences)} differences")
+    if result.differences:
+        sys.exit(1)
+
+
+@main.command()
+@postgres_url_option
+@event_option
+@click.option("--seat", "seat_id", required=True, help="Seat id.")
+def history(postgres_url: str, event_id: str, seat_id: str) -> None:
+    """What happened to one seat: every transition, when, and by whom."""
+
+    async def go() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            return await store.seat_history(conn, event_id, seat_id)
+        finally:
+            await conn.close()
+
+    rows = _run(go)
+    for row in rows:
+        click.echo(
+            f"v{row['version']} {row['at'].isoformat()} {row['reason']:<9} -> {row['status']:<9} "
+            f"hold={row['hold_id'] or '-'} holder={row['holder_id'] or '-'} "
+            f"booking={row['booking_id'] or '-'}"
+        )
+    if not rows:
+        click.echo(f"no transitions recorded for seat {seat_id} of event {event_id}")

@@ -1,0 +1,269 @@
+"""A Redis consumer group over one stream of every event.
+
+Entries are read in batches and handed to a sink, which applies them in one Postgres
+transaction; they are acknowledged only after the commit, so a crash at any point leaves them
+pending and another consumer claims them after an idle timeout. An entry whose delivery count
+passes the bound is dead-lettered (Postgres table and a Redis stream) with its last failure.
+"""
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import asyncpg
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from booking import metrics, store
+from booking.records import Entry
+from booking.retry import retrying
+from inventory import keys
+
+# (event id, entry id): entry ids are unique within one stream, and there is one stream per event.
+EntryKey = tuple[str, str]
+
+
+class Sink(Protocol):
+    async def write(self, entries: Sequence[Entry]) -> dict[EntryKey, str]:
+        """Applies the entries durably; returns the reason for each entry it could not apply.
+
+        Raises (a transient error) only when it applied nothing.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    group: str
+    consumer: str
+    batch_size: int = 1000
+    block_ms: int = 100
+    claim_idle_ms: int = 30_000
+    max_deliveries: int = 5
+    trim_interval_s: float | None = None  # None: never trim (the change log trims itself)
+
+
+def _id_order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class StreamConsumer:
+    def __init__(
+        self,
+        redis: Redis,
+        pool: asyncpg.Pool,
+        sink: Sink,
+        stream_of: Callable[[str], str],
+        settings: ConsumerSettings,
+    ) -> None:
+        self.redis = redis
+        self.pool = pool
+        self.sink = sink
+        self.stream_of = stream_of
+        self.settings = settings
+        self.streams: dict[str, str] = {}  # stream key -> event id
+        self.failures: dict[EntryKey, str] = {}  # last failure of entries not yet acknowledged
+        self._next_reclaim = 0.0
+        self._next_trim = 0.0
+
+    async def watch(self, event_id: str) -> None:
+        """Joins the event's stream, creating the group at the start so nothing is missed."""
+        stream = self.stream_of(event_id)
+        try:
+            await self.redis.xgroup_create(stream, self.settings.group, id="0", mkstream=True)
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+        self.streams[stream] = event_id
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            async for attempt in retrying(stop, f"{self.settings.group} consumer"):
+                with attempt:
+                    await self.step(stop)
+
+    async def step(self, stop: asyncio.Event) -> int:
+        """One round: reclaim and trim when due, then read and apply one batch of new entries."""
+        now = time.monotonic()
+        if now >= self._next_reclaim:
+            more = await self.reclaim(stop)
+            interval = min(max(self.settings.claim_idle_ms / 2000, 0.1), 10.0)
+            self._next_reclaim = now + (0 if more else interval)
+        if self.settings.trim_interval_s is not None and now >= self._next_trim:
+            await self.trim()
+            self._next_trim = now + self.settings.trim_interval_s
+        return await self.read(stop)
+
+    async def read(self, stop: asyncio.Event) -> int:
+        if not self.streams:
+            await asyncio.sleep(self.settings.block_ms / 1000)
+            return 0
+        try:
+            reply: Any = await self.redis.xreadgroup(
+                self.settings.group,
+                self.settings.consumer,
+                dict.fromkeys(self.streams, ">"),
+                count=self.settings.batch_size,
+                block=self.settings.block_ms,
+            )
+        except ResponseError as error:
+            if "NOGROUP" not in str(error):
+                raise
+            # Redis lost a stream (a flush or a failover): join every stream again.
+            for event_id in list(self.streams.values()):
+                await self.watch(event_id)
+            return 0
+        entries = [
+            Entry(stream, self.streams[stream], entry_id, fields)
+            for stream, items in reply or []
+            for entry_id, fields in items
+            if fields is not None
+        ]
+        await self.handle(entries, stop)
+        return len(entries)
+
+    async def handle(self, entries: Sequence[Entry], stop: asyncio.Event) -> None:
+        if not entries:
+            return
+        failures: dict[EntryKey, str] = {}
+        # Postgres down: hold on to the batch and wait; Redis keeps the entries meanwhile.
+        async for attempt in retrying(stop, f"{self.settings.group} write"):
+            with attempt:
+                failures = await self.sink.write(entries)
+        for (event_id, entry_id), reason in failures.items():
+            log.warning(
+                "%s: entry %s of %s not applied: %s",
+                self.settings.group,
+                entry_id,
+                event_id,
+                reason,
+            )
+            metrics.ENTRY_FAILURES.labels(self.settings.group).inc()
+        self.failures.update(failures)
+        await self._ack([e for e in entries if (e.event_id, e.entry_id) not in failures])
+
+    async def _ack(self, entries: Sequence[Entry]) -> None:
+        by_stream: dict[str, list[str]] = {}
+        for entry in entries:
+            by_stream.setdefault(entry.stream, []).append(entry.entry_id)
+            self.failures.pop((entry.event_id, entry.entry_id), None)
+        if not by_stream:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for stream, ids in by_stream.items():
+            pipe.xack(stream, self.settings.group, *ids)
+        await pipe.execute()
+
+    async def reclaim(self, stop: asyncio.Event) -> bool:
+        """Claims entries left pending too long (by a crashed or stuck consumer) and applies them;
+        dead-letters those delivered too often. True when more may be waiting."""
+        more = False
+        for stream, event_id in list(self.streams.items()):
+            try:
+                next_id, claimed, deleted = await self.redis.xautoclaim(
+                    stream,
+                    self.settings.group,
+                    self.settings.consumer,
+                    min_idle_time=self.settings.claim_idle_ms,
+                    start_id="0-0",
+                    count=self.settings.batch_size,
+                )
+            except ResponseError as error:
+                if "NOGROUP" not in str(error):
+                    raise
+                continue  # read() joins the stream again
+            more = more or next_id != "0-0"
+            if deleted:  # trimmed away while pending: nothing left to apply
+                await self.redis.xack(stream, self.settings.group, *deleted)
+            if not claimed:
+                continue
+            entries = [Entry(stream, event_id, entry_id, fields) for entry_id, fields in claimed]
+            deliveries = await self._deliveries(stream, entries)
+            dead = [e for e in entries if deliveries[e.entry_id] > self.settings.max_deliveries]
+            await self._dead_letter(dead, deliveries, stop)
+            await self.handle([e for e in entries if e not in dead], stop)
+        return more
+
+    async def _deliveries(self, stream: str, entries: Sequence[Entry]) -> dict[str, int]:
+        pending = await self.redis.xpending_range(
+            stream,
+            self.settings.group,
+            min=entries[0].entry_id,
+            max=entries[-1].entry_id,
+            count=len(entries) * 2,
+            consumername=self.settings.consumer,
+        )
+        counts = {p["message_id"]: int(p["times_delivered"]) for p in pending}
+        return {e.entry_id: counts.get(e.entry_id, 1) for e in entries}
+
+    async def _dead_letter(
+        self, dead: Sequence[Entry], deliveries: dict[str, int], stop: asyncio.Event
+    ) -> None:
+        if not dead:
+            return
+        letters = [
+            (
+                entry,
+                deliveries[entry.entry_id] - 1,
+                self.failures.get(
+                    (entry.event_id, entry.entry_id),
+                    f"not acknowledged after {deliveries[entry.entry_id] - 1} deliveries",
+                ),
+            )
+            for entry in dead
+        ]
+        async for attempt in retrying(stop, f"{self.settings.group} dead-letter"):
+            with attempt:
+                async with self.pool.acquire() as conn:
+                    await store.insert_dead_letters(conn, self.settings.group, letters)
+        pipe = self.redis.pipeline(transaction=False)
+        for entry, count, reason in letters:
+            log.error(
+                "%s: dead-lettered entry %s of %s after %d deliveries: %s",
+                self.settings.group,
+                entry.entry_id,
+                entry.event_id,
+                count,
+                reason,
+            )
+            letter = _letter(entry, self.settings.group, count, reason)
+            pipe.xadd(keys.dead_letter_key(entry.event_id), letter)
+        await pipe.execute()
+        metrics.DEAD_LETTERS.labels(self.settings.group).inc(len(letters))
+        await self._ack(dead)
+
+    async def trim(self) -> None:
+        """Drops acknowledged entries: everything older than the oldest entry some group still
+        needs (its oldest pending entry, else its last delivered one)."""
+        for stream in list(self.streams):
+            try:
+                groups = await self.redis.xinfo_groups(stream)
+            except ResponseError:
+                continue  # the stream is gone
+            bounds: list[str] = []
+            for group in groups:
+                if group["pending"]:
+                    bounds.append((await self.redis.xpending(stream, group["name"]))["min"])
+                else:
+                    bounds.append(group["last-delivered-id"])
+            if bounds:
+                await self.redis.xtrim(stream, minid=min(bounds, key=_id_order), approximate=False)
+
+
+def _letter(entry: Entry, group: str, deliveries: int, reason: str) -> dict[Any, Any]:
+    return {
+        "stream": entry.stream,
+        "group": group,
+        "entry_id": entry.entry_id,
+        "deliveries": deliveries,
+        "reason": reason,
+        "fields": json.dumps(entry.fields),
+    }
+
+
+log = logging.getLogger(__name__)

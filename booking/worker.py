@@ -1,0 +1,109 @@
+"""The booking worker: finds events, keeps their definitions in Postgres, and runs two consumer
+groups on each event's streams: the outbox (bookings) and the change log (audit trail)."""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import asyncpg
+from lml.inventory.v1 import inventory_pb2 as pb
+from redis.asyncio import Redis
+
+from booking import store
+from booking.consumer import ConsumerSettings, StreamConsumer
+from booking.retry import retrying
+from booking.sinks import AuditSink, OutboxSink
+from inventory import keys
+from inventory.engine import Inventory
+from inventory.errors import InventoryError
+
+log = logging.getLogger(__name__)
+
+OUTBOX_GROUP = "booking-sync"
+AUDIT_GROUP = "seat-audit"
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    consumer: str
+    batch_size: int = 1000
+    block_ms: int = 100
+    claim_idle_ms: int = 30_000
+    max_deliveries: int = 5
+    discovery_interval_s: float = 1.0
+    trim_interval_s: float = 5.0
+
+
+class Worker:
+    def __init__(self, redis: Redis, pool: asyncpg.Pool, settings: WorkerSettings) -> None:
+        self.redis = redis
+        self.pool = pool
+        self.settings = settings
+        self.inventory = Inventory(redis)
+        self.outbox = StreamConsumer(
+            redis,
+            pool,
+            OutboxSink(pool),
+            lambda event_id: keys.event_keys(event_id).outbox,
+            self._consumer_settings(OUTBOX_GROUP, settings.trim_interval_s),
+        )
+        self.audit = StreamConsumer(
+            redis,
+            pool,
+            AuditSink(pool),
+            lambda event_id: keys.event_keys(event_id).changes,
+            self._consumer_settings(AUDIT_GROUP, None),
+        )
+        self.saved: set[str] = set()  # events whose definition is in Postgres
+
+    def _consumer_settings(self, group: str, trim_interval_s: float | None) -> ConsumerSettings:
+        s = self.settings
+        return ConsumerSettings(
+            group=group,
+            consumer=s.consumer,
+            batch_size=s.batch_size,
+            block_ms=s.block_ms,
+            claim_idle_ms=s.claim_idle_ms,
+            max_deliveries=s.max_deliveries,
+            trim_interval_s=trim_interval_s,
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Runs until `stop` is set; then finishes the batch in hand and returns."""
+        await self._discover_retrying(stop)
+        await asyncio.gather(self._discovery(stop), self.outbox.run(stop), self.audit.run(stop))
+
+    async def _discovery(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self.settings.discovery_interval_s)
+            except TimeoutError:
+                await self._discover_retrying(stop)
+
+    async def _discover_retrying(self, stop: asyncio.Event) -> None:
+        async for attempt in retrying(stop, "event discovery"):
+            with attempt:
+                await self.discover()
+
+    async def discover(self) -> None:
+        """Joins the streams of events not seen before, after saving their definition."""
+        async for event_id in self.redis.sscan_iter(keys.EVENTS):
+            if event_id not in self.saved:
+                await self._save_definition(event_id)
+            if event_id not in self.outbox.streams:
+                log.info("watching event %s", event_id)
+                await self.outbox.watch(event_id)
+                await self.audit.watch(event_id)
+
+    async def _save_definition(self, event_id: str) -> None:
+        async with self.pool.acquire() as conn:
+            if not await store.has_event(conn, event_id):
+                try:
+                    described = await self.inventory.get_event(
+                        pb.GetEventRequest(event_id=event_id, include_seats=True)
+                    )
+                except InventoryError as error:
+                    log.warning("event %s has no definition in Redis yet: %s", event_id, error)
+                    return
+                await store.save_event(conn, described)
+        self.saved.add(event_id)

@@ -1,0 +1,55 @@
+--[[
+  restore_event: after Redis lost an event, books again the seats that Postgres holds booked.
+  Run by `lml-worker rebuild` once the event was recreated (every seat available). Each booking's
+  seats become "B:<booking id>" and one change-log entry (reason "restored", status BOOKED)
+  records them, in this one atomic step. Idempotent: a seat already booked by the same booking
+  is left alone and logged again by no one.
+
+  Input:
+    KEYS[1..7] meta, seats, holds, deadlines, holders, changes, outbox (as in hold.lua)
+    ARGV[1] version floor: the highest change-log version Postgres saw; the change log goes on
+            from above it, so versions (and audit rows) never repeat
+    ARGV[2..] booking id, seat ids as JSON, booking id, seat ids as JSON, ...
+
+  Output:
+    {"OK", seats restored, seats already booked by their booking, conflicts as JSON}
+    where conflicts is a list of [seat id, current value] for seats that are held or booked by
+    another booking (left as they are), or unknown to the event.
+    {"EVENT_NOT_FOUND", message}: nothing changed
+  Cost: O(seats restored).
+]]
+-- @include changelog
+
+local meta = redis.call('HMGET', KEYS[1], 'changelog_max', 'version')
+if not meta[1] then return {'EVENT_NOT_FOUND', 'no event for these keys'} end
+changelog_max = meta[1]
+if tonumber(meta[2]) < tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'version', ARGV[1])
+end
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local restored, already, conflicts = 0, 0, {}
+for i = 2, #ARGV, 2 do
+  local booking_id = ARGV[i]
+  local marker = 'B:' .. booking_id
+  local changed = {}
+  for _, seat in ipairs(cjson.decode(ARGV[i + 1])) do
+    local current = redis.call('HGET', KEYS[2], seat)
+    if current == 'A' then
+      redis.call('HSET', KEYS[2], seat, marker)
+      changed[#changed + 1] = seat
+    elseif current == marker then
+      already = already + 1
+    else
+      conflicts[#conflicts + 1] = {seat, current or ''}
+    end
+  end
+  if #changed > 0 then
+    restored = restored + #changed
+    append_change('restored', 'BOOKED', '', '', changed, now, booking_id)
+  end
+end
+local encoded = '[]'
+if #conflicts > 0 then encoded = cjson.encode(conflicts) end
+return {'OK', restored, already, encoded}
