@@ -66,14 +66,28 @@ def migrate(postgres_url: str) -> None:
 @main.command()
 @redis_url_option
 @postgres_url_option
-@click.option("--consumer", default=f"{socket.gethostname()}-{os.getpid()}", show_default=True,
-              help="Consumer name in the groups; unique per running worker.")  # fmt: skip
+@click.option(
+    "--consumer",
+    default=f"{socket.gethostname()}-{os.getpid()}",
+    show_default=True,
+    help="Consumer name in the groups; unique per running worker.",
+)
 @click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--block-ms", default=100, show_default=True, type=click.IntRange(1, 60_000))
-@click.option("--claim-idle-ms", default=30_000, show_default=True, type=click.IntRange(100),
-              help="Entries pending longer than this are claimed from their consumer.")  # fmt: skip
-@click.option("--max-deliveries", default=5, show_default=True, type=click.IntRange(1),
-              help="Deliveries before an entry goes to the dead-letter stream.")  # fmt: skip
+@click.option(
+    "--claim-idle-ms",
+    default=30_000,
+    show_default=True,
+    type=click.IntRange(100),
+    help="Entries pending longer than this are claimed from their consumer.",
+)
+@click.option(
+    "--max-deliveries",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Deliveries before an entry goes to the dead-letter stream.",
+)
 @click.option("--discovery-interval", default=1.0, show_default=True, type=click.FloatRange(0.01))
 @click.option("--trim-interval", default=5.0, show_default=True, type=click.FloatRange(0.01))
 @click.option("--metrics-port", type=click.IntRange(0, 65535), help="Serve Prometheus metrics.")
@@ -140,10 +154,14 @@ def rebuild(redis_url: str, postgres_url: str, event_id: str) -> None:
     except recovery.RecoveryError as error:
         raise click.ClickException(str(error)) from error
     state = "recreated" if report.created else "was still in Redis"
-    click.echo(f"event {event_id} {state}; {report.restored} seats booked again, "
-               f"{report.already_booked} were already booked")  # fmt: skip
-    click.echo("holds are not kept in Postgres: every hold of this event is lost, and its seats "
-               "are available")  # fmt: skip
+    click.echo(
+        f"event {event_id} {state}; {report.restored} seats booked again, "
+        f"{report.already_booked} were already booked"
+    )
+    click.echo(
+        "holds are not kept in Postgres: every hold of this event is lost, and its seats "
+        "are available"
+    )
     for seat_id, value in report.conflicts:
         click.echo(f"conflict: seat {seat_id} is {value!r} in Redis, left as it is", err=True)
     if report.conflicts:

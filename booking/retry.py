@@ -9,7 +9,8 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception_type,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def retrying(stop: asyncio.Event, what: str) -> AsyncRetrying:
 
     return AsyncRetrying(
         retry=retry_if_exception_type(TRANSIENT_ERRORS),
-        wait=wait_exponential_jitter(initial=0.05, max=2.0),
+        wait=wait_exponential(multiplier=0.05, max=2.0) + wait_random(0, 0.05),
         stop=give_up,
         before_sleep=report,
         reraise=True,
