@@ -1,0 +1,227 @@
+"""InventoryClient: the asyncio SDK for InventoryService.
+
+Every call has a deadline; transient failures (UNAVAILABLE, DEADLINE_EXCEEDED) are retried.
+Retrying is safe: Hold and Confirm carry a request id made once per logical call and reused by
+every attempt (the service answers a repeat with the first result), Release and Confirm are
+idempotent, an Extend repeated only moves the expiry to now + ttl again, and CreateEvent is
+idempotent for identical input.
+"""
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Self, TypeVar
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from lml.inventory.v1 import inventory_pb2 as pb
+from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_exponential_jitter
+
+from clients.errors import Transient, from_rpc_error, from_status
+from clients.multiplex import ExecuteMultiplexer
+from clients.watching import Update, follow
+
+T = TypeVar("T")
+Response = TypeVar("Response")
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InventoryService"].full_name
+
+
+def _duration(seconds: float | None) -> Duration | None:
+    if seconds is None:
+        return None
+    duration = Duration()
+    duration.FromMilliseconds(round(seconds * 1000))
+    return duration
+
+
+class InventoryClient:
+    """Calls InventoryService at `target` (host:port).
+
+    `timeout` is each attempt's deadline in seconds, `attempts` how often a transient failure is
+    tried in all. With `multiplex`, Hold, Extend, Release and Confirm travel in batches over one
+    Execute stream: calls made within `batch_window` seconds of each other share a batch of at
+    most `max_batch` operations.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float = 5.0,
+        attempts: int = 4,
+        multiplex: bool = False,
+        batch_window: float = 0.002,
+        max_batch: int = 64,
+        watch_timeout: float = 300.0,
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        self.watch_timeout = watch_timeout
+        self._channel = grpc.aio.insecure_channel(target)
+        self._stub = pb_grpc.InventoryServiceStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._retrying = AsyncRetrying(
+            retry=retry_if_exception_type(Transient),
+            stop=stop_after_attempt(attempts),
+            wait=wait_exponential_jitter(initial=0.05, max=1.0),
+            reraise=True,
+        )
+        self.multiplexer = (
+            ExecuteMultiplexer(self._stub, timeout, batch_window, max_batch) if multiplex else None
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self.multiplexer is not None:
+            await self.multiplexer.close()
+        await self._channel.close(None)
+
+    # -- events and snapshots -------------------------------------------------------------------
+
+    async def create_event(
+        self,
+        event_id: str,
+        seats: Sequence[pb.Seat],
+        limits: pb.EventLimits | None = None,
+    ) -> pb.CreateEventResponse:
+        request = pb.CreateEventRequest(event_id=event_id, seats=seats, limits=limits)
+        return await self._unary(self._stub.CreateEvent, request)
+
+    async def get_event(self, event_id: str, include_seats: bool = False) -> pb.GetEventResponse:
+        request = pb.GetEventRequest(event_id=event_id, include_seats=include_seats)
+        return await self._unary(self._stub.GetEvent, request)
+
+    async def availability(self, event_id: str) -> pb.GetAvailabilityResponse:
+        request = pb.GetAvailabilityRequest(event_id=event_id)
+        return await self._unary(self._stub.GetAvailability, request)
+
+    async def ready(self) -> bool:
+        """Whether the service answers its health check as SERVING, within the deadline."""
+        try:
+            response = await self._health.Check(
+                health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=self.timeout
+            )
+        except grpc.aio.AioRpcError:
+            return False
+        return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+
+    # -- holds ------------------------------------------------------------------------------------
+
+    async def hold(
+        self,
+        event_id: str,
+        holder_id: str,
+        seat_ids: Sequence[str],
+        *,
+        ttl: float | None = None,
+        request_id: str | None = None,
+    ) -> pb.Hold:
+        """Holds every seat or none; `ttl` in seconds (None: the event's default)."""
+        request = pb.HoldRequest(
+            event_id=event_id,
+            holder_id=holder_id,
+            seat_ids=seat_ids,
+            ttl=_duration(ttl),
+            request_id=request_id or uuid.uuid4().hex,
+        )
+        return (await self._mutate("hold", request, self._stub.Hold)).hold
+
+    async def extend(
+        self, event_id: str, hold_id: str, holder_id: str, *, ttl: float | None = None
+    ) -> pb.Hold:
+        request = pb.ExtendRequest(
+            event_id=event_id, hold_id=hold_id, holder_id=holder_id, ttl=_duration(ttl)
+        )
+        return (await self._mutate("extend", request, self._stub.Extend)).hold
+
+    async def release(self, event_id: str, hold_id: str, holder_id: str) -> list[str]:
+        """Releases the hold; returns the seats it released."""
+        request = pb.ReleaseRequest(event_id=event_id, hold_id=hold_id, holder_id=holder_id)
+        return list((await self._mutate("release", request, self._stub.Release)).seat_ids)
+
+    async def confirm(
+        self,
+        event_id: str,
+        hold_id: str,
+        holder_id: str,
+        *,
+        payment_ref: str = "",
+        request_id: str | None = None,
+    ) -> pb.Booking:
+        request = pb.ConfirmRequest(
+            event_id=event_id,
+            hold_id=hold_id,
+            holder_id=holder_id,
+            payment_ref=payment_ref,
+            request_id=request_id or uuid.uuid4().hex,
+        )
+        return (await self._mutate("confirm", request, self._stub.Confirm)).booking
+
+    # -- live updates -----------------------------------------------------------------------------
+
+    def watch(self, event_id: str, from_version: int | None = None) -> AsyncIterator[Update]:
+        """A Snapshot, then every change (pb.SeatChange) in order; a fresh Snapshot whenever
+        the change log cannot resume. With `from_version`, resumes after it (no first Snapshot).
+        """
+        return follow(self, event_id, from_version)
+
+    async def watch_changes(
+        self, event_id: str, from_version: int
+    ) -> AsyncIterator[pb.WatchEventResponse]:
+        """The raw WatchEvent stream, ended by `watch_timeout` (a deadline on every call)."""
+        request = pb.WatchEventRequest(event_id=event_id, from_version=from_version)
+        call = self._stub.WatchEvent(request, timeout=self.watch_timeout)
+        try:
+            async for response in call:
+                yield response
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+        finally:
+            call.cancel()
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    async def _unary(self, method: Callable[..., Awaitable[T]], request: object) -> T:
+        async def attempt() -> T:
+            try:
+                return await method(request, timeout=self.timeout)
+            except grpc.aio.AioRpcError as error:
+                raise from_rpc_error(error) from None
+
+        return await self._retry(attempt)
+
+    async def _mutate(
+        self, kind: str, request: Message, method: Callable[..., Awaitable[Response]]
+    ) -> Response:
+        multiplexer = self.multiplexer
+        if multiplexer is None:
+            return await self._unary(method, request)
+
+        async def attempt() -> Response:
+            operation = pb.Operation()
+            getattr(operation, kind).CopyFrom(request)
+            result = await multiplexer.run(operation)
+            if result.WhichOneof("result") == "error":
+                raise from_status(result.error)
+            response: Response = getattr(result, kind)
+            return response
+
+        return await self._retry(attempt)
+
+    async def _retry(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        # A copy per call: a Retrying object keeps the state of the call it is running.
+        return await self._retrying.copy()(attempt)

@@ -1,0 +1,211 @@
+"""The gateway's JSON shapes (validated by pydantic, documented in the OpenAPI document) and
+their conversion from the service's messages."""
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+from lml.inventory.v1 import inventory_pb2 as pb
+from pydantic import BaseModel, Field
+
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+Seconds = Annotated[float, Field(gt=0, le=86_400)]
+Status = Literal["AVAILABLE", "HELD", "BOOKED"]
+
+
+def _time(timestamp: Timestamp) -> datetime:
+    return timestamp.ToDatetime(tzinfo=UTC)
+
+
+def _seconds(duration: Duration) -> float:
+    return duration.ToMilliseconds() / 1000
+
+
+def status_name(status: "pb.SeatStatus.ValueType") -> str:
+    return pb.SeatStatus.Name(status).removeprefix("SEAT_STATUS_")
+
+
+class SeatIn(BaseModel):
+    seat_id: Id
+    section: str = ""
+    row: str = ""
+    number: str = ""
+    category: str | None = None
+
+    def message(self) -> pb.Seat:
+        return pb.Seat(**self.model_dump(exclude_none=True))
+
+
+class Limits(BaseModel):
+    """Zero or absent fields take the service defaults."""
+
+    max_seats_per_hold: int = Field(default=0, ge=0)
+    max_seats_per_holder: int = Field(default=0, ge=0)
+    default_ttl_seconds: float = Field(default=0, ge=0)
+    max_ttl_seconds: float = Field(default=0, ge=0)
+    max_hold_lifetime_seconds: float = Field(default=0, ge=0)
+
+    def message(self) -> pb.EventLimits:
+        limits = pb.EventLimits(
+            max_seats_per_hold=self.max_seats_per_hold,
+            max_seats_per_holder=self.max_seats_per_holder,
+        )
+        limits.default_ttl.FromMilliseconds(round(self.default_ttl_seconds * 1000))
+        limits.max_ttl.FromMilliseconds(round(self.max_ttl_seconds * 1000))
+        limits.max_hold_lifetime.FromMilliseconds(round(self.max_hold_lifetime_seconds * 1000))
+        return limits
+
+    @classmethod
+    def of(cls, limits: pb.EventLimits) -> "Limits":
+        return cls(
+            max_seats_per_hold=limits.max_seats_per_hold,
+            max_seats_per_holder=limits.max_seats_per_holder,
+            default_ttl_seconds=_seconds(limits.default_ttl),
+            max_ttl_seconds=_seconds(limits.max_ttl),
+            max_hold_lifetime_seconds=_seconds(limits.max_hold_lifetime),
+        )
+
+
+class EventIn(BaseModel):
+    event_id: Id
+    seats: list[SeatIn] = Field(min_length=1)
+    limits: Limits = Limits()
+
+
+class EventOut(BaseModel):
+    event_id: str
+    seat_count: int
+    version: int
+    created_at: datetime
+    limits: Limits
+    seats: list[SeatIn] | None = None
+
+    @classmethod
+    def of(cls, event: pb.Event, seats: list[pb.Seat] | None = None) -> "EventOut":
+        return cls(
+            event_id=event.event_id,
+            seat_count=event.seat_count,
+            version=event.version,
+            created_at=_time(event.created_at),
+            limits=Limits.of(event.limits),
+            seats=None
+            if seats is None
+            else [
+                SeatIn(
+                    seat_id=seat.seat_id,
+                    section=seat.section,
+                    row=seat.row,
+                    number=seat.number,
+                    category=seat.category if seat.HasField("category") else None,
+                )
+                for seat in seats
+            ],
+        )
+
+
+class HoldIn(BaseModel):
+    holder_id: Id
+    seat_ids: list[Id] = Field(min_length=1, max_length=1000)
+    ttl_seconds: Seconds | None = None
+    request_id: Id | None = Field(
+        default=None, description="Retry key: the same holder and request id return the first hold."
+    )
+
+
+class ExtendIn(BaseModel):
+    holder_id: Id
+    ttl_seconds: Seconds | None = None
+
+
+class ReleaseIn(BaseModel):
+    holder_id: Id
+
+
+class ConfirmIn(BaseModel):
+    holder_id: Id
+    payment_ref: str = Field(default="", max_length=256)
+    request_id: Id | None = None
+
+
+class HoldOut(BaseModel):
+    hold_id: str
+    event_id: str
+    holder_id: str
+    seat_ids: list[str]
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, hold: pb.Hold) -> "HoldOut":
+        return cls(
+            hold_id=hold.hold_id,
+            event_id=hold.event_id,
+            holder_id=hold.holder_id,
+            seat_ids=list(hold.seat_ids),
+            expires_at=_time(hold.expires_at),
+        )
+
+
+class ReleaseOut(BaseModel):
+    seat_ids: list[str]
+
+
+class BookingOut(BaseModel):
+    booking_id: str
+    event_id: str
+    hold_id: str
+    holder_id: str
+    seat_ids: list[str]
+    confirmed_at: datetime
+    payment_ref: str
+
+    @classmethod
+    def of(cls, booking: pb.Booking) -> "BookingOut":
+        return cls(
+            booking_id=booking.booking_id,
+            event_id=booking.event_id,
+            hold_id=booking.hold_id,
+            holder_id=booking.holder_id,
+            seat_ids=list(booking.seat_ids),
+            confirmed_at=_time(booking.confirmed_at),
+            payment_ref=booking.payment_ref,
+        )
+
+
+class AvailabilityOut(BaseModel):
+    event_id: str
+    version: int = Field(description="Change-log version: the SSE stream resumes after it.")
+    seats: dict[str, Status]
+
+    @classmethod
+    def of(cls, event_id: str, snapshot: pb.GetAvailabilityResponse) -> "AvailabilityOut":
+        seats = {seat.seat_id: status_name(seat.status) for seat in snapshot.seats}
+        return cls.model_validate(
+            {"event_id": event_id, "version": snapshot.version, "seats": seats}
+        )
+
+
+class ChangeOut(BaseModel):
+    """One SSE `change` event's data; its SSE id is `version`."""
+
+    version: int
+    reason: str
+    status: Status
+    seat_ids: list[str]
+    hold_id: str
+    changed_at: datetime
+
+    @classmethod
+    def of(cls, change: pb.SeatChange) -> "ChangeOut":
+        return cls.model_validate(
+            {
+                "version": change.version,
+                "reason": pb.ChangeReason.Name(change.reason)
+                .removeprefix("CHANGE_REASON_")
+                .lower(),
+                "status": status_name(change.status),
+                "seat_ids": list(change.seat_ids),
+                "hold_id": change.hold_id,
+                "changed_at": _time(change.changed_at),
+            }
+        )
