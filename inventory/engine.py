@@ -93,7 +93,13 @@ def resolve_limits(limits: pb.EventLimits) -> pb.EventLimits:
     """The event's limits with every unset field taken from DEFAULT_LIMITS, checked."""
     resolved = pb.EventLimits()
     resolved.CopyFrom(DEFAULT_LIMITS)
-    resolved.MergeFrom(limits)  # set fields of `limits` win; unset ones keep the default
+    # Field by field, each set field replacing its default whole: MergeFrom would merge a
+    # Duration's seconds and nanos apart, so 150 ms over a 15 min default made 900.15 s.
+    for field, value in limits.ListFields():
+        if field.message_type is None:
+            setattr(resolved, field.name, value)
+        elif value.ByteSize():  # a zero Duration takes the default, as an unset one does
+            getattr(resolved, field.name).CopyFrom(value)
     default_ttl, max_ttl = _ms(resolved.default_ttl), _ms(resolved.max_ttl)
     if not 0 < default_ttl <= max_ttl <= _ms(resolved.max_hold_lifetime):
         raise invalid("limits need 0 < default_ttl <= max_ttl <= max_hold_lifetime")
