@@ -70,7 +70,7 @@ async def test_concurrent_imports_get_distinct_versions(layouts: Layouts) -> Non
 async def test_an_invalid_layout_is_not_published(layouts: Layouts) -> None:
     broken = variant(lambda d: d["sections"][0]["rows"][0]["seats"][0].update(x=3.0))
     await layouts.add(broken)
-    with pytest.raises(LayoutInvalid, match="x 3.0 is outside"):
+    with pytest.raises(LayoutInvalid, match=r"x 3\.0 is outside"):
         await layouts.publish(broken.id)
     assert (await layouts.store.get(broken.id)).status == LayoutStatus.DRAFT
 

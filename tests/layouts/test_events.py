@@ -1,0 +1,193 @@
+"""Events from deployed layouts: real Redis (the `inventory` fixture) and real Postgres."""
+
+from typing import Any
+
+import asyncpg
+import pytest
+from lml.inventory.v1 import inventory_pb2 as pb
+from redis.asyncio import Redis
+
+from inventory import keys
+from inventory.engine import Inventory
+from inventory.layouts.canonical import seat_id
+from inventory.layouts.errors import EventSetupError, LayoutStateConflict
+from inventory.layouts.events import EventFromLayout, create_event_from_layout, read_event_layout
+from inventory.layouts.lifecycle import Layouts
+from inventory.layouts.model import Layout
+from inventory.layouts.opera import opera_house
+from inventory.layouts.seatmap import seat_map
+from tests.layouts.samples import small_layout
+
+PRICES = {"A": 4500, "B": 2500}
+
+
+async def deployed(layouts: Layouts, layout: Layout) -> Layout:
+    await layouts.add(layout)
+    await layouts.publish(layout.id)
+    return await layouts.deploy(layout.id)
+
+
+def spec(layout: Layout, event_id: str = "gala-2026", **changes: Any) -> EventFromLayout:
+    assert layout.hash is not None
+    fields: dict[str, Any] = {
+        "event_id": event_id,
+        "layout_id": layout.id,
+        "layout_hash": layout.hash,
+        "currency": "GBP",
+        "prices": PRICES,
+    }
+    return EventFromLayout(**(fields | changes))
+
+
+async def nothing_recorded(pool: asyncpg.Pool, redis: Redis, event_id: str) -> bool:
+    rows = await pool.fetchval("SELECT count(*) FROM event_layouts WHERE event_id = $1", event_id)
+    prices = await pool.fetchval("SELECT count(*) FROM event_prices WHERE event_id = $1", event_id)
+    exists = await redis.exists(keys.event_keys(event_id).meta)
+    return bool(rows == prices == exists == 0)
+
+
+async def test_an_event_from_a_deployed_layout(
+    pg_layouts: Layouts, pg_pool: asyncpg.Pool, inventory: Inventory
+) -> None:
+    layout = await deployed(pg_layouts, small_layout())
+    response = await create_event_from_layout(pg_layouts, pg_pool, inventory, spec(layout))
+    assert response.created and response.event.seat_count == 17
+
+    described = await inventory.get_event(
+        pb.GetEventRequest(event_id="gala-2026", include_seats=True)
+    )
+    first = described.seats[0]
+    assert (first.section, first.row, first.number, first.category) == ("stalls", "A", "1", "A")
+    assert first.seat_id == seat_id(str(layout.id), "stalls", "A", "1")
+    assert {seat.category for seat in described.seats} == {"A", "B"}
+
+    record = await read_event_layout(pg_pool, "gala-2026")
+    assert record.layout_version == 1
+    assert (record.event.layout_hash, record.event.currency) == (layout.hash, "GBP")
+    assert record.event.prices == PRICES
+
+
+async def test_creating_it_again_is_idempotent(
+    pg_layouts: Layouts, pg_pool: asyncpg.Pool, inventory: Inventory
+) -> None:
+    layout = await deployed(pg_layouts, small_layout())
+    await create_event_from_layout(pg_layouts, pg_pool, inventory, spec(layout))
+    again = await create_event_from_layout(pg_layouts, pg_pool, inventory, spec(layout))
+    assert not again.created
+
+
+async def test_the_opera_house_makes_a_two_thousand_seat_event(
+    pg_layouts: Layouts, pg_pool: asyncpg.Pool, inventory: Inventory
+) -> None:
+    layout = await deployed(pg_layouts, opera_house())
+    prices = {"A": 12000, "B": 8000, "C": 4500, "D": 2000, "BOX": 15000}
+    response = await create_event_from_layout(
+        pg_layouts, pg_pool, inventory, spec(layout, "tosca-1", prices=prices)
+    )
+    assert response.event.seat_count == sum(1 for _ in layout.seats())
+
+
+async def test_a_layout_that_is_not_deployed_is_refused(
+    pg_layouts: Layouts, pg_pool: asyncpg.Pool, inventory: Inventory, redis: Redis
+) -> None:
+    layout = small_layout()
+    await pg_layouts.add(layout)
+    published = await pg_layouts.publish(layout.id)
+    with pytest.raises(LayoutStateConflict, match="is published, not deployed"):
+        await create_event_from_layout(pg_layouts, pg_pool, inventory, spec(published))
+    await pg_layouts.deploy(layout.id)
+    await pg_layouts.archive(layout.id)
+    with pytest.raises(LayoutStateConflict, match="is archived, not deployed"):
+        await create_event_from_layout(pg_layouts, pg_pool, inventory, spec(published))
+    assert await nothing_recorded(pg_pool, redis, "gala-2026")
+
+
+async def test_a_hash_mismatch_is_refused(
+    pg_layouts: Layouts, pg_pool: asyncpg.Pool, inventory: Inventory, redis: Redis
+) -> None:
+    layout = await deployed(pg_layouts, small_layout())
+    with pytest.raises(LayoutStateConflict, match="no version with hash"):
+        await create_event_from_layout(
+            pg_layouts, pg_pool, inventory, spec(layout, layout_hash="ab" * 32)
+        )
+    assert await nothing_recorded(pg_pool, redis, "gala-2026")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"prices": {"A": 4500}}, "no price for category"),
+        ({"prices": PRICES | {"VIP": 9900}}, "has no category"),
+        ({"prices": {"A": -1, "B": 0}}, "whole number >= 0"),
+        ({"prices": {"A": 12.5, "B": 0}}, "whole number >= 0"),
+        ({"currency": "pounds"}, "ISO 4217"),
+        ({"event_id": "bad{id}"}, "event_id may hold only"),
+    ],
+)
+async def test_bad_requests_change_nothing(
+    pg_layouts: Layouts,
+    pg_pool: asyncpg.Pool,
+    inventory: Inventory,
+    redis: Redis,
+    changes: dict[str, Any],
+    message: str,
+) -> None:
+    layout = await deployed(pg_layouts, small_layout())
+    event = spec(layout, **changes)
+    with pytest.raises(EventSetupError, match=message):
+        await create_event_from_layout(pg_layouts, pg_pool, inventory, event)
+    assert await nothing_recorded(pg_pool, redis, event.event_id)
+
+
+async def test_an_event_id_taken_with_other_prices_is_refused(
+    pg_layouts: Layouts, pg_pool: asyncpg.Pool, inventory: Inventory
+) -> None:
+    layout = await deployed(pg_layouts, small_layout())
+    await create_event_from_layout(pg_layouts, pg_pool, inventory, spec(layout))
+    with pytest.raises(EventSetupError, match="exists with another layout, currency or prices"):
+        await create_event_from_layout(
+            pg_layouts, pg_pool, inventory, spec(layout, prices={"A": 1, "B": 1})
+        )
+    assert (await read_event_layout(pg_pool, "gala-2026")).event.prices == PRICES
+
+
+async def test_an_event_already_in_redis_with_other_seats_is_not_recorded(
+    pg_layouts: Layouts, pg_pool: asyncpg.Pool, inventory: Inventory
+) -> None:
+    layout = await deployed(pg_layouts, small_layout())
+    other = pb.CreateEventRequest(event_id="gala-2026", seats=[pb.Seat(seat_id="x", section="s")])
+    await inventory.create_event(other)
+    with pytest.raises(EventSetupError, match="exists with other seats"):
+        await create_event_from_layout(pg_layouts, pg_pool, inventory, spec(layout))
+    assert await pg_pool.fetchval("SELECT count(*) FROM event_layouts") == 0
+
+
+async def test_the_seat_map_is_the_export_plus_live_availability(
+    pg_layouts: Layouts, pg_pool: asyncpg.Pool, inventory: Inventory
+) -> None:
+    layout = await deployed(pg_layouts, small_layout())
+    await create_event_from_layout(pg_layouts, pg_pool, inventory, spec(layout))
+    first, second = (seat_id(str(layout.id), "stalls", "A", n) for n in ("3", "4"))
+    await inventory.hold(pb.HoldRequest(event_id="gala-2026", holder_id="h1", seat_ids=[first]))
+    hold = await inventory.hold(
+        pb.HoldRequest(event_id="gala-2026", holder_id="h2", seat_ids=[second])
+    )
+    await inventory.confirm(
+        pb.ConfirmRequest(event_id="gala-2026", hold_id=hold.hold.hold_id, holder_id="h2")
+    )
+    # Archiving the layout later does not take the map away from an existing event.
+    await pg_layouts.archive(layout.id)
+
+    shown = await seat_map(pg_layouts, pg_pool, inventory, "gala-2026")
+    assert shown["layout"]["hash"] == shown["layout_hash"] == layout.hash
+    assert shown["prices"] == PRICES
+    assert shown["availability"]["held"] == [first]
+    assert shown["availability"]["booked"] == [second]
+    assert shown["availability"]["version"] == 3
+
+
+async def test_the_seat_map_of_an_unknown_event(
+    pg_layouts: Layouts, pg_pool: asyncpg.Pool, inventory: Inventory
+) -> None:
+    with pytest.raises(EventSetupError, match="no event nope was created from a layout"):
+        await seat_map(pg_layouts, pg_pool, inventory, "nope")
