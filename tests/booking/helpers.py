@@ -8,12 +8,14 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import cast
 
 import asyncpg
 from lml.inventory.v1 import inventory_pb2 as pb
 from redis.asyncio import Redis
 
 from booking.worker import Worker, WorkerSettings
+from inventory import keys
 from inventory.engine import Inventory
 
 BATCH = 500
@@ -79,6 +81,20 @@ async def wait_for(check: Callable[[], Awaitable[bool]], within: float = 30.0) -
         if time.monotonic() > deadline:
             raise AssertionError(f"still not true after {within} s: {check.__name__}")
         await asyncio.sleep(0.05)
+
+
+async def seat_states(redis: Redis, event_id: str) -> dict[str, str]:
+    return cast(dict[str, str], await redis.hgetall(keys.event_keys(event_id).seats))
+
+
+async def booked_in_redis(redis: Redis, event_id: str) -> dict[str, str]:
+    """seat id -> booking id of every booked seat."""
+    states = await seat_states(redis, event_id)
+    return {seat: value[2:] for seat, value in states.items() if value.startswith("B:")}
+
+
+async def entries(redis: Redis, stream: str) -> list[tuple[str, dict[str, str]]]:
+    return cast(list[tuple[str, dict[str, str]]], await redis.xrange(stream))
 
 
 async def count(pg: asyncpg.Connection, query: str, *args: object) -> int:

@@ -11,7 +11,17 @@ from redis.asyncio import Redis
 from booking.worker import OUTBOX_GROUP
 from inventory import keys
 from inventory.engine import Inventory
-from tests.booking.helpers import book, count, hold, make_event, pairs, running_worker, wait_for
+from tests.booking.helpers import (
+    book,
+    count,
+    entries,
+    hold,
+    make_event,
+    pairs,
+    running_worker,
+    seat_states,
+    wait_for,
+)
 
 FAST = {"claim_idle_ms": 200, "discovery_interval_s": 0.05, "trim_interval_s": 0.1}
 
@@ -42,7 +52,7 @@ async def test_bookings_reach_postgres_once_with_their_seats(
     rows = await pg.fetch("SELECT booking_id, event_id, status FROM bookings")
     assert sorted(r["booking_id"] for r in rows) == sorted(booking_ids)
     assert {(r["event_id"], r["status"]) for r in rows} == {("show-1", "active")}
-    redis_seats = await redis.hgetall(keys.event_keys("show-1").seats)
+    redis_seats = await seat_states(redis, "show-1")
     pg_seats = await pg.fetch("SELECT seat_id, booking_id, state FROM booked_seats")
     assert {r["seat_id"]: f"B:{r['booking_id']}" for r in pg_seats} == redis_seats
     assert await count(pg, "SELECT count(*) FROM booking_conflicts") == 0
@@ -96,6 +106,7 @@ async def test_a_double_booking_reaches_the_conflicts_table(
 
         await wait_for(recorded)
     conflict = await pg.fetchrow("SELECT * FROM booking_conflicts")
+    assert conflict is not None
     assert (conflict["seat_id"], conflict["booking_id"], conflict["existing_booking_id"]) == (
         "s00001",
         second,
@@ -109,7 +120,8 @@ async def test_a_double_booking_reaches_the_conflicts_table(
         (second, "s00001"): "conflict",
         (second, "s00003"): "active",
     }
-    statuses = dict(await pg.fetch("SELECT booking_id, status FROM bookings"))
+    rows = await pg.fetch("SELECT booking_id, status FROM bookings")
+    statuses = {r["booking_id"]: r["status"] for r in rows}
     assert statuses == {first: "active", second: "conflict"}
     assert (REGISTRY.get_sample_value("lml_booking_conflicts_total") or 0.0) == before + 1
 
@@ -130,12 +142,13 @@ async def test_a_bad_entry_is_dead_lettered_and_does_not_block_others(
 
         await wait_for(dead)
     letter = await pg.fetchrow("SELECT * FROM dead_letters")
+    assert letter is not None
     assert letter["entry_id"] == bad_id
     assert letter["consumer_group"] == OUTBOX_GROUP
     assert letter["reason"] == "field 'hold_id' is missing"
     assert json.loads(letter["fields"])["booking_id"] == "b-bad"
     assert letter["deliveries"] == 2
-    stream = await redis.xrange(keys.dead_letter_key("show-1"))
+    stream = await entries(redis, keys.dead_letter_key("show-1"))
     assert [fields["entry_id"] for _, fields in stream] == [bad_id]
     assert await redis.xpending(outbox, OUTBOX_GROUP) == {
         "pending": 0,
@@ -152,8 +165,8 @@ async def test_a_redelivered_entry_changes_nothing(
     await make_event(inventory, "show-1", 10)
     await book(inventory, "show-1", [["s00001", "s00002"]])
     outbox = keys.event_keys("show-1").outbox
-    [(_, fields)] = await redis.xrange(outbox)
-    await redis.xadd(outbox, fields)  # the same booking twice, as a retried publish would do
+    [(_, fields)] = await entries(redis, outbox)
+    await redis.xadd(outbox, dict(fields))  # type: ignore[arg-type]  # a retried publish
     async with running_worker(redis, pg_url, **FAST):
 
         async def drained() -> bool:
