@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 import click
+from pymongo.errors import PyMongoError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -15,7 +16,7 @@ from inventory.engine import Inventory
 from inventory.layouts import validation
 from inventory.layouts.backends import Backends, open_backends
 from inventory.layouts.canonical import canonical_json, content
-from inventory.layouts.errors import LayoutError
+from inventory.layouts.errors import LayoutError, LayoutInvalid
 from inventory.layouts.events import EventFromLayout, create_event_from_layout
 from inventory.layouts.export import write_export
 from inventory.layouts.importing import from_csv, from_json
@@ -29,7 +30,7 @@ def _run(ctx: click.Context, work: Callable[[Backends], Awaitable[T]]) -> T:
     """Runs `work` against the configured stores, turning refusals into clean CLI errors."""
 
     async def main() -> T:
-        async with open_backends(ctx.obj["dsn"], ctx.obj["mongo_url"]) as backends:
+        async with open_backends(ctx.obj["postgres_url"], ctx.obj["mongo_url"]) as backends:
             return await work(backends)
 
     try:
@@ -38,27 +39,33 @@ def _run(ctx: click.Context, work: Callable[[Backends], Awaitable[T]]) -> T:
         raise click.ClickException(str(error)) from error
     except asyncpg.UndefinedTableError as error:
         raise click.ClickException(
-            f"{error}: apply the migrations first (booking.migrations.apply)"
+            f"{error}: apply the schema migrations first (lml-worker migrate)"
         ) from error
-    except (OSError, asyncpg.PostgresError, RedisError) as error:
+    except (OSError, asyncpg.PostgresError, RedisError, PyMongoError) as error:
         raise click.ClickException(f"database: {error}") from error
 
 
 @click.group()
 @click.option(
-    "--dsn",
-    envvar="LML_DATABASE_URL",
-    default="postgresql://postgres@127.0.0.1:5432/postgres",
+    "--postgres-url",
+    envvar="LML_POSTGRES_URL",
+    default="postgresql://postgres@127.0.0.1:5432/lml",
     show_default=True,
-    help="Postgres (events always, layouts unless --mongo-url).",
+    help="Events always, layouts unless --mongo-url. Also LML_POSTGRES_URL.",
 )
-@click.option("--mongo-url", envvar="LML_MONGO_URL", default=None, help="Keep layouts in MongoDB.")
+@click.option(
+    "--mongo-url",
+    envvar="LML_MONGO_URL",
+    default=None,
+    help="Keep layouts in MongoDB (LML_MONGO_URL).",
+)
 @click.pass_context
-def main(ctx: click.Context, dsn: str, mongo_url: str | None) -> None:
+def main(ctx: click.Context, postgres_url: str, mongo_url: str | None) -> None:
     """LML venue layouts."""
-    ctx.obj = {"dsn": dsn, "mongo_url": mongo_url}
+    ctx.obj = {"postgres_url": postgres_url, "mongo_url": mongo_url}
 
 
+_SIZE = click.FloatRange(min=0, min_open=True)
 layout_id_argument = click.argument("layout_id", type=click.UUID)
 version_option = click.option("--version", type=click.IntRange(min=1), help="Default: latest.")
 
@@ -76,7 +83,11 @@ def _read_layout(
     if venue is None:
         raise click.UsageError("--venue is required with --csv")
     viewport = Viewport(width=width, height=height)
-    return from_csv(path.read_text(encoding="utf-8"), layout_id or uuid.uuid4(), venue, viewport)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise LayoutInvalid([f"{path} is not UTF-8 text: {error}"]) from error
+    return from_csv(text, layout_id or uuid.uuid4(), venue, viewport)
 
 
 @main.command("import")
@@ -84,8 +95,10 @@ def _read_layout(
 @click.option("--csv", "as_csv", is_flag=True, help="PATH is a CSV of seats (see importing.py).")
 @click.option("--layout-id", type=click.UUID, help="CSV only; default: a new UUID.")
 @click.option("--venue", help="CSV only: the venue's name.")
-@click.option("--width", default=1000.0, show_default=True, help="CSV only: viewport width.")
-@click.option("--height", default=1000.0, show_default=True, help="CSV only: viewport height.")
+@click.option("--width", default=1000.0, show_default=True, type=_SIZE, help="CSV: viewport width.")
+@click.option(
+    "--height", default=1000.0, show_default=True, type=_SIZE, help="CSV: viewport height."
+)
 @click.pass_context
 def import_(
     ctx: click.Context,

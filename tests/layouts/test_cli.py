@@ -15,7 +15,7 @@ OPERA_PRICES += ["--price", "D=2000", "--price", "BOX=15000"]
 
 
 def run(dsn: str, *args: str) -> Result:
-    return CliRunner().invoke(main, ["--dsn", dsn, *args], catch_exceptions=False)
+    return CliRunner().invoke(main, ["--postgres-url", dsn, *args], catch_exceptions=False)
 
 
 def test_the_opera_house_from_file_to_event(
