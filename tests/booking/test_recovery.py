@@ -1,0 +1,139 @@
+"""Redis loses an event: `lml-worker rebuild` restores it from Postgres, `reconcile` checks."""
+
+import subprocess
+from pathlib import Path
+
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+
+from booking import migrations
+from inventory import keys
+from inventory.engine import Inventory
+from tests.booking.helpers import (
+    book,
+    booked_in_redis,
+    hold,
+    make_event,
+    pairs,
+    running_worker,
+    seat_states,
+    wait_for,
+    worker_command,
+)
+from tests.redis_server import RedisServer
+
+FAST = {"claim_idle_ms": 200, "discovery_interval_s": 0.05, "trim_interval_s": 0.1}
+
+
+def cli(redis_url: str | None, pg_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    urls = ["--postgres-url", pg_url] + (["--redis-url", redis_url] if redis_url else [])
+    return subprocess.run(
+        [*worker_command(), *args, *urls],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def _synced_event(
+    redis: Redis, inventory: Inventory, pg: asyncpg.Connection, pg_url: str
+) -> dict[str, str]:
+    """An event with 40 booked seats and 10 held, all synced; returns seat -> booking id."""
+    seats = await make_event(inventory, "show-1", 100)
+    await book(inventory, "show-1", pairs(seats[:40]))
+    await hold(inventory, "show-1", pairs(seats[40:50]))
+    async with running_worker(redis, pg_url, **FAST):
+
+        async def audited() -> bool:
+            return int(await pg.fetchval("SELECT count(*) FROM seat_audit")) == 90
+
+        await wait_for(audited)
+    return await booked_in_redis(redis, "show-1")
+
+
+async def test_flushall_then_rebuild_books_the_seats_again_and_reconcile_is_clean(
+    redis: Redis,
+    redis_server: RedisServer,
+    inventory: Inventory,
+    pg: asyncpg.Connection,
+    pg_url: str,
+) -> None:
+    booked = await _synced_event(redis, inventory, pg, pg_url)
+    assert len(booked) == 40
+    version_before = int(await redis.hget(keys.event_keys("show-1").meta, "version") or 0)
+    clean = cli(redis_server.url, pg_url, "reconcile", "--event", "show-1")
+    assert (clean.returncode, clean.stdout.splitlines()[-1]) == (0, "0 differences")
+
+    await redis.flushall()
+    lost = cli(redis_server.url, pg_url, "reconcile", "--event", "show-1")
+    assert lost.returncode == 1
+    assert "event show-1: not in Redis" in lost.stdout
+
+    rebuilt = cli(redis_server.url, pg_url, "rebuild", "--event", "show-1")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "event show-1 recreated; 40 seats booked again" in rebuilt.stdout
+    assert "every hold of this event is lost" in rebuilt.stdout
+    states = await seat_states(redis, "show-1")
+    assert len(states) == 100
+    assert {s: v[2:] for s, v in states.items() if v != "A"} == booked
+    version_after = int(await redis.hget(keys.event_keys("show-1").meta, "version") or 0)
+    assert version_after > version_before  # versions (and audit rows) never repeat
+    assert cli(redis_server.url, pg_url, "reconcile", "--event", "show-1").returncode == 0
+
+    again = cli(redis_server.url, pg_url, "rebuild", "--event", "show-1")
+    assert "was still in Redis; 0 seats booked again, 40 were already booked" in again.stdout
+
+    # The rebuilt event is watched again, and its restoration is in the audit trail.
+    async with running_worker(redis, pg_url, **FAST):
+
+        async def restored() -> bool:
+            n = await pg.fetchval("SELECT count(*) FROM seat_audit WHERE reason = 'restored'")
+            return int(n) == 40
+
+        await wait_for(restored)
+    seat = sorted(booked)[0]
+    history = cli(None, pg_url, "history", "--event", "show-1", "--seat", seat)
+    reasons = [line.split()[2] for line in history.stdout.splitlines()]
+    assert reasons == ["held", "confirmed", "restored"]
+
+
+async def test_reconcile_reports_a_seat_that_differs(
+    redis: Redis,
+    redis_server: RedisServer,
+    inventory: Inventory,
+    pg: asyncpg.Connection,
+    pg_url: str,
+) -> None:
+    booked = await _synced_event(redis, inventory, pg, pg_url)
+    seat = sorted(booked)[0]
+    await redis.hset(keys.event_keys("show-1").seats, seat, "A")
+    result = cli(redis_server.url, pg_url, "reconcile", "--event", "show-1")
+    assert result.returncode == 1
+    assert f"seat {seat}: booked by {booked[seat]} in Postgres, 'A' in Redis" in result.stdout
+    assert result.stdout.splitlines()[-1] == "1 differences"
+
+
+async def test_rebuild_of_an_unknown_event_is_refused(
+    redis_server: RedisServer, pg_url: str
+) -> None:
+    result = cli(redis_server.url, pg_url, "rebuild", "--event", "nope")
+    assert result.returncode == 1
+    assert "event nope is not in Postgres" in result.stderr
+
+
+async def test_migrations_apply_once(pg_url: str) -> None:
+    assert await migrations.apply(pg_url) == []  # the template database has them all
+    result = cli(None, pg_url, "migrate")
+    assert result.stdout.strip() == "schema up to date"
+
+
+def test_misnamed_or_duplicate_migrations_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "0001_a.sql").write_text("SELECT 1")
+    (tmp_path / "0001_b.sql").write_text("SELECT 1")
+    with pytest.raises(ValueError, match="used twice"):
+        migrations.discover(tmp_path)
+    (tmp_path / "0001_b.sql").unlink()
+    (tmp_path / "2_c.sql").write_text("SELECT 1")
+    with pytest.raises(ValueError, match=r"not named NNNN_name\.sql"):
+        migrations.discover(tmp_path)
