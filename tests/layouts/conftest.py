@@ -1,9 +1,11 @@
-"""Layout fixtures: a fresh Postgres database for the run, migrated by the project's runner,
-and a layout store per test over Postgres and, when LML_TEST_MONGO_URL is set, MongoDB."""
+"""Layout fixtures: a fresh Postgres database for the run, migrated by the project's runner
+(on the local server, else on a private cluster), and a layout store per test over Postgres and,
+when LML_TEST_MONGO_URL is set, MongoDB."""
 
 import asyncio
 import os
 import secrets
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
@@ -15,12 +17,11 @@ from inventory.layouts.lifecycle import Layouts
 from inventory.layouts.mongo import MongoLayoutStore
 from inventory.layouts.postgres import PostgresLayoutStore
 from inventory.layouts.store import LayoutStore
+from tests.booking.postgres_server import LOCAL_ADMIN_URL, PostgresServer, local_postgres_reachable
 
-SERVER = os.environ.get("LML_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 
-
-async def _admin(statement: str) -> None:
-    connection = await asyncpg.connect(f"{SERVER}/postgres", timeout=5)
+async def _admin(server: str, statement: str) -> None:
+    connection = await asyncpg.connect(f"{server}/postgres", timeout=10)
     try:
         await connection.execute(statement)
     finally:
@@ -28,18 +29,31 @@ async def _admin(statement: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres_dsn() -> Iterator[str]:
-    name = f"lml_layouts_test_{secrets.token_hex(6)}"
+def postgres_server() -> Iterator[str]:
+    """The local server's URL (no database), or a private cluster's when none listens."""
+    if local_postgres_reachable():
+        yield LOCAL_ADMIN_URL.rsplit("/", 1)[0]
+        return
     try:
-        asyncio.run(_admin(f"CREATE DATABASE {name}"))
-    except (OSError, asyncpg.PostgresError) as error:
-        pytest.skip(f"no Postgres server reachable at {SERVER} ({error}); Postgres tests skipped")
-    dsn = f"{SERVER}/{name}"
+        private = PostgresServer()
+        private.init()
+        private.start()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as error:
+        pytest.skip(f"no Postgres on 127.0.0.1:5432 and none could be started ({error})")
+    yield private.url().rsplit("/", 1)[0]
+    private.destroy()
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(postgres_server: str) -> Iterator[str]:
+    name = f"lml_layouts_test_{secrets.token_hex(6)}"
+    asyncio.run(_admin(postgres_server, f"CREATE DATABASE {name}"))
+    dsn = f"{postgres_server}/{name}"
     try:
         asyncio.run(migrations.apply(dsn))
         yield dsn
     finally:
-        asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        asyncio.run(_admin(postgres_server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 @pytest.fixture
