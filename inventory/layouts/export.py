@@ -70,6 +70,7 @@ def write_export(layout: Layout, directory: Path) -> Path:
     target = directory / f"{layout.hash}.json"
     with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as handle:
         handle.write(export_bytes(layout))
+    os.chmod(handle.name, 0o644)  # a temporary file is private; the export is for everyone
     os.replace(handle.name, target)
     return target
 

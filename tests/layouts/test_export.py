@@ -33,6 +33,7 @@ def test_the_file_is_named_by_the_hash_and_always_the_same(tmp_path: Path) -> No
     assert first.name == f"{layout.hash}.json"
     assert first.read_bytes() == second.read_bytes() == export_bytes(layout)
     assert list((tmp_path / "a").iterdir()) == [first]  # no temporary file left behind
+    assert first.stat().st_mode & 0o777 == 0o644
 
 
 def test_only_deployed_layouts_are_written(tmp_path: Path) -> None:
