@@ -36,6 +36,3 @@ def layout_hash(layout: Layout) -> str:
     """SHA-256 (hex) of the canonical content: identifies exactly what was published."""
     return hashlib.sha256(canonical_json(content(layout))).hexdigest()
 
-
-def layout_seat_id(layout: Layout, section: str, row: str, number: str) -> str:
-    return seat_id(str(layout.id), section, row, number)
