@@ -1,5 +1,6 @@
 """Events from deployed layouts: real Redis (the `inventory` fixture) and real Postgres."""
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -10,7 +11,7 @@ from redis.asyncio import Redis
 from inventory import keys
 from inventory.engine import Inventory
 from inventory.layouts.canonical import seat_id
-from inventory.layouts.errors import EventSetupError, LayoutStateConflict
+from inventory.layouts.errors import EventSetupError, LayoutImmutable, LayoutStateConflict
 from inventory.layouts.events import EventFromLayout, create_event_from_layout, read_event_layout
 from inventory.layouts.lifecycle import Layouts
 from inventory.layouts.model import Layout
@@ -191,3 +192,26 @@ async def test_the_seat_map_of_an_unknown_event(
 ) -> None:
     with pytest.raises(EventSetupError, match="no event nope was created from a layout"):
         await seat_map(pg_layouts, pg_pool, inventory, "nope")
+
+
+async def test_racing_creations_of_one_event_agree(
+    pg_layouts: Layouts, pg_pool: asyncpg.Pool, inventory: Inventory
+) -> None:
+    layout = await deployed(pg_layouts, small_layout())
+    responses = await asyncio.gather(
+        *(create_event_from_layout(pg_layouts, pg_pool, inventory, spec(layout)) for _ in range(4))
+    )
+    assert sorted(response.created for response in responses) == [False, False, False, True]
+    assert await pg_pool.fetchval("SELECT count(*) FROM event_prices") == len(PRICES)
+
+
+async def test_racing_publishes_of_one_draft_publish_it_once(pg_layouts: Layouts) -> None:
+    draft = await pg_layouts.add(small_layout())
+    results = await asyncio.gather(
+        *(pg_layouts.publish(draft.id) for _ in range(4)), return_exceptions=True
+    )
+    published = [r for r in results if not isinstance(r, BaseException)]
+    assert len(published) == 1
+    assert all(
+        isinstance(r, LayoutImmutable | LayoutStateConflict) for r in results if r not in published
+    )
