@@ -35,4 +35,3 @@ def content(layout: Layout) -> dict[str, Any]:
 def layout_hash(layout: Layout) -> str:
     """SHA-256 (hex) of the canonical content: identifies exactly what was published."""
     return hashlib.sha256(canonical_json(content(layout))).hexdigest()
-

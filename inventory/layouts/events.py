@@ -19,6 +19,7 @@ from inventory.layouts.lifecycle import Layouts
 from inventory.layouts.model import Layout
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
+_MAX_PRICE = 2**63 - 1  # Postgres bigint
 Queryable = asyncpg.Connection | PoolConnectionProxy | asyncpg.Pool
 
 
@@ -64,9 +65,9 @@ def _check_prices(layout: Layout, currency: str, prices: Mapping[str, int]) -> N
     if unknown:
         raise EventSetupError(f"the layout has no category(ies) {', '.join(unknown)}")
     for category, price in prices.items():
-        if isinstance(price, bool) or not isinstance(price, int) or price < 0:
+        if isinstance(price, bool) or not isinstance(price, int) or not 0 <= price <= _MAX_PRICE:
             raise EventSetupError(
-                f"price of {category!r} must be a whole number >= 0 (minor units)"
+                f"price of {category!r} must be a whole number of minor units, 0 to {_MAX_PRICE}"
             )
 
 

@@ -119,8 +119,9 @@ async def test_a_hash_mismatch_is_refused(
     [
         ({"prices": {"A": 4500}}, "no price for category"),
         ({"prices": PRICES | {"VIP": 9900}}, "has no category"),
-        ({"prices": {"A": -1, "B": 0}}, "whole number >= 0"),
-        ({"prices": {"A": 12.5, "B": 0}}, "whole number >= 0"),
+        ({"prices": {"A": -1, "B": 0}}, "whole number of minor units"),
+        ({"prices": {"A": 12.5, "B": 0}}, "whole number of minor units"),
+        ({"prices": {"A": 2**63, "B": 0}}, "whole number of minor units"),
         ({"currency": "pounds"}, "ISO 4217"),
         ({"event_id": "bad{id}"}, "event_id may hold only"),
     ],
