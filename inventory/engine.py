@@ -131,6 +131,7 @@ class Inventory:
                 "confirm",
                 "sweep",
                 "availability",
+                "cancel_booking",
             )
         }
         self._operations: dict[str, _Operation] = {
@@ -261,6 +262,36 @@ class Inventory:
     async def confirm(self, request: pb.ConfirmRequest) -> pb.ConfirmResponse:
         reply = await self.runner.run(self._confirm_call(request))
         return self._confirm_response(request, reply)
+
+    async def cancel_booking(self, request: pb.CancelBookingRequest) -> pb.CancelBookingResponse:
+        """Admin: frees a booking's seats, atomically with its change-log and outbox records."""
+        _check_event_id(request.event_id)
+        _check_id(request.booking_id, "booking_id")
+        if len(request.reason) > 256:
+            raise invalid("reason is longer than 256 characters")
+        event_keys = keys.event_keys(request.event_id)
+        # No index from booking to seats: scan the seats without blocking Redis. Only this script
+        # ever takes a seat away from a booking, so the script re-checking each seat suffices.
+        marker = f"B:{request.booking_id}"
+        seat_ids = {
+            seat: None
+            async for seat, value in self.redis.hscan_iter(event_keys.seats, count=1000)
+            if value == marker
+        }
+        reply = _check_reply(
+            await self.runner.run(
+                Call(
+                    self.scripts["cancel_booking"],
+                    (*event_keys, keys.cancelled_key(request.event_id)),
+                    (request.booking_id, request.reason, request.event_id, *seat_ids),
+                )
+            )
+        )
+        return pb.CancelBookingResponse(
+            seat_ids=json.loads(reply[1]),
+            cancelled_at=_timestamp(reply[2]),
+            already_cancelled=reply[3] == 0,
+        )
 
     async def execute(self, operations: Sequence[pb.Operation]) -> list[pb.OperationResult]:
         """Runs a batch: each operation its own atomic script, all in one Redis round trip.

@@ -16,6 +16,7 @@ STATUS_CODES: dict[str, grpc.StatusCode] = {
     "HOLD_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
     "NOT_HOLDER": grpc.StatusCode.PERMISSION_DENIED,
     "EVENT_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
+    "BOOKING_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
     "EVENT_EXISTS": grpc.StatusCode.ALREADY_EXISTS,
     "LIMIT_EXCEEDED": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "INVALID_ARGUMENT": grpc.StatusCode.INVALID_ARGUMENT,

@@ -40,3 +40,8 @@ def request_key(event_id: str, holder_id: str, request_id: str) -> str:
 def dead_letter_key(event_id: str) -> str:
     """Stream of the event's outbox and change-log entries that the booking worker gave up on."""
     return f"lml:{{{event_id}}}:dead_letters"
+
+
+def cancelled_key(event_id: str) -> str:
+    """Hash booking id -> JSON record of its cancellation (seats, time, reason)."""
+    return f"lml:{{{event_id}}}:cancelled"

@@ -97,6 +97,13 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
     ) -> pb.GetAvailabilityResponse:
         return await _unary(self.inventory.availability, request, context)
 
+    async def CancelBooking(
+        self,
+        request: pb.CancelBookingRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.CancelBookingResponse:
+        return await _unary(self.inventory.cancel_booking, request, context)
+
     async def Execute(
         self,
         request_iterator: AsyncIterator[pb.ExecuteRequest],
