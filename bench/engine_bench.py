@@ -1,0 +1,131 @@
+"""Engine harness: the hold and release scripts driven straight from Python, pipelined.
+
+Redis's own cost per call comes from INFO commandstats (usec_per_call of EVALSHA), reset before
+every pipeline, so holds and releases are measured apart; the point is that a hold costs the
+same in an event of 1,000 seats as in one of 100,000.
+"""
+
+import asyncio
+import random
+import secrets
+from statistics import median
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from bench.report import Report
+from bench.stack import redis_server
+from bench.workload import SEATS_PER_HOLD, create_events, seat_id
+from inventory import keys
+from inventory.engine import Inventory
+from inventory.scripts import Call
+
+
+@dataclass
+class _Cost:
+    calls: int = 0
+    seconds: float = 0.0  # wall time of the pipelines, client included
+    redis_usec: float = 0.0  # EVALSHA time inside Redis
+
+    def add(self, calls: int, seconds: float, stats: dict[str, dict[str, float]]) -> None:
+        self.calls += calls
+        self.seconds += seconds
+        self.redis_usec += float(stats.get("cmdstat_evalsha", {}).get("usec", 0))
+
+    @property
+    def per_second(self) -> float:
+        return self.calls / self.seconds
+
+    @property
+    def usec_per_call(self) -> float:
+        return self.redis_usec / self.calls
+
+
+async def _timed(redis: Redis, inventory: Inventory, calls: list[Call], cost: _Cost) -> list[object]:
+    await redis.config_resetstat()
+    started = time.perf_counter()
+    replies = await inventory.runner.run_batch(calls)
+    cost.add(len(calls), time.perf_counter() - started, await redis.info("commandstats"))
+    return replies
+
+
+async def _measure(
+    redis: Redis, seats: int, holds: int, pipeline: int, tag: str
+) -> tuple[_Cost, _Cost]:
+    """Rounds of `pipeline` holds of disjoint seats, then their releases, in a new event."""
+    inventory = Inventory(redis)
+    event_id = f"engine{seats}-{tag}"
+    await create_events(redis, [event_id], seats)
+    event_keys = keys.event_keys(event_id)
+    hold, release = inventory.scripts["hold"], inventory.scripts["release"]
+    rng = random.Random(seats)
+    hold_cost, release_cost = _Cost(), _Cost()
+    for round_start in range(0, holds, pipeline):
+        wanted = [rng.randint(*SEATS_PER_HOLD) for _ in range(min(pipeline, holds - round_start))]
+        chosen = iter(rng.sample(range(seats), sum(wanted)))
+        refs = [(secrets.token_urlsafe(16), f"h{round_start + i}") for i in range(len(wanted))]
+        calls = [
+            Call(hold, (*event_keys, event_keys.meta),
+                 (hold_id, holder, 0, "", *(seat_id(next(chosen)) for _ in range(n))))
+            for (hold_id, holder), n in zip(refs, wanted, strict=True)
+        ]
+        replies = await _timed(redis, inventory, calls, hold_cost)
+        if any(not isinstance(r, list) or r[0] != "OK" for r in replies):
+            raise RuntimeError(f"a hold failed in the engine harness: {replies[:3]}")
+        releases = [Call(release, event_keys, ref) for ref in refs]
+        await _timed(redis, inventory, releases, release_cost)
+    return hold_cost, release_cost
+
+
+async def _run(
+    redis_url: str, sizes: list[int], holds: int, pipeline: int, rounds: int
+) -> list[list[object]]:
+    """Sizes interleaved over `rounds` rounds, so the machine's noise falls on all of them."""
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    costs: dict[int, list[tuple[_Cost, _Cost]]] = {seats: [] for seats in sizes}
+    try:
+        await _measure(redis, 1_000, pipeline * 5, pipeline, "warmup")  # loads the scripts
+        for index in range(rounds):
+            for seats in sizes:
+                costs[seats].append(await _measure(redis, seats, holds, pipeline, str(index)))
+    finally:
+        await redis.aclose()
+    return [
+        [
+            seats,
+            sum(hold.calls for hold, _ in runs),
+            median(hold.per_second for hold, _ in runs),
+            median(hold.usec_per_call for hold, _ in runs),
+            median(release.per_second for _, release in runs),
+            median(release.usec_per_call for _, release in runs),
+        ]
+        for seats, runs in costs.items()
+    ]
+
+
+def engine(sizes: list[int], holds: int, pipeline: int, rounds: int = 3) -> Report:
+    with tempfile.TemporaryDirectory(prefix="lml-bench-") as tmp, redis_server(Path(tmp)) as server:
+        rows = asyncio.run(_run(server.url, sizes, holds, pipeline, rounds))
+    report = Report("engine", "Engine: Lua scripts driven directly, pipelined")
+    report.text(
+        f"One Python client (redis-py asyncio + hiredis), pipelines of {pipeline} EVALSHA calls; "
+        f"{holds:,} holds of 1-6 random seats per event size and round, each pipeline of holds "
+        f"followed by their releases; {rounds} rounds, sizes interleaved, medians shown. Redis time per call is `usec_per_call` of `cmdstat_evalsha` from INFO "
+        "commandstats, reset before each pipeline. Calls/s is the client's wall time and "
+        "includes building the calls and parsing the replies."
+    )
+    report.table(
+        ["event seats", "holds (all rounds)", "holds/s", "Redis us per hold", "releases/s", "Redis us per release"],
+        rows,
+    )
+    first, last = rows[0], rows[-1]
+    ratio = float(last[3]) / float(first[3])  # type: ignore[arg-type]
+    flat = ratio < 1.25
+    report.text(
+        f"Hold cost in Redis at {last[0]:,} seats vs {first[0]:,} seats: x{ratio:.2f} "
+        f"({'**flat**' if flat else '**not flat**'}; target: flat, within 25%)."
+    )
+    return report

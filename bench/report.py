@@ -1,0 +1,165 @@
+"""A benchmark report: markdown with the machine, versions and exact command, plus PNG charts."""
+
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen first)
+import numpy as np  # noqa: E402
+
+from bench.samples import KIND_NAMES, Samples  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PERCENTILES = (50, 90, 99, 99.9)
+_PACKAGES = ("grpcio", "redis", "hiredis", "protobuf", "asyncpg", "locust")
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def _output(command: list[str]) -> str:
+    try:
+        return subprocess.run(command, capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        return "not installed"
+
+
+def environment() -> list[tuple[str, str]]:
+    import os
+
+    versions = []
+    for package in _PACKAGES:
+        try:
+            versions.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return [
+        ("Machine", f"{os.cpu_count()} cores, {_cpu_model()}, {platform.system()} {platform.release()}"),
+        ("Python", platform.python_version()),
+        ("Redis", _output(["redis-server", "--version"]).split(" sha=")[0]),
+        ("Packages", ", ".join(versions)),
+        ("Commit", _output(["git", "rev-parse", "--short", "HEAD"]) or "unknown"),
+        ("Command", f"`{shlex.join(['python', '-m', 'bench.run', *sys.argv[1:]])}`"),
+    ]
+
+
+@dataclass
+class Report:
+    scenario: str
+    title: str
+    stamp: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
+    lines: list[str] = field(default_factory=list)
+    directory: Path = RESULTS
+
+    @property
+    def name(self) -> str:
+        return f"{self.stamp}-{self.scenario}"
+
+    def text(self, *lines: str) -> None:
+        self.lines.extend([*lines, ""])
+
+    def table(self, headers: list[str], rows: list[list[object]]) -> None:
+        self.lines.append("| " + " | ".join(headers) + " |")
+        self.lines.append("|" + "---|" * len(headers))
+        for row in rows:
+            self.lines.append("| " + " | ".join(_cell(value) for value in row) + " |")
+        self.lines.append("")
+
+    def chart(self, suffix: str, figure: "plt.Figure", caption: str) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"{self.name}-{suffix}.png"
+        figure.savefig(path, dpi=72)
+        plt.close(figure)
+        self.text(f"![{caption}]({path.name})")
+
+    def write(self) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        header = [f"# {self.title}", "", f"Run at {self.stamp} UTC.", ""]
+        header += ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in environment()), ""]
+        path = self.directory / f"{self.name}.md"
+        path.write_text("\n".join(header + self.lines))
+        return path
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "-"
+        return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def throughput_figure(samples: Samples, seconds: int, title: str) -> "plt.Figure":
+    figure, axis = plt.subplots(figsize=(6.4, 3.0))
+    axis.plot(range(seconds), samples.per_second(seconds), label="all", color="black")
+    for kind, name in enumerate(KIND_NAMES):
+        of_kind = samples.kind == kind
+        if of_kind.any():
+            axis.plot(range(seconds), samples.of(of_kind).per_second(seconds), label=name, lw=1)
+    axis.set(xlabel="seconds", ylabel="operations / s", title=title)
+    axis.legend(fontsize=7, ncol=5)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def latency_figure(samples: Samples, title: str) -> "plt.Figure":
+    figure, axis = plt.subplots(figsize=(6.4, 3.0))
+    kinds = [k for k in range(len(KIND_NAMES)) if (samples.kind == k).any()]
+    width = 0.8 / len(PERCENTILES)
+    for index, q in enumerate(PERCENTILES):
+        values = [samples.percentile_ms(q, kind) for kind in kinds]
+        axis.bar(np.arange(len(kinds)) + index * width, values, width, label=f"p{q:g}")
+    axis.set_xticks(np.arange(len(kinds)) + width * 1.5, [KIND_NAMES[k] for k in kinds])
+    axis.axhline(10, color="red", linewidth=0.8, linestyle="--", label="10 ms")
+    axis.set(ylabel="latency (ms)", title=title)
+    axis.legend(fontsize=7, ncol=5)
+    axis.grid(alpha=0.3, axis="y")
+    figure.tight_layout()
+    return figure
+
+
+def latency_rows(samples: Samples, duration: float) -> list[list[object]]:
+    """Per operation kind: count, rate, percentiles, rejected and failed."""
+    from bench.samples import FAILED, UNAVAILABLE
+
+    rows: list[list[object]] = []
+    for kind, name in [(None, "all"), *enumerate(KIND_NAMES)]:
+        count = samples.count if kind is None else int((samples.kind == kind).sum())
+        if not count:
+            continue
+        rows.append(
+            [
+                name,
+                count,
+                count / duration,
+                *(samples.percentile_ms(q, kind) for q in PERCENTILES),
+                samples.outcomes(UNAVAILABLE, kind),
+                samples.outcomes(FAILED, kind),
+            ]
+        )
+    return rows
+
+
+LATENCY_HEADERS = [
+    "operation",
+    "count",
+    "ops/s",
+    *(f"p{q:g} ms" for q in PERCENTILES),
+    "seats unavailable",
+    "failed",
+]

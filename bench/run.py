@@ -1,0 +1,114 @@
+"""`python -m bench.run SCENARIO`: runs one benchmark on private servers and writes its report.
+
+Each scenario starts what it needs (a private redis-server on a free port, the inventory service
+with --workers processes, a throwaway Postgres database), runs for a fixed time, stops it all and
+writes bench/results/<timestamp>-<scenario>.md with PNG charts beside it.
+"""
+
+from dataclasses import dataclass
+
+import click
+
+from bench import scenarios
+from bench.engine_bench import engine as engine_harness
+from bench.peers import peers as peers_harness
+from bench.service_bench import service as service_harness
+from bench.driver import DriverConfig
+from bench.report import Report
+
+
+@dataclass
+class Options:
+    workers: int
+    processes: int
+
+
+def _done(report: Report) -> None:
+    click.echo(f"wrote {report.write()}")
+
+
+@click.group()
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Inventory service processes.")
+@click.option("--processes", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Load-generator processes.")
+@click.pass_context
+def main(context: click.Context, workers: int, processes: int) -> None:
+    """Benchmarks of the seat inventory (reports go to bench/results/)."""
+    context.obj = Options(workers, processes)
+
+
+@main.command()
+@click.option("--duration", default=20.0, show_default=True)
+@click.option("--warmup", default=3.0, show_default=True)
+@click.option("--streams", default=1, show_default=True, help="Execute streams per process.")
+@click.option("--batch", default=25, show_default=True, help="Operations per batch.")
+@click.option("--in-flight", default=2, show_default=True, help="Batches in flight per stream.")
+@click.pass_obj
+def steady(
+    options: Options, duration: float, warmup: float, streams: int, batch: int, in_flight: int
+) -> None:
+    """Closed-loop mixed load over Execute streams."""
+    config = DriverConfig("", [], scenarios.EVENT_SEATS, duration, options.processes, streams,
+                          batch, in_flight)
+    _done(scenarios.steady(config, options.workers, warmup, expected_rate=25_000))
+
+
+@main.command("flash-sale")
+@click.option("--seats", default=10_000, show_default=True)
+@click.option("--buyers", default=20_000, show_default=True)
+@click.option("--batch", default=50, show_default=True)
+@click.option("--time-limit", default=60.0, show_default=True, help="Seconds at most.")
+@click.pass_obj
+def flash_sale(options: Options, seats: int, buyers: int, batch: int, time_limit: float) -> None:
+    """A flash sale: every buyer at once; time to sell out and zero double-booking checked."""
+    config = DriverConfig("", [], seats, time_limit, options.processes, 1, batch, 2)
+    _done(scenarios.flash_sale(config, options.workers, seats, buyers))
+
+
+@main.command()
+@click.option("--rates", default="4000,8000,10000,12000,14000,16000,18000,20000", show_default=True)
+@click.option("--step-duration", default=8.0, show_default=True)
+@click.option("--warmup", default=2.0, show_default=True)
+@click.pass_obj
+def sweep(options: Options, rates: str, step_duration: float, warmup: float) -> None:
+    """Open-loop rate sweep: the highest rate with p99 < 10 ms."""
+    config = DriverConfig("", [], scenarios.EVENT_SEATS, step_duration, options.processes, 1)
+    report, _best = scenarios.rate_sweep(
+        config, options.workers, [int(rate) for rate in rates.split(",")], warmup
+    )
+    _done(report)
+
+
+@main.command()
+@click.option("--sizes", default="1000,10000,100000", show_default=True)
+@click.option("--holds", default=10_000, show_default=True, help="Holds per size and round.")
+@click.option("--pipeline", default=100, show_default=True, help="Calls per round trip.")
+@click.option("--rounds", default=3, show_default=True, help="Interleaved rounds of every size.")
+def engine(sizes: str, holds: int, pipeline: int, rounds: int) -> None:
+    """Lua scripts driven directly: ops/s and Redis CPU per call by event size."""
+    _done(engine_harness([int(size) for size in sizes.split(",")], holds, pipeline, rounds))
+
+
+@main.command()
+@click.option("--duration", default=10.0, show_default=True)
+@click.option("--concurrency", default=64, show_default=True, help="Calls in flight per process.")
+@click.option("--rounds", default=3, show_default=True, help="Alternating rounds of each.")
+@click.pass_obj
+def service(options: Options, duration: float, concurrency: int, rounds: int) -> None:
+    """Unary Hold against the real service and against an empty handler: the ratio."""
+    _done(service_harness(options.workers, options.processes, duration, concurrency, rounds))
+
+
+@main.command()
+@click.option("--duration", default=10.0, show_default=True)
+@click.option("--concurrency", default=32, show_default=True)
+@click.option("--seats", default=2_000, show_default=True, help="Seats in the contended event.")
+@click.option("--rounds", default=3, show_default=True, help="Alternating rounds of each.")
+def peers(duration: float, concurrency: int, seats: int, rounds: int) -> None:
+    """The engine beside per-seat SET NX EX and Postgres SELECT ... FOR UPDATE."""
+    _done(peers_harness(duration, concurrency, seats, rounds))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""End-to-end scenarios through the gRPC service: steady mixed load, flash sale, rate sweep."""
+
+import asyncio
+import json
+import math
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from redis.asyncio import Redis
+
+from bench.driver import HOLD, DriverConfig, run_driver
+from bench.report import LATENCY_HEADERS, Report, latency_figure, latency_rows, throughput_figure
+from bench.samples import FAILED, OK, UNAVAILABLE, Samples
+from bench.stack import inventory_command, local_target, redis_server, server_process
+from bench.workload import create_events
+from inventory import keys
+
+EVENT_SEATS = 100_000
+SEATS_PER_OP = 1.7  # seats a mixed workload takes per operation, with margin
+
+
+@dataclass(frozen=True)
+class Stack:
+    redis_url: str
+    target: str
+    workdir: Path
+
+
+@contextmanager
+def inventory_stack(workers: int, events: dict[str, int]) -> Iterator[Stack]:
+    """A private Redis with `events` (id -> seats) created, and the service over it."""
+    with tempfile.TemporaryDirectory(prefix="lml-bench-") as tmp:
+        workdir = Path(tmp)
+        with redis_server(workdir / "redis") as redis:
+            asyncio.run(_create(redis.url, events))
+            target = local_target()
+            command = inventory_command(target, redis.url, workers)
+            with server_process(command, target, workdir / "server.log"):
+                yield Stack(redis.url, target, workdir)
+
+
+async def _create(redis_url: str, events: dict[str, int]) -> None:
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        for event_id, seats in events.items():
+            await create_events(redis, [event_id], seats)
+    finally:
+        await redis.aclose()
+
+
+def events_for(prefix: str, rate: float, duration: float) -> list[str]:
+    count = max(1, math.ceil(rate * duration * SEATS_PER_OP / EVENT_SEATS))
+    return [f"{prefix}-{index}" for index in range(count)]
+
+
+def steady(config: DriverConfig, workers: int, warmup: float, expected_rate: float) -> Report:
+    """Closed-loop mixed load over Execute streams; reports the part after the warm-up."""
+    event_ids = events_for("steady", expected_rate, config.duration)
+    with inventory_stack(workers, dict.fromkeys(event_ids, EVENT_SEATS)) as stack:
+        samples = run_driver(replace(config, target=stack.target, event_ids=event_ids))
+    report = Report("steady", "Steady mixed load over Execute streams")
+    steady_part = samples.window(warmup, config.duration)
+    measured = config.duration - warmup
+    per_second = samples.per_second(int(config.duration))[int(warmup) :]
+    p99 = steady_part.percentile_ms(99)
+    report.text(
+        f"{workers} service process(es); load: {config.processes} processes x {config.streams} "
+        f"stream(s), batches of {config.batch}, {config.in_flight} in flight per stream "
+        f"(closed loop); {config.duration:.0f} s, the first {warmup:.0f} s left out.",
+        "Mix: holds of 1-6 seats (70% of buyers want the best 10% of seats), 25% extended, "
+        "then 60% confirmed, 30% released, 10% abandoned.",
+    )
+    report.table(
+        ["measure", "value", "target"],
+        [
+            ["ops/s (median of 1 s buckets)", float(np.median(per_second)), ">= 10,000 (aim 20,000)"],
+            ["ops/s (mean)", steady_part.rate(measured), ""],
+            ["p99 latency, all operations (ms)", p99, "< 10"],
+            ["failed operations", steady_part.outcomes(FAILED), "0"],
+            ["verdict", _verdict(float(np.median(per_second)) >= 10_000 and p99 < 10), ""],
+        ],
+    )
+    report.table(LATENCY_HEADERS, latency_rows(steady_part, measured))
+    report.chart("throughput", throughput_figure(samples, int(config.duration), "Throughput"), "throughput")
+    report.chart("latency", latency_figure(steady_part, "Latency per operation"), "latency")
+    return report
+
+
+def _verdict(met: bool) -> str:
+    return "**met**" if met else "**missed**"
+
+
+def flash_sale(config: DriverConfig, workers: int, seats: int, buyers: int) -> Report:
+    """`buyers` buyers at once for an event of `seats` seats; checks no seat is sold twice."""
+    config = replace(config, buyers=buyers, event_ids=["flash"], seats=seats, hot_share=0.2)
+    with inventory_stack(workers, {"flash": seats}) as stack:
+        samples = run_driver(replace(config, target=stack.target))
+        state = asyncio.run(_booked_state(stack.redis_url, "flash"))
+    check = verify_bookings(samples, state)
+    report = Report("flash-sale", f"Flash sale: {buyers:,} buyers for {seats:,} seats")
+    sold_out_at = _sold_out_at(samples, seats)
+    holds = samples.of(samples.kind == HOLD)
+    report.text(
+        f"{workers} service process(es); {config.processes} load processes x {config.streams} "
+        f"stream(s), batches of {config.batch}. Every buyer holds 1-6 seats (70% want the best "
+        f"20%), retries twice with other seats when they are taken, then confirms (90%) or "
+        f"releases (10%)."
+    )
+    report.table(
+        ["measure", "value"],
+        [
+            ["time to sell out (s)", "not sold out" if sold_out_at is None else sold_out_at],
+            ["seats booked (Redis)", check.booked_in_redis],
+            ["bookings confirmed to buyers", len(samples.bookings)],
+            ["hold attempts", holds.count],
+            ["holds granted", holds.outcomes(OK)],
+            ["holds rejected (seats unavailable)", holds.outcomes(UNAVAILABLE)],
+            ["failed operations", samples.outcomes(FAILED)],
+            ["hold p99 (ms)", holds.percentile_ms(99)],
+            ["seats sold twice (buyers' bookings)", check.double_booked],
+            ["buyers' bookings Redis disagrees with", check.mismatched],
+            ["outbox records", check.outbox_records],
+            ["seats in two outbox records", check.outbox_duplicates],
+            ["verdict: zero double-booking", _verdict(check.clean)],
+        ],
+    )
+    seconds = max(1, math.ceil(float(samples.done.max())) if samples.count else 1)
+    report.chart("throughput", throughput_figure(samples, seconds, "Flash sale throughput"), "throughput")
+    report.chart("latency", latency_figure(samples, "Latency per operation"), "latency")
+    return report
+
+
+def _sold_out_at(samples: Samples, seats: int) -> float | None:
+    sold = 0
+    for done, _event, seat_ids, _booking in sorted(samples.bookings):
+        sold += len(seat_ids)
+        if sold >= seats:
+            return done
+    return None
+
+
+@dataclass(frozen=True)
+class BookedState:
+    seats: dict[str, str]  # seat id -> state in Redis
+    outbox: list[dict[str, str]]
+
+
+async def _booked_state(redis_url: str, event_id: str) -> BookedState:
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        event = keys.event_keys(event_id)
+        seats = await redis.hgetall(event.seats)
+        outbox = [fields for _id, fields in await redis.xrange(event.outbox)]
+        return BookedState(seats, outbox)
+    finally:
+        await redis.aclose()
+
+
+@dataclass(frozen=True)
+class BookingCheck:
+    booked_in_redis: int
+    double_booked: int
+    mismatched: int
+    outbox_records: int
+    outbox_duplicates: int
+    clean: bool
+
+
+def verify_bookings(samples: Samples, state: BookedState) -> BookingCheck:
+    """The buyers' bookings, Redis's seats and the outbox must tell the same story."""
+    sold: dict[str, str] = {}
+    double = 0
+    for _done, _event, seat_ids, booking_id in samples.bookings:
+        for seat in seat_ids:
+            double += seat in sold
+            sold[seat] = booking_id
+    booked = {s: v[2:] for s, v in state.seats.items() if v.startswith("B:")}
+    mismatched = sum(booked.get(seat) != booking for seat, booking in sold.items())
+    mismatched += len(set(booked) - set(sold))
+    in_outbox: list[str] = [s for record in state.outbox for s in json.loads(record["seat_ids"])]
+    duplicates = len(in_outbox) - len(set(in_outbox))
+    clean = not double and not mismatched and not duplicates and set(in_outbox) == set(booked)
+    return BookingCheck(len(booked), double, mismatched, len(state.outbox), duplicates, clean)
+
+
+def rate_sweep(
+    config: DriverConfig, workers: int, rates: list[int], warmup: float
+) -> tuple[Report, int]:
+    """Open-loop steps of rising rate; the answer is the highest rate with p99 < 10 ms."""
+    rows: list[list[object]] = []
+    best = 0
+    measured: list[tuple[int, float, float]] = []
+    for rate in rates:
+        event_ids = events_for(f"sweep{rate}", rate, config.duration)
+        streams = config.processes * config.streams
+        batch = max(1, round(rate * 0.005 / streams))  # a batch per stream every ~5 ms
+        step = replace(config, rate=float(rate), batch=batch, event_ids=event_ids)
+        with inventory_stack(workers, dict.fromkeys(event_ids, EVENT_SEATS)) as stack:
+            samples = run_driver(replace(step, target=stack.target))
+        part = samples.window(warmup, config.duration)
+        achieved = part.rate(config.duration - warmup)
+        p99 = part.percentile_ms(99)
+        met = p99 < 10 and achieved >= 0.95 * rate and not part.outcomes(FAILED)
+        rows.append([rate, achieved, part.percentile_ms(50), p99, part.outcomes(FAILED), _verdict(met)])
+        measured.append((rate, achieved, p99))
+        if not met:
+            break
+        best = rate
+    report = Report("sweep", "Open-loop rate sweep over Execute streams")
+    report.text(
+        f"{workers} service process(es); {config.processes} load processes x {config.streams} "
+        f"stream(s), a batch per stream every ~5 ms, latency counted from when each batch was "
+        f"due (no coordinated omission); {config.duration:.0f} s per step, first {warmup:.0f} s "
+        "left out. Same mix as the steady scenario. The sweep stops at the first step that "
+        "misses p99 < 10 ms or falls 5% short of the offered rate.",
+        f"**Highest rate meeting p99 < 10 ms: {best:,} ops/s.**",
+    )
+    report.table(["offered ops/s", "achieved ops/s", "p50 ms", "p99 ms", "failed", "p99 < 10 ms"], rows)
+    report.chart("sweep", _sweep_figure(measured), "p99 by offered rate")
+    return report, best
+
+
+def _sweep_figure(measured: list[tuple[int, float, float]]) -> "object":
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6.4, 3.0))
+    axis.plot([m[0] for m in measured], [m[2] for m in measured], marker="o", label="p99")
+    axis.axhline(10, color="red", linewidth=0.8, linestyle="--", label="10 ms")
+    axis.set(xlabel="offered ops/s", ylabel="p99 (ms)", title="p99 latency by offered rate")
+    axis.legend(fontsize=7)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure

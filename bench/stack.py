@@ -1,0 +1,96 @@
+"""The parts a benchmark runs against, each private to the run: Redis, the service, Postgres."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import asyncpg
+import grpc
+
+from tests.redis_server import RedisServer, free_port
+
+POSTGRES_DSN = os.environ.get("LML_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@contextmanager
+def redis_server(data_dir: Path) -> Iterator[RedisServer]:
+    server = RedisServer(data_dir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _wait_ready(target: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server for {target} exited with {process.returncode}")
+        with grpc.insecure_channel(target) as channel:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=0.5)
+                return
+            except grpc.FutureTimeoutError:
+                continue
+    raise TimeoutError(f"no gRPC server on {target} after {timeout} s")
+
+
+@contextmanager
+def server_process(command: Sequence[str], target: str, log: Path) -> Iterator[str]:
+    """Runs a gRPC server command until the block ends; yields its target once it answers."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(list(command), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_ready(target, process)
+        # SO_REUSEPORT workers bind one by one: give the last ones time to take calls too.
+        time.sleep(1.0)
+        yield target
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def inventory_command(target: str, redis_url: str, workers: int) -> list[str]:
+    return [
+        *(sys.executable, "-m", "inventory.cli", "serve"),
+        *("--listen", target, "--redis-url", redis_url, "--workers", str(workers)),
+        *("--grace", "1"),
+    ]
+
+
+def empty_command(target: str, workers: int) -> list[str]:
+    return [sys.executable, "-m", "bench.empty_server", "--listen", target, "--workers", str(workers)]
+
+
+def local_target() -> str:
+    return f"127.0.0.1:{free_port()}"
+
+
+@contextmanager
+def postgres_database(name: str) -> Iterator[str]:
+    """A throwaway database on the local Postgres; yields its DSN and drops it afterwards."""
+    import asyncio
+
+    async def admin(sql: str) -> None:
+        connection = await asyncpg.connect(POSTGRES_DSN)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}"'))
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield POSTGRES_DSN.rsplit("/", 1)[0] + "/" + name
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
