@@ -20,7 +20,7 @@ from redis.exceptions import ResponseError
 
 from booking import metrics, store
 from booking.records import Entry
-from booking.retry import retrying
+from booking.retry import TRANSIENT_ERRORS, retrying
 from inventory import keys
 
 # (event id, entry id): entry ids are unique within one stream, and there is one stream per event.
@@ -82,10 +82,16 @@ class StreamConsumer:
         self.streams[stream] = event_id
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            async for attempt in retrying(stop, f"{self.settings.group} consumer"):
-                with attempt:
-                    await self.step(stop)
+        try:
+            while not stop.is_set():
+                async for attempt in retrying(stop, f"{self.settings.group} consumer"):
+                    with attempt:
+                        await self.step(stop)
+        except TRANSIENT_ERRORS as error:
+            if not stop.is_set():
+                raise
+            # Told to stop during an outage: what was read stays pending, for whoever comes next.
+            log.warning("%s: stopped while failing: %r", self.settings.group, error)
 
     async def step(self, stop: asyncio.Event) -> int:
         """One round: reclaim and trim when due, then read and apply one batch of new entries."""
@@ -112,7 +118,8 @@ class StreamConsumer:
                 block=self.settings.block_ms,
             )
         except ResponseError as error:
-            if "NOGROUP" not in str(error):
+            # NOGROUP, or UNBLOCKED when a stream vanished while we waited on it.
+            if not str(error).startswith(("NOGROUP", "UNBLOCKED")):
                 raise
             # Redis lost a stream (a flush or a failover): join every stream again.
             for event_id in list(self.streams.values()):

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from booking import store
 from booking.consumer import ConsumerSettings, StreamConsumer
-from booking.retry import retrying
+from booking.retry import TRANSIENT_ERRORS, retrying
 from booking.sinks import AuditSink, OutboxSink
 from inventory import keys
 from inventory.engine import Inventory
@@ -81,9 +81,13 @@ class Worker:
                 await self._discover_retrying(stop)
 
     async def _discover_retrying(self, stop: asyncio.Event) -> None:
-        async for attempt in retrying(stop, "event discovery"):
-            with attempt:
-                await self.discover()
+        try:
+            async for attempt in retrying(stop, "event discovery"):
+                with attempt:
+                    await self.discover()
+        except TRANSIENT_ERRORS:
+            if not stop.is_set():
+                raise
 
     async def discover(self) -> None:
         """Joins the streams of events not seen before, after saving their definition."""

@@ -2,6 +2,7 @@
 booking ends up in Postgres exactly once."""
 
 import asyncio
+import urllib.request
 
 import asyncpg
 from redis.asyncio import Redis
@@ -20,7 +21,12 @@ from tests.booking.helpers import (
     wait_for,
 )
 from tests.booking.postgres_server import PostgresServer
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, free_port
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return str(response.read().decode())
 
 
 async def _drained(redis: Redis, event_id: str) -> bool:
@@ -101,8 +107,12 @@ async def test_postgres_outage_then_back_loses_nothing(
 
         private_postgres.stop()
         await book(inventory, "show-1", pairs(seats[200:]))
-        await asyncio.sleep(2)  # the worker keeps failing to write meanwhile
+        # A worker started during the outage waits for Postgres, and stops cleanly when told.
+        late = WorkerProcess(redis_server.url, pg_url)
+        late.start()
+        await asyncio.sleep(2)  # both keep failing to write meanwhile
         assert worker.alive()
+        assert late.stop() == 0
         private_postgres.start()
 
         await wait_for(lambda: _drained(redis, "show-1"), within=60)
@@ -125,7 +135,11 @@ async def test_two_workers_racing_on_the_same_streams_write_no_duplicates(
 ) -> None:
     seats = await make_event(inventory, "show-1", 6000)
     await make_event(inventory, "show-2", 2000)
-    workers = [WorkerProcess(redis_server.url, pg_url, "--batch-size", "50") for _ in range(2)]
+    metrics_port = free_port()
+    workers = [
+        WorkerProcess(redis_server.url, pg_url, "--batch-size", "50", *options)
+        for options in (("--metrics-port", str(metrics_port)), ())
+    ]
     for worker in workers:
         worker.start()
     try:
@@ -135,6 +149,9 @@ async def test_two_workers_racing_on_the_same_streams_write_no_duplicates(
             await asyncio.sleep(0.05)
         await wait_for(lambda: _drained(redis, "show-1"), within=60)
         await wait_for(lambda: _drained(redis, "show-2"), within=60)
+        metrics = await asyncio.to_thread(_scrape, metrics_port)
+        assert "lml_booking_sync_lag_seconds_bucket" in metrics
+        assert "lml_booked_seats_synced_total" in metrics
     finally:
         assert [worker.stop() for worker in workers] == [0, 0]
     consumers = await redis.xinfo_consumers(keys.event_keys("show-1").outbox, OUTBOX_GROUP)

@@ -1,5 +1,6 @@
 """Redis loses an event: `lml-worker rebuild` restores it from Postgres, `reconcile` checks."""
 
+import asyncio
 import subprocess
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from booking import migrations
+from booking import migrations, recovery
 from inventory import keys
 from inventory.engine import Inventory
 from tests.booking.helpers import (
@@ -137,3 +138,32 @@ def test_misnamed_or_duplicate_migrations_are_refused(tmp_path: Path) -> None:
     (tmp_path / "2_c.sql").write_text("SELECT 1")
     with pytest.raises(ValueError, match=r"not named NNNN_name\.sql"):
         migrations.discover(tmp_path)
+
+
+async def test_a_running_worker_carries_on_after_flushall_and_rebuild(
+    redis: Redis, inventory: Inventory, pg: asyncpg.Connection, pg_url: str
+) -> None:
+    seats = await make_event(inventory, "show-1", 100)
+    await book(inventory, "show-1", pairs(seats[:20]))
+    async with running_worker(redis, pg_url, **FAST):
+
+        async def synced(expected: int) -> bool:
+            n = await pg.fetchval("SELECT count(*) FROM booked_seats WHERE state = 'active'")
+            return int(n) == expected
+
+        await wait_for(lambda: synced(20))
+        await redis.flushall()
+        await asyncio.sleep(0.3)  # the worker finds its groups gone meanwhile
+        report = await recovery.rebuild(inventory, pg, "show-1")
+        assert (report.created, report.restored) == (True, 20)
+        await book(inventory, "show-1", pairs(seats[20:40]))
+        await wait_for(lambda: synced(40))
+
+        async def restored_audited() -> bool:
+            n = await pg.fetchval("SELECT count(*) FROM seat_audit WHERE reason = 'restored'")
+            return int(n) == 20
+
+        await wait_for(restored_audited)
+    assert await booked_in_redis(redis, "show-1") == {
+        r["seat_id"]: r["booking_id"] for r in await pg.fetch("SELECT * FROM booked_seats")
+    }
