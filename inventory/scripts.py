@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import NoScriptError
 
 LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
@@ -53,7 +53,7 @@ def load_script(name: str, lua_dir: Path = LUA_DIR) -> Script:
 class ScriptRunner:
     """Runs script calls alone or as one pipeline, loading scripts that Redis does not have."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis | RedisCluster) -> None:
         self.redis = redis
 
     async def run(self, call: Call) -> Any:
@@ -78,5 +78,6 @@ class ScriptRunner:
     async def _send(self, calls: Sequence[Call]) -> list[Any]:
         pipe = self.redis.pipeline(transaction=False)
         for call in calls:
-            pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+            # Not pipe.evalsha: Redis Cluster pipelines refuse that method, yet route the command.
+            pipe.execute_command("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
         return list(await pipe.execute(raise_on_error=False))
