@@ -1,0 +1,72 @@
+"""A private Redis Cluster for tests: three masters on free ports, made with redis-cli."""
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import redis
+
+from tests.redis_server import free_port
+
+
+class RedisClusterNodes:
+    """Three redis-server processes in cluster mode, joined into one cluster covering every
+    slot. Needs redis-server and redis-cli."""
+
+    def __init__(self, data_dir: Path, masters: int = 3) -> None:
+        server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+        if server is None or cli is None:
+            raise RuntimeError("redis-server and redis-cli are needed (apt-get install redis)")
+        self.server, self.cli = server, cli
+        self.data_dir = data_dir
+        self.ports = [free_port() for _ in range(masters)]
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        for port in self.ports:
+            node_dir = self.data_dir / str(port)
+            node_dir.mkdir(parents=True, exist_ok=True)
+            args = [self.server, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+            args += ["--appendonly", "no", "--dir", str(node_dir), "--cluster-enabled", "yes"]
+            # The bus port is chosen free too, rather than port + 10000, which may be taken.
+            args += ["--cluster-port", str(free_port()), "--cluster-config-file", "nodes.conf"]
+            self.processes.append(subprocess.Popen(args, stdout=subprocess.DEVNULL))
+        for port in self.ports:
+            self._wait(partial(redis.Redis(port=port).ping))
+        nodes = [f"127.0.0.1:{port}" for port in self.ports]
+        subprocess.run(
+            [self.cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        for port in self.ports:
+            self._wait(partial(self._cluster_ok, port))
+
+    @staticmethod
+    def _cluster_ok(port: int) -> bool:
+        info = redis.Redis(port=port, decode_responses=True).cluster("info")
+        return bool(info["cluster_state"] == "ok")
+
+    @staticmethod
+    def _wait(ready: Callable[[], object], timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if ready():
+                    return
+            except redis.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("the Redis cluster did not come up")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.wait(10)
+        self.processes = []
