@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from booking import migrations
+from inventory import keys
 from inventory.engine import Inventory
 from tests.booking.postgres_server import (
     LOCAL_ADMIN_URL,
@@ -133,8 +134,19 @@ async def throughput(
     return worker
 
 
+async def caught_up(redis: Redis, event_id: str) -> None:
+    """Waits until the worker has applied every outbox and change-log entry of the event."""
+    streams = (keys.event_keys(event_id).outbox, keys.event_keys(event_id).changes)
+    while True:
+        groups = [g for s in streams for g in await redis.xinfo_groups(s)]
+        if len(groups) == 2 and all(g["lag"] == 0 and g["pending"] == 0 for g in groups):
+            return
+        await asyncio.sleep(0.1)
+
+
 async def lag(inventory: Inventory, pg: asyncpg.Connection, rate: int, seconds: int) -> None:
     """Confirms at a steady rate with the worker caught up; prints the lag percentiles."""
+    await caught_up(inventory.redis, "backlog")  # the audit trail of the backlog included
     seats = await create_event(inventory, "steady", rate * seconds * 2)
     # Events go on sale long after they are created: let the worker save this one first.
     while True:

@@ -16,7 +16,7 @@ from prometheus_client import start_http_server
 from redis.asyncio import Redis
 
 from booking import migrations, recovery, store
-from booking.worker import Worker, WorkerSettings
+from booking.worker import AUDIT_GROUP, OUTBOX_GROUP, Worker, WorkerSettings
 from inventory.engine import Inventory
 
 T = TypeVar("T")
@@ -91,6 +91,16 @@ def migrate(postgres_url: str) -> None:
 @click.option("--discovery-interval", default=1.0, show_default=True, type=click.FloatRange(0.01))
 @click.option("--trim-interval", default=5.0, show_default=True, type=click.FloatRange(0.01))
 @click.option("--metrics-port", type=click.IntRange(0, 65535), help="Serve Prometheus metrics.")
+@click.option(
+    "--group",
+    "groups",
+    multiple=True,
+    type=click.Choice([OUTBOX_GROUP, AUDIT_GROUP]),
+    default=[OUTBOX_GROUP, AUDIT_GROUP],
+    show_default=True,
+    help="Consumer groups to run (repeat); run them in separate processes to keep an audit "
+    "backlog from delaying bookings.",
+)
 def run(
     redis_url: str,
     postgres_url: str,
@@ -102,6 +112,7 @@ def run(
     discovery_interval: float,
     trim_interval: float,
     metrics_port: int | None,
+    groups: tuple[str, ...],
 ) -> None:
     """Syncs bookings and seat transitions until SIGTERM or SIGINT."""
     settings = WorkerSettings(
@@ -112,6 +123,7 @@ def run(
         max_deliveries=max_deliveries,
         discovery_interval_s=discovery_interval,
         trim_interval_s=trim_interval,
+        groups=groups,
     )
     if metrics_port is not None:
         start_http_server(metrics_port)

@@ -32,6 +32,9 @@ class WorkerSettings:
     max_deliveries: int = 5
     discovery_interval_s: float = 1.0
     trim_interval_s: float = 5.0
+    # Which groups this process consumes: an audit backlog (say, after an outage) competes with
+    # bookings for the process's CPU, so the two can run in separate processes.
+    groups: tuple[str, ...] = (OUTBOX_GROUP, AUDIT_GROUP)
 
 
 class Worker:
@@ -71,7 +74,10 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Runs until `stop` is set; then finishes the batch in hand and returns."""
         await self._discover_retrying(stop)
-        await asyncio.gather(self._discovery(stop), self.outbox.run(stop), self.audit.run(stop))
+        await asyncio.gather(self._discovery(stop), *(c.run(stop) for c in self._consumers()))
+
+    def _consumers(self) -> list[StreamConsumer]:
+        return [c for c in (self.outbox, self.audit) if c.settings.group in self.settings.groups]
 
     async def _discovery(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -94,10 +100,10 @@ class Worker:
         async for event_id in self.redis.sscan_iter(keys.EVENTS):
             if event_id not in self.saved:
                 await self._save_definition(event_id)
-            if event_id not in self.outbox.streams:
-                log.info("watching event %s", event_id)
-                await self.outbox.watch(event_id)
-                await self.audit.watch(event_id)
+            for consumer in self._consumers():
+                if consumer.stream_of(event_id) not in consumer.streams:
+                    log.info("%s: watching event %s", consumer.settings.group, event_id)
+                    await consumer.watch(event_id)
 
     async def _save_definition(self, event_id: str) -> None:
         async with self.pool.acquire() as conn:

@@ -126,7 +126,7 @@ async def test_postgres_outage_then_back_loses_nothing(
         await pg.close()
 
 
-async def test_two_workers_racing_on_the_same_streams_write_no_duplicates(
+async def test_workers_racing_on_the_same_streams_write_no_duplicates(
     redis: Redis,
     redis_server: RedisServer,
     inventory: Inventory,
@@ -138,7 +138,11 @@ async def test_two_workers_racing_on_the_same_streams_write_no_duplicates(
     metrics_port = free_port()
     workers = [
         WorkerProcess(redis_server.url, pg_url, "--batch-size", "50", *options)
-        for options in (("--metrics-port", str(metrics_port)), ())
+        for options in (
+            ("--metrics-port", str(metrics_port)),
+            ("--group", OUTBOX_GROUP),
+            ("--group", AUDIT_GROUP),
+        )
     ]
     for worker in workers:
         worker.start()
@@ -153,9 +157,10 @@ async def test_two_workers_racing_on_the_same_streams_write_no_duplicates(
         assert "lml_booking_sync_lag_seconds_bucket" in metrics
         assert "lml_booked_seats_synced_total" in metrics
     finally:
-        assert [worker.stop() for worker in workers] == [0, 0]
-    consumers = await redis.xinfo_consumers(keys.event_keys("show-1").outbox, OUTBOX_GROUP)
-    assert len(consumers) == 2
+        assert [worker.stop() for worker in workers] == [0, 0, 0]
+    event_keys = keys.event_keys("show-1")
+    assert len(await redis.xinfo_consumers(event_keys.outbox, OUTBOX_GROUP)) == 2
+    assert len(await redis.xinfo_consumers(event_keys.changes, AUDIT_GROUP)) == 2
     for event_id in ("show-1", "show-2"):
         booked = await booked_in_redis(redis, event_id)
         rows = await pg.fetch(
