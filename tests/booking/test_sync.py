@@ -177,3 +177,28 @@ async def test_a_redelivered_entry_changes_nothing(
     assert await count(pg, "SELECT count(*) FROM bookings") == 1
     assert await count(pg, "SELECT count(*) FROM booked_seats") == 2
     assert await count(pg, "SELECT count(*) FROM booking_conflicts") == 0
+
+
+async def test_an_entry_postgres_refuses_holds_back_only_itself(
+    redis: Redis, inventory: Inventory, pg: asyncpg.Connection, pg_url: str
+) -> None:
+    await make_event(inventory, "show-1", 10)
+    [before] = await book(inventory, "show-1", [["s00001"]])
+    outbox = keys.event_keys("show-1").outbox
+    [(_, fields)] = await entries(redis, outbox)
+    # Well formed, but its time is out of Postgres's range: the whole batch is refused at first.
+    fields.update(booking_id="b-far-future", seat_ids='["s00009"]', confirmed_at=str(10**17))
+    far_id = await redis.xadd(outbox, dict(fields))  # type: ignore[arg-type]
+    [after] = await book(inventory, "show-1", [["s00002"]])
+    async with running_worker(redis, pg_url, max_deliveries=1, **FAST):
+
+        async def dead() -> bool:
+            return await count(pg, "SELECT count(*) FROM dead_letters") == 1
+
+        await wait_for(dead)
+    letter = await pg.fetchrow("SELECT entry_id, reason FROM dead_letters")
+    assert letter is not None
+    assert letter["entry_id"] == far_id
+    assert letter["reason"].startswith("postgres refused it: ")
+    rows = await pg.fetch("SELECT booking_id FROM bookings")
+    assert sorted(r["booking_id"] for r in rows) == sorted([before, after])
