@@ -67,7 +67,7 @@ class InventoryClient:
         self._retrying = AsyncRetrying(
             retry=retry_if_exception_type(Transient),
             stop=stop_after_attempt(attempts),
-            wait=wait_exponential_jitter(initial=0.05, max=1.0),
+            wait=wait_exponential_jitter(multiplier=0.05, max=1.0),
             reraise=True,
         )
         self.multiplexer = (

@@ -18,7 +18,7 @@ from clients.errors import DeadlineExceeded, ServiceUnavailable, from_rpc_error
 class ExecuteMultiplexer:
     def __init__(
         self,
-        stub: pb_grpc.InventoryServiceAsyncStub,
+        stub: "pb_grpc.InventoryServiceAsyncStub",
         deadline: float,
         window: float,
         max_batch: int,

@@ -5,7 +5,7 @@ It runs an InventoryClient on a private event loop in a daemon thread and waits 
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Coroutine, Generator, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -101,7 +101,9 @@ class SyncInventoryClient:
             )
         )
 
-    def watch(self, event_id: str, from_version: int | None = None) -> Iterator[Update]:
+    def watch(
+        self, event_id: str, from_version: int | None = None
+    ) -> Generator[Update, None, None]:
         """Blocking iterator over InventoryClient.watch; close it (or break) to stop."""
         updates = self._client.watch(event_id, from_version)
 

@@ -143,11 +143,9 @@ def _reader_client(redis: Redis) -> Redis:
     """A client with its own unbounded pool: a blocked XREAD holds its connection for seconds,
     which must not starve the shared, bounded pool of the request path."""
     pool = redis.connection_pool
-    return Redis(
-        connection_pool=ConnectionPool(
-            connection_class=pool.connection_class, **pool.connection_kwargs
-        )
-    )
+    # A socket timeout shorter than the XREAD block would fail every quiet read.
+    kwargs = {**pool.connection_kwargs, "socket_timeout": BLOCK_MS / 1000 + 10}
+    return Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs))
 
 
 class WatchHub:

@@ -1,0 +1,145 @@
+"""A real inventory gRPC server per test (with the sweeper, and a fault injector), SDK clients,
+and the HTTP gateway under uvicorn, all on free ports over the test run's Redis."""
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+import uvicorn
+from grpc_health.v1 import health_pb2_grpc
+from lml.inventory.v1 import inventory_pb2 as pb
+from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
+
+from clients import InventoryClient
+from clients.gateway.app import create_app
+from inventory.engine import Inventory
+from inventory.server import HealthServicer, run_sweeper
+from inventory.service import InventoryServicer
+from inventory.watch import WatchHub
+from tests.redis_server import free_port
+
+SEATS = [f"A{n}" for n in range(1, 41)]
+
+
+class FailAfterApplying(grpc.aio.ServerInterceptor[Any, Any]):
+    """Lets a call run to completion, then answers UNAVAILABLE instead of its result: the
+    client cannot tell that the call was applied, as when a connection drops at the wrong time.
+    `armed[method]` is how many such failures remain; `applied[method]` counts completed runs."""
+
+    def __init__(self) -> None:
+        self.armed: Counter[str] = Counter()
+        self.applied: Counter[str] = Counter()
+
+    def _fail(self, method: str) -> bool:
+        if self.armed[method] <= 0:
+            return False
+        self.armed[method] -= 1
+        return True
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[Any], Awaitable[Any]],
+        details: grpc.HandlerCallDetails,
+    ) -> Any:
+        # Typed loosely: grpc-stubs describes the sync handler types only.
+        handler = await continuation(details)
+        method = details.method.rsplit("/", 1)[-1]
+        if handler is None:
+            return handler
+        if handler.unary_unary is not None:
+            behaviour = handler.unary_unary
+
+            async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                response = await behaviour(request, context)
+                self.applied[method] += 1
+                if self._fail(method):
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "injected after applying")
+                return response
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.stream_stream is not None and method == "Execute":
+            streaming = handler.stream_stream
+
+            async def stream(
+                requests: Any, context: grpc.aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
+                async for response in streaming(requests, context):
+                    self.applied[method] += 1
+                    if self._fail(method):
+                        await context.abort(grpc.StatusCode.UNAVAILABLE, "injected after applying")
+                    yield response
+
+            return grpc.stream_stream_rpc_method_handler(
+                stream, handler.request_deserializer, handler.response_serializer
+            )
+        return handler
+
+
+@dataclass
+class Service:
+    target: str
+    hub: WatchHub
+    faults: FailAfterApplying
+
+
+@pytest.fixture
+async def service(inventory: Inventory) -> AsyncIterator[Service]:
+    target = f"127.0.0.1:{free_port()}"
+    faults = FailAfterApplying()
+    hub = WatchHub(inventory.redis)
+    server = grpc.aio.server(interceptors=[faults])
+    pb_grpc.add_InventoryServiceServicer_to_server(InventoryServicer(inventory, hub), server)
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    server.add_insecure_port(target)
+    await server.start()
+    sweeper = asyncio.create_task(run_sweeper(inventory, health, 0.05))
+    yield Service(target, hub, faults)
+    sweeper.cancel()
+    await hub.close()
+    await server.stop(None)
+
+
+@pytest.fixture
+async def client(service: Service) -> AsyncIterator[InventoryClient]:
+    async with InventoryClient(service.target, timeout=5.0) as client:
+        yield client
+
+
+async def until(check: Callable[[], bool | Awaitable[bool]], seconds: float = 5.0) -> None:
+    """Waits until `check` holds; fails the test after `seconds`."""
+    async with asyncio.timeout(seconds):
+        while True:
+            outcome = check()
+            if outcome if isinstance(outcome, bool) else await outcome:
+                return
+            await asyncio.sleep(0.02)
+
+
+def seats(*ids: str) -> list[pb.Seat]:
+    return [pb.Seat(seat_id=s, section="stalls", row=s[0], number=s[1:]) for s in ids or SEATS]
+
+
+@pytest.fixture
+async def gateway(service: Service) -> AsyncIterator[httpx.AsyncClient]:
+    """lml-gateway's app under uvicorn on a free port (real HTTP, so SSE streams for real)."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(service.target), host="127.0.0.1", port=port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    await until(lambda: server.started)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        yield http
+    server.should_exit = True
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, 10)
