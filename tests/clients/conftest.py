@@ -27,7 +27,7 @@ from tests.redis_server import free_port
 SEATS = [f"A{n}" for n in range(1, 41)]
 
 
-class FailAfterApplying(grpc.aio.ServerInterceptor[Any, Any]):
+class FailAfterApplying(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Lets a call run to completion, then answers UNAVAILABLE instead of its result: the
     client cannot tell that the call was applied, as when a connection drops at the wrong time.
     `armed[method]` is how many such failures remain; `applied[method]` counts completed runs."""
