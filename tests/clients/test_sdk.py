@@ -3,6 +3,7 @@ double-apply (a failure injected after the server applied the call), Execute mul
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from google.protobuf.duration_pb2 import Duration
@@ -97,7 +98,7 @@ async def test_retry_after_an_applied_call_does_not_apply_it_twice(
         assert await client.release("show", hold.hold_id, "alice") == ["A1", "A2"]
     else:
         booking = await client.confirm("show", hold.hold_id, "alice", payment_ref="pay")
-        outbox = await redis.xrange(keys.event_keys("show").outbox)
+        outbox: Any = await redis.xrange(keys.event_keys("show").outbox)
         assert [entry["booking_id"] for _, entry in outbox] == [booking.booking_id]
     assert service.faults.applied[method] == 2  # applied, failed, retried
     assert service.faults.armed[method] == 0
