@@ -86,12 +86,15 @@ def create_app(target: str = "127.0.0.1:50051", client: InventoryClient | None =
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.client = client or InventoryClient(target)
+        if client is not None:  # the caller's to close
+            yield
+            return
+        # Made here, not earlier: a grpc.aio channel belongs to the loop it is made on.
+        app.state.client = InventoryClient(target)
         try:
             yield
         finally:
-            if client is None:
-                await app.state.client.close()
+            await app.state.client.close()
 
     app = FastAPI(
         title="LML seat inventory gateway",
@@ -100,6 +103,7 @@ def create_app(target: str = "127.0.0.1:50051", client: InventoryClient | None =
         "Failures are RFC 9457 problem documents carrying the reason and seat ids.",
         lifespan=lifespan,
     )
+    app.state.client = client
     app.add_exception_handler(InventoryClientError, problems.inventory_error)
     app.add_exception_handler(RequestValidationError, problems.validation_error)
     _add_routes(app)

@@ -1,0 +1,237 @@
+"""lml-gateway end to end: uvicorn on a free port, the SDK, a real gRPC server and Redis.
+Every route, the error mapping to problem documents, and SSE resume with Last-Event-ID."""
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from clients import InventoryClient
+from clients.gateway.app import create_app
+from inventory import keys
+from tests.clients.conftest import SEATS, until
+
+PROBLEM = "application/problem+json"
+EVENT = {
+    "event_id": "show",
+    "seats": [{"seat_id": s, "section": "stalls", "row": "A", "number": s[1:]} for s in SEATS],
+    "limits": {"max_seats_per_hold": 4},
+}
+
+
+def problem(response: httpx.Response, status: int, reason: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status and body["reason"] == reason
+    assert body["type"] and body["title"] and body["detail"] and body["instance"]
+    return body
+
+
+async def hold(http: httpx.AsyncClient, holder: str, *seats: str, **extra: Any) -> dict[str, Any]:
+    body = {"holder_id": holder, "seat_ids": list(seats), **extra}
+    response = await http.post("/v1/events/show/holds", json=body)
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+async def test_health_docs_and_openapi(gateway: httpx.AsyncClient) -> None:
+    assert (await gateway.get("/healthz")).json() == {"status": "ok"}
+    assert (await gateway.get("/readyz")).status_code == 200
+    openapi = (await gateway.get("/openapi.json")).json()
+    assert "/v1/events/{event_id}/holds/{hold_id}/confirm" in openapi["paths"]
+    assert "/v1/events/{event_id}/changes" in openapi["paths"]
+    docs = await gateway.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+async def test_readyz_and_calls_fail_cleanly_when_inventory_is_down() -> None:
+    async with InventoryClient("127.0.0.1:1", timeout=0.3, attempts=2) as client:
+        transport = httpx.ASGITransport(app=create_app(client=client))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            problem(await http.get("/readyz"), 503, "INVENTORY_UNAVAILABLE")
+            response = await http.post(
+                "/v1/events/show/holds", json={"holder_id": "a", "seat_ids": ["A1"]}
+            )
+            problem(response, 503, "UNAVAILABLE")
+            assert response.headers["retry-after"] == "1"
+
+
+async def test_events(gateway: httpx.AsyncClient) -> None:
+    created = await gateway.post("/v1/events", json=EVENT)
+    assert created.status_code == 201
+    assert created.json()["seat_count"] == len(SEATS)
+    assert created.json()["limits"]["max_seats_per_hold"] == 4
+    assert created.json()["limits"]["default_ttl_seconds"] == 900  # the service default
+    again = await gateway.post("/v1/events", json=EVENT)
+    assert again.status_code == 200 and again.json() == created.json()
+    other = {**EVENT, "limits": {"max_seats_per_hold": 2}}
+    problem(await gateway.post("/v1/events", json=other), 409, "EVENT_EXISTS")
+
+    found = await gateway.get("/v1/events/show", params={"include_seats": "true"})
+    assert found.json()["version"] == 0 and len(found.json()["seats"]) == len(SEATS)
+    assert found.json()["seats"][0] == {**EVENT["seats"][0], "category": None}  # type: ignore[index]
+    assert (await gateway.get("/v1/events/show")).json()["seats"] is None
+    problem(await gateway.get("/v1/events/nope"), 404, "EVENT_NOT_FOUND")
+    problem(await gateway.get("/v1/events/bad%7Bid%7D"), 400, "INVALID_ARGUMENT")
+
+
+@pytest.mark.parametrize(
+    ("body", "location"),
+    [
+        ({"seats": EVENT["seats"]}, "body.event_id"),
+        ({"event_id": "x", "seats": []}, "body.seats"),
+        ({"event_id": "x", "seats": [{"seat_id": ""}]}, "body.seats.0.seat_id"),
+        ({"event_id": "x", "seats": [{"seat_id": "A"}], "limits": {"max_ttl_seconds": -1}}, ""),
+    ],
+)
+async def test_invalid_bodies_are_422_problems(
+    gateway: httpx.AsyncClient, body: dict[str, Any], location: str
+) -> None:
+    found = problem(await gateway.post("/v1/events", json=body), 422, "INVALID_REQUEST")
+    assert found["errors"] and location in found["errors"][0]["location"]
+
+
+async def test_malformed_json_is_a_422_problem(gateway: httpx.AsyncClient) -> None:
+    response = await gateway.post(
+        "/v1/events", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    problem(response, 422, "INVALID_REQUEST")
+
+
+async def test_holds_extend_release_confirm_and_their_errors(gateway: httpx.AsyncClient) -> None:
+    await gateway.post("/v1/events", json=EVENT)
+    alice = await hold(gateway, "alice", "A1", "A2", ttl_seconds=60)
+    assert alice["seat_ids"] == ["A1", "A2"] and alice["holder_id"] == "alice"
+
+    taken = await gateway.post(
+        "/v1/events/show/holds", json={"holder_id": "bob", "seat_ids": ["A3", "A1"]}
+    )
+    assert problem(taken, 409, "SEATS_UNAVAILABLE")["seat_ids"] == ["A1"]
+    too_many = await gateway.post(
+        "/v1/events/show/holds", json={"holder_id": "bob", "seat_ids": SEATS[10:15]}
+    )
+    assert problem(too_many, 422, "LIMIT_EXCEEDED")["limit"] == "max_seats_per_hold"
+    empty = await gateway.post("/v1/events/show/holds", json={"holder_id": "bob", "seat_ids": []})
+    problem(empty, 422, "INVALID_REQUEST")
+
+    base = f"/v1/events/show/holds/{alice['hold_id']}"
+    extended = await gateway.post(f"{base}/extend", json={"holder_id": "alice", "ttl_seconds": 120})
+    assert extended.status_code == 200
+    assert extended.json()["expires_at"] > alice["expires_at"]
+    problem(await gateway.post(f"{base}/extend", json={"holder_id": "bob"}), 403, "NOT_HOLDER")
+
+    booking = await gateway.post(
+        f"{base}/confirm", json={"holder_id": "alice", "payment_ref": "p1"}
+    )
+    assert booking.status_code == 200, booking.text
+    assert booking.json()["seat_ids"] == ["A1", "A2"] and booking.json()["payment_ref"] == "p1"
+    problem(
+        await gateway.post(f"{base}/release", json={"holder_id": "alice"}), 409, "HOLD_CONFIRMED"
+    )
+
+    bob = await hold(gateway, "bob", "A5")
+    released = await gateway.post(
+        f"/v1/events/show/holds/{bob['hold_id']}/release", json={"holder_id": "bob"}
+    )
+    assert released.json() == {"seat_ids": ["A5"]}
+    missing = await gateway.post("/v1/events/show/holds/nope/release", json={"holder_id": "bob"})
+    problem(missing, 404, "HOLD_NOT_FOUND")
+
+    short = await hold(gateway, "carol", "A9", ttl_seconds=0.05)
+    gone = f"/v1/events/show/holds/{short['hold_id']}/confirm"
+
+    async def expired() -> bool:
+        seats = (await gateway.get("/v1/events/show/availability")).json()["seats"]
+        return bool(seats["A9"] == "AVAILABLE")
+
+    await until(expired)
+    problem(await gateway.post(gone, json={"holder_id": "carol"}), 410, "HOLD_EXPIRED")
+
+
+async def test_hold_request_id_returns_the_first_hold(gateway: httpx.AsyncClient) -> None:
+    await gateway.post("/v1/events", json=EVENT)
+    first = await hold(gateway, "alice", "A1", request_id="tap-1")
+    again = await hold(gateway, "alice", "A1", request_id="tap-1")
+    assert again["hold_id"] == first["hold_id"]
+
+
+async def test_availability_etag(gateway: httpx.AsyncClient) -> None:
+    problem(await gateway.get("/v1/events/nope/availability"), 404, "EVENT_NOT_FOUND")
+    await gateway.post("/v1/events", json=EVENT)
+    first = await gateway.get("/v1/events/show/availability")
+    assert first.json()["version"] == 0 and set(first.json()["seats"].values()) == {"AVAILABLE"}
+    assert first.headers["etag"] == '"0"' and first.headers["cache-control"] == "no-cache"
+    unchanged = await gateway.get("/v1/events/show/availability", headers={"If-None-Match": '"0"'})
+    assert unchanged.status_code == 304 and unchanged.content == b""
+    await hold(gateway, "alice", "A1")
+    changed = await gateway.get("/v1/events/show/availability", headers={"If-None-Match": '"0"'})
+    assert changed.status_code == 200 and changed.headers["etag"] == '"1"'
+    assert changed.json()["seats"]["A1"] == "HELD"
+
+
+async def sse_events(
+    http: httpx.AsyncClient, headers: dict[str, str] | None = None
+) -> AsyncIterator[dict[str, Any]]:
+    """The `snapshot` and `change` events of the live stream, parsed; comments skipped."""
+    async with http.stream("GET", "/v1/events/show/changes", headers=headers) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        event: dict[str, Any] = {}
+        async for line in response.aiter_lines():
+            if not line and event:
+                yield event
+                event = {}
+            elif line and not line.startswith(":"):
+                field, _, value = line.partition(": ")
+                event[field] = json.loads(value) if field == "data" else value
+
+
+async def test_sse_snapshot_changes_and_resume_with_last_event_id(
+    gateway: httpx.AsyncClient, redis: Redis
+) -> None:
+    await gateway.post("/v1/events", json=EVENT)
+    events = sse_events(gateway)
+    snapshot = await anext(events)
+    assert snapshot["event"] == "snapshot" and snapshot["id"] == "0"
+    assert snapshot["data"]["seats"]["A1"] == "AVAILABLE"
+    alice = await hold(gateway, "alice", "A1", "A2")
+    change = await anext(events)
+    assert change["event"] == "change" and change["id"] == "1"
+    assert change["data"]["reason"] == "held" and change["data"]["status"] == "HELD"
+    assert change["data"]["seat_ids"] == ["A1", "A2"]
+    await events.aclose()  # type: ignore[attr-defined]
+
+    # While the app is away: a release and a new hold. It resumes after the last id it saw.
+    await gateway.post(
+        f"/v1/events/show/holds/{alice['hold_id']}/release", json={"holder_id": "alice"}
+    )
+    await hold(gateway, "bob", "A3")
+    resumed = sse_events(gateway, {"Last-Event-ID": change["id"]})
+    first, second = await anext(resumed), await anext(resumed)
+    assert (first["id"], first["data"]["reason"], first["data"]["status"]) == (
+        "2",
+        "released",
+        "AVAILABLE",
+    )
+    assert (second["id"], second["data"]["seat_ids"]) == ("3", ["A3"])
+    await resumed.aclose()  # type: ignore[attr-defined]
+
+    # Resuming from a version the change log no longer holds: a fresh snapshot instead.
+    await redis.xtrim(keys.event_keys("show").changes, maxlen=1, approximate=False)
+    stale = sse_events(gateway, {"Last-Event-ID": "1"})
+    fresh = await anext(stale)
+    assert fresh["event"] == "snapshot" and fresh["id"] == "3"
+    assert fresh["data"]["seats"]["A3"] == "HELD" and fresh["data"]["seats"]["A1"] == "AVAILABLE"
+    await stale.aclose()  # type: ignore[attr-defined]
+
+
+async def test_sse_errors_before_the_stream(gateway: httpx.AsyncClient) -> None:
+    problem(await gateway.get("/v1/events/nope/changes"), 404, "EVENT_NOT_FOUND")
+    await gateway.post("/v1/events", json=EVENT)
+    bad = await gateway.get("/v1/events/show/changes", headers={"Last-Event-ID": "x"})
+    problem(bad, 422, "INVALID_REQUEST")
