@@ -64,9 +64,9 @@ UNKNOWN_SEAT = "s99"
 UNKNOWN_HOLD = "no-such-hold-0000000000"
 HOLDERS = ("ann", "bob", "cy")
 LIMITS = Limits(
-    max_seats_per_hold=3, max_seats_per_holder=4, default_ttl=100, max_ttl=400, max_lifetime=600
+    max_seats_per_hold=3, max_seats_per_holder=4, default_ttl=100, max_ttl=300, max_lifetime=300
 )
-TTLS = (0, 30, 50, 100, 250, 400, 401)  # 0 takes the default; 401 is over the maximum
+TTLS = (0, 30, 50, 100, 250, 300, 301)  # 0 takes the default; 301 is over the maximum
 EVENT_KEYS = keys.event_keys(EVENT)
 
 
@@ -110,11 +110,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 
 @dataclass(frozen=True)
 class Ref:
-    """A hold, by recency among those made (0: the latest), or one never made; and who asks:
-    its own holder, or `other`, who may or may not be the same."""
+    """A hold, by recency (0: the latest) among those `among`: "open" (neither released nor
+    confirmed, maybe run out; any made when none is open), "made", or "none" (a hold never
+    made); and who asks: its own holder, or `other`, who may or may not be the same."""
 
     pick: int
-    made: bool
+    among: str
     own_holder: bool
     other: str
 
@@ -141,7 +142,7 @@ Spec = HoldOp | ExtendSpec | ReleaseSpec | ConfirmSpec
 refs = st.builds(
     Ref,
     pick=st.integers(0, 12),
-    made=st.sampled_from((True,) * 7 + (False,)),
+    among=st.sampled_from(("open",) * 5 + ("made",) * 2 + ("none",)),
     own_holder=st.sampled_from((True,) * 3 + (False,)),
     other=st.sampled_from(HOLDERS),
 )
@@ -329,7 +330,7 @@ class EngineMachine(RuleBasedStateMachine):
         self._log_expiries(changes, self.state, t0, self._now())
         self._assert_expiries_logged(t0)
 
-    @rule(ms=st.sampled_from((20, 60, 150, 300)))
+    @rule(ms=st.sampled_from((10, 50, 150)))
     def time_passes(self, ms: int) -> None:
         time.sleep(ms / 1000)
 
@@ -380,9 +381,11 @@ class EngineMachine(RuleBasedStateMachine):
         if isinstance(spec, HoldOp):
             return spec
         made = list(self.state.holds)
+        open_ = [hold_id for hold_id in made if self.state.holds[hold_id].status == "held"]
+        candidates = open_ if spec.ref.among == "open" and open_ else made
         hold_id = UNKNOWN_HOLD
-        if spec.ref.made and made:
-            hold_id = made[-1 - spec.ref.pick % len(made)]
+        if spec.ref.among != "none" and candidates:
+            hold_id = candidates[-1 - spec.ref.pick % len(candidates)]
         holder = spec.ref.other
         if spec.ref.own_holder and hold_id in self.state.holds:
             holder = self.state.holds[hold_id].holder
@@ -477,7 +480,7 @@ def test_engine_follows_the_model(env: Env) -> None:
     run_state_machine_as_test(  # type: ignore[no-untyped-call]
         EngineMachine,
         settings=settings(
-            max_examples=30,
+            max_examples=50,
             stateful_step_count=50,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],
