@@ -26,7 +26,10 @@ from clients.gateway.models import (
     ReleaseOut,
     status_name,
 )
+from clients.gateway.seatmap import add_seatmap_routes
+from clients.gateway.state import client_of
 from clients.watching import Snapshot, Update
+from inventory.layouts.backends import Backends, open_backends
 
 KEEPALIVE_SECONDS = 15.0  # an SSE comment this often keeps proxies from closing a quiet stream
 PROBLEM = {"model": dict[str, Any], "content": {problems.MEDIA_TYPE: {}}}
@@ -34,11 +37,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"description": "Problem details (RFC 9457)", **PROBLEM}
     for status in (400, 403, 404, 409, 410, 422, 503, 504)
 }
-
-
-def _client(request: Request) -> InventoryClient:
-    client: InventoryClient = request.app.state.client
-    return client
 
 
 def _sse(event: str, event_id: int, data: str) -> bytes:
@@ -81,20 +79,28 @@ async def _event_stream(
         await updates.aclose()  # type: ignore[attr-defined]
 
 
-def create_app(target: str = "127.0.0.1:50051", client: InventoryClient | None = None) -> FastAPI:
-    """The gateway app; it makes its InventoryClient for `target` unless given one."""
+def create_app(
+    target: str = "127.0.0.1:50051",
+    client: InventoryClient | None = None,
+    layouts_dsn: str | None = None,
+    mongo_url: str | None = None,
+    backends: Backends | None = None,
+) -> FastAPI:
+    """The gateway app. It makes its InventoryClient for `target` unless given one, and opens
+    the layouts backends (for the seat map) from `layouts_dsn` unless given them."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if client is not None:  # the caller's to close
+        async with contextlib.AsyncExitStack() as stack:
+            if client is None:
+                # Made here, not earlier: a grpc.aio channel belongs to the loop it is made on.
+                app.state.client = InventoryClient(target)
+                stack.push_async_callback(app.state.client.close)
+            if backends is None and layouts_dsn:
+                app.state.backends = await stack.enter_async_context(
+                    open_backends(layouts_dsn, mongo_url)
+                )
             yield
-            return
-        # Made here, not earlier: a grpc.aio channel belongs to the loop it is made on.
-        app.state.client = InventoryClient(target)
-        try:
-            yield
-        finally:
-            await app.state.client.close()
 
     app = FastAPI(
         title="LML seat inventory gateway",
@@ -104,9 +110,11 @@ def create_app(target: str = "127.0.0.1:50051", client: InventoryClient | None =
         lifespan=lifespan,
     )
     app.state.client = client
+    app.state.backends = backends
     app.add_exception_handler(InventoryClientError, problems.inventory_error)
     app.add_exception_handler(RequestValidationError, problems.validation_error)
     _add_routes(app)
+    add_seatmap_routes(app, ERRORS)
     return app
 
 
@@ -119,7 +127,7 @@ def _add_routes(app: FastAPI) -> None:
     @app.get("/readyz", tags=["health"], responses=ERRORS)
     async def readyz(request: Request) -> Response:
         """Readiness: the inventory service answers its health check as SERVING."""
-        if await _client(request).ready():
+        if await client_of(request).ready():
             return JSONResponse({"status": "ready"})
         return problems.problem(
             503, "INVENTORY_UNAVAILABLE", "the inventory service is not serving", "/readyz"
@@ -128,7 +136,7 @@ def _add_routes(app: FastAPI) -> None:
     @app.post("/v1/events", tags=["events"], response_model=EventOut, responses=ERRORS)
     async def create_event(body: EventIn, request: Request, response: Response) -> EventOut:
         """Creates an event (201), or returns it unchanged for identical input (200)."""
-        created = await _client(request).create_event(
+        created = await client_of(request).create_event(
             body.event_id, [seat.message() for seat in body.seats], body.limits.message()
         )
         response.status_code = 201 if created.created else 200
@@ -136,7 +144,7 @@ def _add_routes(app: FastAPI) -> None:
 
     @app.get("/v1/events/{event_id}", tags=["events"], responses=ERRORS)
     async def get_event(event_id: str, request: Request, include_seats: bool = False) -> EventOut:
-        found = await _client(request).get_event(event_id, include_seats)
+        found = await client_of(request).get_event(event_id, include_seats)
         return EventOut.of(found.event, list(found.seats) if include_seats else None)
 
     @app.get("/v1/events/{event_id}/availability", tags=["events"], responses=ERRORS)
@@ -147,7 +155,7 @@ def _add_routes(app: FastAPI) -> None:
     ) -> Response:
         """Every seat's status at one version. The ETag is the version: send it back in
         If-None-Match to get 304 while nothing has changed."""
-        snapshot = await _client(request).availability(event_id)
+        snapshot = await client_of(request).availability(event_id)
         headers = {"ETag": f'"{snapshot.version}"', "Cache-Control": "no-cache"}
         if if_none_match == headers["ETag"]:
             return Response(status_code=304, headers=headers)
@@ -157,7 +165,7 @@ def _add_routes(app: FastAPI) -> None:
     @app.post("/v1/events/{event_id}/holds", status_code=201, tags=["holds"], responses=ERRORS)
     async def hold(event_id: str, body: HoldIn, request: Request) -> HoldOut:
         """Holds every seat or none (409 with the seat ids that are taken)."""
-        held = await _client(request).hold(
+        held = await client_of(request).hold(
             event_id,
             body.holder_id,
             body.seat_ids,
@@ -168,7 +176,7 @@ def _add_routes(app: FastAPI) -> None:
 
     @app.post("/v1/events/{event_id}/holds/{hold_id}/extend", tags=["holds"], responses=ERRORS)
     async def extend(event_id: str, hold_id: str, body: ExtendIn, request: Request) -> HoldOut:
-        held = await _client(request).extend(
+        held = await client_of(request).extend(
             event_id, hold_id, body.holder_id, ttl=body.ttl_seconds
         )
         return HoldOut.of(held)
@@ -176,13 +184,13 @@ def _add_routes(app: FastAPI) -> None:
     @app.post("/v1/events/{event_id}/holds/{hold_id}/release", tags=["holds"], responses=ERRORS)
     async def release(event_id: str, hold_id: str, body: ReleaseIn, request: Request) -> ReleaseOut:
         """Releases the hold (idempotent); returns the seats released."""
-        seat_ids = await _client(request).release(event_id, hold_id, body.holder_id)
+        seat_ids = await client_of(request).release(event_id, hold_id, body.holder_id)
         return ReleaseOut(seat_ids=seat_ids)
 
     @app.post("/v1/events/{event_id}/holds/{hold_id}/confirm", tags=["holds"], responses=ERRORS)
     async def confirm(event_id: str, hold_id: str, body: ConfirmIn, request: Request) -> BookingOut:
         """Books the hold's seats (idempotent: a retry returns the same booking)."""
-        booking = await _client(request).confirm(
+        booking = await client_of(request).confirm(
             event_id,
             hold_id,
             body.holder_id,
@@ -205,7 +213,7 @@ def _add_routes(app: FastAPI) -> None:
         a `change` event per change; each event's id is its version, so a reconnecting
         EventSource resumes with Last-Event-ID. A `snapshot` may come again when the change log
         cannot resume: it replaces everything before it."""
-        client = _client(request)
+        client = client_of(request)
         await client.get_event(event_id)  # a missing event is a 404 before the stream starts
         return StreamingResponse(
             _event_stream(client, event_id, last_event_id),

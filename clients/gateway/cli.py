@@ -21,12 +21,26 @@ from clients.gateway.app import create_app
     show_default=True,
     help="host:port of the inventory gRPC service.",
 )
-def main(listen: str, target: str) -> None:
+@click.option(
+    "--layouts-dsn",
+    envvar="LML_LAYOUTS_DSN",
+    default=None,
+    help="Postgres DSN of the venue layouts (enables the seat-map routes).",
+)
+@click.option(
+    "--mongo-url", envvar="LML_MONGO_URL", default=None, help="MongoDB layout store, if used."
+)
+def main(listen: str, target: str, layouts_dsn: str | None, mongo_url: str | None) -> None:
     """Serve the HTTP gateway (docs at /docs, OpenAPI at /openapi.json) until SIGTERM."""
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise click.BadParameter("expected host:port", param_hint="--listen")
-    uvicorn.run(create_app(target), host=host.strip("[]"), port=int(port), log_level="info")
+    uvicorn.run(
+        create_app(target, layouts_dsn=layouts_dsn, mongo_url=mongo_url),
+        host=host.strip("[]"),
+        port=int(port),
+        log_level="info",
+    )
 
 
 if __name__ == "__main__":

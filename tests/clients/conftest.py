@@ -12,6 +12,7 @@ import grpc
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from grpc_health.v1 import health_pb2_grpc
 from lml.inventory.v1 import inventory_pb2 as pb
 from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
@@ -22,7 +23,14 @@ from inventory.engine import Inventory
 from inventory.server import HealthServicer, run_sweeper
 from inventory.service import InventoryServicer
 from inventory.watch import WatchHub
+from tests.layouts import conftest as layouts_fixtures
 from tests.redis_server import free_port
+
+# The layouts suite's Postgres fixtures (a fresh, migrated database per run), for the seat map.
+postgres_server = layouts_fixtures.postgres_server
+postgres_dsn = layouts_fixtures.postgres_dsn
+pg_pool = layouts_fixtures.pg_pool
+pg_layouts = layouts_fixtures.pg_layouts
 
 SEATS = [f"A{n}" for n in range(1, 41)]
 
@@ -128,14 +136,11 @@ def seats(*ids: str) -> list[pb.Seat]:
     return [pb.Seat(seat_id=s, section="stalls", row=s[0], number=s[1:]) for s in ids or SEATS]
 
 
-@pytest.fixture
-async def gateway(service: Service) -> AsyncIterator[httpx.AsyncClient]:
-    """lml-gateway's app under uvicorn on a free port (real HTTP, so SSE streams for real)."""
+@contextlib.asynccontextmanager
+async def serve_gateway(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """`app` under uvicorn on a free port (real HTTP, so SSE streams for real)."""
     port = free_port()
-    config = uvicorn.Config(
-        create_app(service.target), host="127.0.0.1", port=port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
     await until(lambda: server.started)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
@@ -143,3 +148,10 @@ async def gateway(service: Service) -> AsyncIterator[httpx.AsyncClient]:
     server.should_exit = True
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def gateway(service: Service) -> AsyncIterator[httpx.AsyncClient]:
+    """lml-gateway's app for the test's service, without the layouts database."""
+    async with serve_gateway(create_app(service.target)) as http:
+        yield http

@@ -1,0 +1,86 @@
+"""The gateway's seat-map routes over the venue layouts (real Postgres) and the inventory."""
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import pytest
+
+from clients.gateway.app import create_app
+from inventory.engine import Inventory
+from inventory.layouts.backends import Backends
+from inventory.layouts.canonical import seat_id
+from inventory.layouts.events import EventFromLayout, create_event_from_layout
+from inventory.layouts.lifecycle import Layouts
+from inventory.layouts.model import Layout
+from tests.clients.conftest import Service, serve_gateway
+from tests.clients.test_gateway import problem
+from tests.layouts.samples import small_layout
+
+
+@pytest.fixture
+async def layout(pg_layouts: Layouts, pg_pool: asyncpg.Pool, inventory: Inventory) -> Layout:
+    """A deployed small layout and the event `gala` made from it."""
+    await pg_layouts.add(small_layout())
+    await pg_layouts.publish(small_layout().id)
+    deployed = await pg_layouts.deploy(small_layout().id)
+    assert deployed.hash is not None
+    spec = EventFromLayout("gala", deployed.id, deployed.hash, "GBP", {"A": 4500, "B": 2500})
+    await create_event_from_layout(pg_layouts, pg_pool, inventory, spec)
+    return deployed
+
+
+@pytest.fixture
+async def http(
+    service: Service,
+    pg_layouts: Layouts,
+    pg_pool: asyncpg.Pool,
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(service.target, backends=Backends(pg_layouts, pg_pool))
+    async with serve_gateway(app) as client:
+        yield client
+
+
+async def test_seat_map_lists_taken_seats_at_a_version(
+    http: httpx.AsyncClient, layout: Layout
+) -> None:
+    first = await http.get("/v1/events/gala/seatmap")
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert (body["layout_hash"], body["currency"], body["prices"]) == (
+        layout.hash,
+        "GBP",
+        {"A": 4500, "B": 2500},
+    )
+    assert (body["version"], body["held"], body["booked"]) == (0, [], [])
+    assert first.headers["etag"] == '"0"' and first.headers["cache-control"] == "no-cache"
+    same = await http.get("/v1/events/gala/seatmap", headers={"If-None-Match": '"0"'})
+    assert same.status_code == 304
+
+    seat = seat_id(str(layout.id), "stalls", "A", "1")
+    held = await http.post("/v1/events/gala/holds", json={"holder_id": "ann", "seat_ids": [seat]})
+    assert held.status_code == 201, held.text
+    after = (await http.get("/v1/events/gala/seatmap", headers={"If-None-Match": '"0"'})).json()
+    assert (after["version"], after["held"]) == (1, [seat])
+
+
+async def test_layout_export_is_immutable_and_cached_by_hash(
+    http: httpx.AsyncClient, layout: Layout
+) -> None:
+    url = (await http.get("/v1/events/gala/seatmap")).json()["layout_url"]
+    exported = await http.get(url)
+    assert exported.status_code == 200
+    assert exported.headers["etag"] == f'"{layout.hash}"'
+    assert "immutable" in exported.headers["cache-control"]
+    document = exported.json()
+    assert document["hash"] == layout.hash
+    ids = [row_seat[0] for s in document["sections"] for r in s["rows"] for row_seat in r["seats"]]
+    assert seat_id(str(layout.id), "stalls", "A", "1") in ids and len(ids) == 17
+    cached = await http.get(url, headers={"If-None-Match": exported.headers["etag"]})
+    assert cached.status_code == 304 and cached.content == b""
+
+
+async def test_seat_map_errors(http: httpx.AsyncClient, gateway: httpx.AsyncClient) -> None:
+    problem(await http.get("/v1/events/nope/seatmap"), 404, "LAYOUT_NOT_FOUND")
+    problem(await http.get("/v1/events/nope/seatmap/layout"), 404, "LAYOUT_NOT_FOUND")
+    problem(await gateway.get("/v1/events/any/seatmap"), 501, "SEAT_MAP_NOT_CONFIGURED")
