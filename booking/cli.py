@@ -13,11 +13,11 @@ import asyncpg
 import click
 import uvloop
 from prometheus_client import start_http_server
-from redis.asyncio import Redis
 
 from booking import migrations, recovery, store
 from booking.worker import AUDIT_GROUP, OUTBOX_GROUP, Worker, WorkerSettings
 from inventory.engine import Inventory
+from inventory.redis_client import connect
 
 T = TypeVar("T")
 
@@ -135,7 +135,7 @@ async def _work(redis_url: str, postgres_url: str, settings: WorkerSettings) -> 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    redis = Redis.from_url(redis_url, decode_responses=True)
+    redis = connect(redis_url)
     # No connection at start: the worker starts (and waits) while Postgres is down.
     pool = await asyncpg.create_pool(postgres_url, min_size=0, max_size=4)
     try:
@@ -153,7 +153,7 @@ def rebuild(redis_url: str, postgres_url: str, event_id: str) -> None:
     """Restores an event's inventory in Redis from Postgres, after Redis lost it."""
 
     async def go() -> recovery.RebuildReport:
-        redis = Redis.from_url(redis_url, decode_responses=True)
+        redis = connect(redis_url)
         conn = await asyncpg.connect(postgres_url)
         try:
             return await recovery.rebuild(Inventory(redis), conn, event_id)
@@ -188,7 +188,7 @@ def reconcile(redis_url: str, postgres_url: str, event_id: str) -> None:
     """Compares an event in Redis and Postgres; exits 1 when they differ."""
 
     async def go() -> recovery.Reconciliation:
-        redis = Redis.from_url(redis_url, decode_responses=True)
+        redis = connect(redis_url)
         conn = await asyncpg.connect(postgres_url)
         try:
             return await recovery.reconcile(redis, conn, event_id)

@@ -12,10 +12,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from lml.inventory.v1 import inventory_pb2 as pb
 from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
-from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from inventory.engine import Inventory
+from inventory.redis_client import connect
 from inventory.service import InventoryServicer
 from inventory.watch import WatchHub
 
@@ -34,13 +34,6 @@ class ServerConfig:
     sweep_interval: float = 0.5
     grace: float = 10.0
     redis_connections: int = 64
-
-
-def connect_redis(config: ServerConfig) -> Redis:
-    pool = BlockingConnectionPool.from_url(
-        config.redis_url, decode_responses=True, max_connections=config.redis_connections, timeout=5
-    )
-    return Redis(connection_pool=pool)
 
 
 async def run_sweeper(inventory: Inventory, health_servicer: Any, interval: float) -> None:
@@ -84,7 +77,7 @@ def create_server(
 
 async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> None:
     """Serves until SIGTERM or SIGINT, then stops taking calls and drains the ones in flight."""
-    redis = connect_redis(config)
+    redis = connect(config.redis_url, config.redis_connections)
     inventory = Inventory(redis)
     watch_hub = WatchHub(redis)
     server, health_servicer = create_server(inventory, config.listen, watch_hub)

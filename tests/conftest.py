@@ -9,6 +9,7 @@ from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 from redis.asyncio import Redis
 
 from inventory.engine import Inventory
+from inventory.redis_client import connect
 from inventory.server import create_server
 from tests.redis_server import RedisServer, free_port
 
@@ -23,7 +24,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 @pytest.fixture
 async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client: Redis = Redis.from_url(redis_server.url, decode_responses=True)
+    client = connect(redis_server.url)
     await client.flushall()
     yield client
     await client.aclose()

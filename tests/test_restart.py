@@ -9,10 +9,10 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 from lml.inventory.v1 import inventory_pb2 as pb
 from redis.asyncio import Redis
-from redis.maint_notifications import MaintNotificationsConfig
 
 from inventory import keys
 from inventory.engine import Inventory
+from inventory.redis_client import connect
 from tests.redis_server import RedisServer
 
 EVENT = "restart-ev"
@@ -117,14 +117,7 @@ async def test_a_batch_reloads_every_missing_script_and_runs_every_operation(
 async def persistent(tmp_path: Path) -> AsyncIterator[tuple[RedisServer, Redis]]:
     server = RedisServer(tmp_path / "redis", persist=True)
     server.start()
-    # With redis-py's default ("auto") maintenance notifications the pool skips its check for
-    # connections the server closed, so each pooled connection would fail one call after the
-    # restart; disabled, the pool reconnects them before use.
-    client: Redis = Redis.from_url(
-        server.url,
-        decode_responses=True,
-        maint_notifications_config=MaintNotificationsConfig(enabled=False),
-    )
+    client = connect(server.url)  # the service's own client: it must survive the restart
     try:
         yield server, client
     finally:

@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 import asyncpg
 import click
 from pymongo.errors import PyMongoError
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from inventory.engine import Inventory
@@ -22,6 +21,7 @@ from inventory.layouts.export import write_export
 from inventory.layouts.importing import from_csv, from_json
 from inventory.layouts.model import Layout, Viewport
 from inventory.layouts.opera import DEFAULT_ID, opera_house
+from inventory.redis_client import connect
 
 T = TypeVar("T")
 
@@ -254,7 +254,7 @@ def create_event(
     event = EventFromLayout(event_id, layout_id, layout_hash, currency, _prices(prices))
 
     async def work(backends: Backends) -> Any:
-        redis = Redis.from_url(redis_url, decode_responses=True)
+        redis = connect(redis_url)
         try:
             return await create_event_from_layout(
                 backends.layouts, backends.pool, Inventory(redis), event
