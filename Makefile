@@ -9,7 +9,7 @@ GOOGLE_PROTOS = $(shell python -c "import google.rpc, os; print(os.path.dirname(
 install:
 	@command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && apt-get install -y postgresql)
-	pip install -q -e '.[dev]'
+	pip install -q -e '.[dev,bench]'
 	$(MAKE) proto
 
 proto:

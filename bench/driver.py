@@ -6,6 +6,7 @@ batch was sent (open loop: from the moment it was due) to the moment its result 
 """
 
 import asyncio
+import gc
 import multiprocessing
 import random
 import time
@@ -14,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from google.rpc.error_details_pb2 import ErrorInfo
 import uvloop
+from google.rpc.error_details_pb2 import ErrorInfo
 from lml.inventory.v1 import inventory_pb2 as pb
 from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 
@@ -122,11 +123,17 @@ class _Buyers:
             self.retries.append(attempt + 1)
 
     def _after_hold(self, hold: pb.Hold, extend: bool) -> None:
-        ref = {"event_id": hold.event_id, "hold_id": hold.hold_id, "holder_id": hold.holder_id}
+        ref: dict[str, Any] = {
+            "event_id": hold.event_id,
+            "hold_id": hold.hold_id,
+            "holder_id": hold.holder_id,
+        }
         self.serial += 1
         op_id = str(self.serial)
         if extend and not self.config.buyers:
-            self.followups.append((pb.Operation(id=op_id, extend=pb.ExtendRequest(**ref)), EXTEND, None))
+            self.followups.append(
+                (pb.Operation(id=op_id, extend=pb.ExtendRequest(**ref)), EXTEND, None)
+            )
             return
         fate = self.rng.random()
         confirm_share = 0.9 if self.config.buyers else CONFIRM_SHARE
@@ -144,16 +151,16 @@ class _Buyers:
         return not self.followups and (not self._wants_more() or out_of_seats)
 
 
-async def _stream(stub: pb_grpc.InventoryServiceStub, buyers: _Buyers, start: float, end: float) -> None:
+async def _stream(stub: Any, buyers: _Buyers, start: float, end: float) -> None:
     config = buyers.config
-    call = stub.Execute()
+    call = stub.Execute()  # grpc-stubs types the stub as synchronous: stub is Any here
     outstanding: dict[str, tuple[float, int, Any]] = {}
     limit = (config.in_flight - 1) * config.batch
     room = asyncio.Event()
     room.set()
 
     async def read() -> None:
-        while (response := await call.read()) is not grpc.aio.EOF:
+        while (response := await call.read()) is not grpc.aio.EOF:  # type: ignore[attr-defined]
             now = time.monotonic()
             for result in response.results:
                 sent, kind, context = outstanding.pop(result.id)
@@ -162,7 +169,9 @@ async def _stream(stub: pb_grpc.InventoryServiceStub, buyers: _Buyers, start: fl
                 room.set()
 
     reader = asyncio.create_task(read())
-    interval = config.batch / (config.rate / (config.processes * config.streams)) if config.rate else 0
+    interval = (
+        config.batch / (config.rate / (config.processes * config.streams)) if config.rate else 0
+    )
     due = start
     while (now := time.monotonic()) < end:
         if interval:
@@ -191,7 +200,7 @@ async def _stream(stub: pb_grpc.InventoryServiceStub, buyers: _Buyers, start: fl
     await reader
 
 
-async def _unary(stub: pb_grpc.InventoryServiceStub, buyers: _Buyers, end: float) -> None:
+async def _unary(stub: Any, buyers: _Buyers, end: float) -> None:
     while time.monotonic() < end:
         ops = buyers.next_ops(1)
         if not ops:
@@ -213,24 +222,31 @@ async def _drive(config: DriverConfig, process: int, start: float) -> Samples:
         config.event_ids, config.seats, process, config.processes, config.seed, config.hot_share
     )
     buyers = _Buyers(config, process, pool, SamplesBuilder(), random.Random(process))
-    buyers.buyers_left = config.buyers // config.processes + (process < config.buyers % config.processes)
+    buyers.buyers_left = config.buyers // config.processes + (
+        process < config.buyers % config.processes
+    )
     end = start + config.duration
     channels = [grpc.aio.insecure_channel(config.target) for _ in range(config.streams)]
     for channel in channels:
         await channel.channel_ready()
     await asyncio.sleep(max(0.0, start - time.monotonic()))
     if config.unary:
-        stubs = [pb_grpc.InventoryServiceStub(channels[i % len(channels)]) for i in range(config.concurrency)]
+        stubs = [
+            pb_grpc.InventoryServiceStub(channels[i % len(channels)])
+            for i in range(config.concurrency)
+        ]
         await asyncio.gather(*(_unary(stub, buyers, end) for stub in stubs))
     else:
         stubs = [pb_grpc.InventoryServiceStub(channel) for channel in channels]
         await asyncio.gather(*(_stream(stub, buyers, start, end) for stub in stubs))
     for channel in channels:
-        await channel.close()
+        await channel.close(None)
     return buyers.samples.build()
 
 
 def _process(config: DriverConfig, process: int, start: float, results: Any) -> None:
+    # The generator's own collection pauses would show up as the service's latency.
+    gc.disable()
     results.put((process, uvloop.run(_drive(config, process, start))))
 
 
@@ -250,4 +266,3 @@ def run_driver(config: DriverConfig) -> Samples:
         process.join()
     merged = Samples.merge([part for _, part in sorted(parts, key=lambda p: p[0])])
     return merged.shifted(start)
-

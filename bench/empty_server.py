@@ -5,6 +5,7 @@ worker processes), so the service harness can compare the two under the same loa
 """
 
 import multiprocessing
+import signal
 
 import click
 import grpc
@@ -24,7 +25,9 @@ class EmptyServicer(pb_grpc.InventoryServiceServicer):
 
 async def _serve(listen: str) -> None:
     server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
-    pb_grpc.add_InventoryServiceServicer_to_server(EmptyServicer(), server)
+    # Only Hold is served: the other methods keep the generated base's UNIMPLEMENTED answer.
+    servicer = EmptyServicer()  # type: ignore[abstract]
+    pb_grpc.add_InventoryServiceServicer_to_server(servicer, server)
     server.add_insecure_port(listen)
     await server.start()
     await server.wait_for_termination()
@@ -43,12 +46,16 @@ def main(listen: str, workers: int) -> None:
     processes = [context.Process(target=_serve_process, args=(listen,)) for _ in range(workers)]
     for process in processes:
         process.start()
-    try:
-        for process in processes:
-            process.join()
-    finally:
+
+    def stop(_signum: int, _frame: object) -> None:
         for process in processes:
             process.terminate()
+
+    # Without this, SIGTERM would end only this parent and leave the workers serving.
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for process in processes:
+        process.join()
 
 
 if __name__ == "__main__":

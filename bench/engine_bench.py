@@ -8,11 +8,11 @@ same in an event of 1,000 seats as in one of 100,000.
 import asyncio
 import random
 import secrets
-from statistics import median
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 
 from redis.asyncio import Redis
 
@@ -44,7 +44,9 @@ class _Cost:
         return self.redis_usec / self.calls
 
 
-async def _timed(redis: Redis, inventory: Inventory, calls: list[Call], cost: _Cost) -> list[object]:
+async def _timed(
+    redis: Redis, inventory: Inventory, calls: list[Call], cost: _Cost
+) -> list[object]:
     await redis.config_resetstat()
     started = time.perf_counter()
     replies = await inventory.runner.run_batch(calls)
@@ -68,8 +70,11 @@ async def _measure(
         chosen = iter(rng.sample(range(seats), sum(wanted)))
         refs = [(secrets.token_urlsafe(16), f"h{round_start + i}") for i in range(len(wanted))]
         calls = [
-            Call(hold, (*event_keys, event_keys.meta),
-                 (hold_id, holder, 0, "", *(seat_id(next(chosen)) for _ in range(n))))
+            Call(
+                hold,
+                (*event_keys, event_keys.meta),
+                (hold_id, holder, 0, "", *(seat_id(next(chosen)) for _ in range(n))),
+            )
             for (hold_id, holder), n in zip(refs, wanted, strict=True)
         ]
         replies = await _timed(redis, inventory, calls, hold_cost)
@@ -113,12 +118,20 @@ def engine(sizes: list[int], holds: int, pipeline: int, rounds: int = 3) -> Repo
     report.text(
         f"One Python client (redis-py asyncio + hiredis), pipelines of {pipeline} EVALSHA calls; "
         f"{holds:,} holds of 1-6 random seats per event size and round, each pipeline of holds "
-        f"followed by their releases; {rounds} rounds, sizes interleaved, medians shown. Redis time per call is `usec_per_call` of `cmdstat_evalsha` from INFO "
+        f"followed by their releases; {rounds} rounds, sizes interleaved, medians shown. "
+        "Redis time per call is `usec_per_call` of `cmdstat_evalsha` from INFO "
         "commandstats, reset before each pipeline. Calls/s is the client's wall time and "
         "includes building the calls and parsing the replies."
     )
     report.table(
-        ["event seats", "holds (all rounds)", "holds/s", "Redis us per hold", "releases/s", "Redis us per release"],
+        [
+            "event seats",
+            "holds (all rounds)",
+            "holds/s",
+            "Redis us per hold",
+            "releases/s",
+            "Redis us per release",
+        ],
         rows,
     )
     first, last = rows[0], rows[-1]

@@ -1,5 +1,6 @@
 """A benchmark report: markdown with the machine, versions and exact command, plus PNG charts."""
 
+import os
 import platform
 import shlex
 import subprocess
@@ -12,10 +13,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen first)
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
-from bench.samples import KIND_NAMES, Samples  # noqa: E402
+from bench.samples import KIND_NAMES, Samples
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PERCENTILES = (50, 90, 99, 99.9)
@@ -37,8 +39,6 @@ def _output(command: list[str]) -> str:
 
 
 def environment() -> list[tuple[str, str]]:
-    import os
-
     versions = []
     for package in _PACKAGES:
         try:
@@ -46,7 +46,10 @@ def environment() -> list[tuple[str, str]]:
         except metadata.PackageNotFoundError:
             continue
     return [
-        ("Machine", f"{os.cpu_count()} cores, {_cpu_model()}, {platform.system()} {platform.release()}"),
+        (
+            "Machine",
+            f"{os.cpu_count()} cores, {_cpu_model()}, {platform.system()} {platform.release()}",
+        ),
         ("Python", platform.python_version()),
         ("Redis", _output(["redis-server", "--version"]).split(" sha=")[0]),
         ("Packages", ", ".join(versions)),
@@ -61,7 +64,10 @@ class Report:
     title: str
     stamp: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
     lines: list[str] = field(default_factory=list)
-    directory: Path = RESULTS
+    # LML_BENCH_RESULTS redirects reports and charts, as the smoke tests do.
+    directory: Path = field(
+        default_factory=lambda: Path(os.environ.get("LML_BENCH_RESULTS", str(RESULTS)))
+    )
 
     @property
     def name(self) -> str:
@@ -77,7 +83,7 @@ class Report:
             self.lines.append("| " + " | ".join(_cell(value) for value in row) + " |")
         self.lines.append("")
 
-    def chart(self, suffix: str, figure: "plt.Figure", caption: str) -> None:
+    def chart(self, suffix: str, figure: Figure, caption: str) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{self.name}-{suffix}.png"
         figure.savefig(path, dpi=72)
@@ -103,7 +109,7 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def throughput_figure(samples: Samples, seconds: int, title: str) -> "plt.Figure":
+def throughput_figure(samples: Samples, seconds: int, title: str) -> Figure:
     figure, axis = plt.subplots(figsize=(6.4, 3.0))
     axis.plot(range(seconds), samples.per_second(seconds), label="all", color="black")
     for kind, name in enumerate(KIND_NAMES):
@@ -117,7 +123,7 @@ def throughput_figure(samples: Samples, seconds: int, title: str) -> "plt.Figure
     return figure
 
 
-def latency_figure(samples: Samples, title: str) -> "plt.Figure":
+def latency_figure(samples: Samples, title: str) -> Figure:
     figure, axis = plt.subplots(figsize=(6.4, 3.0))
     kinds = [k for k in range(len(KIND_NAMES)) if (samples.kind == k).any()]
     width = 0.8 / len(PERCENTILES)
@@ -129,6 +135,17 @@ def latency_figure(samples: Samples, title: str) -> "plt.Figure":
     axis.set(ylabel="latency (ms)", title=title)
     axis.legend(fontsize=7, ncol=5)
     axis.grid(alpha=0.3, axis="y")
+    figure.tight_layout()
+    return figure
+
+
+def sweep_figure(measured: list[tuple[int, float, float]]) -> Figure:
+    figure, axis = plt.subplots(figsize=(6.4, 3.0))
+    axis.plot([m[0] for m in measured], [m[2] for m in measured], marker="o", label="p99")
+    axis.axhline(10, color="red", linewidth=0.8, linestyle="--", label="10 ms")
+    axis.set(xlabel="offered ops/s", ylabel="p99 (ms)", title="p99 latency by offered rate")
+    axis.legend(fontsize=7)
+    axis.grid(alpha=0.3)
     figure.tight_layout()
     return figure
 

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 import click
 
 from bench import scenarios
+from bench.driver import DriverConfig
 from bench.engine_bench import engine as engine_harness
 from bench.peers import peers as peers_harness
-from bench.service_bench import service as service_harness
-from bench.driver import DriverConfig
 from bench.report import Report
+from bench.service_bench import service as service_harness
 
 
 @dataclass
@@ -28,10 +28,20 @@ def _done(report: Report) -> None:
 
 
 @click.group()
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Inventory service processes.")
-@click.option("--processes", default=2, show_default=True, type=click.IntRange(min=1),
-              help="Load-generator processes.")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Inventory service processes.",
+)
+@click.option(
+    "--processes",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Load-generator processes.",
+)
 @click.pass_context
 def main(context: click.Context, workers: int, processes: int) -> None:
     """Benchmarks of the seat inventory (reports go to bench/results/)."""
@@ -49,8 +59,9 @@ def steady(
     options: Options, duration: float, warmup: float, streams: int, batch: int, in_flight: int
 ) -> None:
     """Closed-loop mixed load over Execute streams."""
-    config = DriverConfig("", [], scenarios.EVENT_SEATS, duration, options.processes, streams,
-                          batch, in_flight)
+    config = DriverConfig(
+        "", [], scenarios.EVENT_SEATS, duration, options.processes, streams, batch, in_flight
+    )
     _done(scenarios.steady(config, options.workers, warmup, expected_rate=25_000))
 
 
@@ -67,7 +78,9 @@ def flash_sale(options: Options, seats: int, buyers: int, batch: int, time_limit
 
 
 @main.command()
-@click.option("--rates", default="4000,8000,10000,12000,14000,16000,18000,20000", show_default=True)
+@click.option(
+    "--rates", default="2000,4000,6000,8000,10000,12000,14000,16000,20000", show_default=True
+)
 @click.option("--step-duration", default=8.0, show_default=True)
 @click.option("--warmup", default=2.0, show_default=True)
 @click.pass_obj

@@ -1,6 +1,7 @@
 """What a load generator measured: one row per operation, and the bookings it made."""
 
 from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,8 +29,10 @@ class SamplesBuilder:
         self.kind.append(kind)
         self.outcome.append(outcome)
 
-    def confirmed(self, done: float, event_id: str, seat_ids: object, booking_id: str) -> None:
-        self.bookings.append((done, event_id, tuple(seat_ids), booking_id))  # type: ignore[call-overload]
+    def confirmed(
+        self, done: float, event_id: str, seat_ids: Iterable[str], booking_id: str
+    ) -> None:
+        self.bookings.append((done, event_id, tuple(seat_ids), booking_id))
 
     def build(self) -> "Samples":
         return Samples(
@@ -88,5 +91,7 @@ class Samples:
         return int(match.sum())
 
     def per_second(self, seconds: int) -> npt.NDArray[np.int64]:
-        counts = np.bincount(np.floor(self.done[self.done >= 0]).astype(np.int64), minlength=seconds)
+        counts = np.bincount(
+            np.floor(self.done[self.done >= 0]).astype(np.int64), minlength=seconds
+        )
         return counts[:seconds]

@@ -7,10 +7,12 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 import grpc
+import psutil  # type: ignore[import-untyped]
 
 from tests.redis_server import RedisServer, free_port
 
@@ -41,16 +43,28 @@ def _wait_ready(target: str, process: subprocess.Popen[bytes], timeout: float = 
     raise TimeoutError(f"no gRPC server on {target} after {timeout} s")
 
 
+@dataclass(frozen=True)
+class ServerProcess:
+    target: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server has used so far, its worker processes included."""
+        process = psutil.Process(self.pid)
+        times = [p.cpu_times() for p in (process, *process.children(recursive=True))]
+        return float(sum(t.user + t.system for t in times))
+
+
 @contextmanager
-def server_process(command: Sequence[str], target: str, log: Path) -> Iterator[str]:
-    """Runs a gRPC server command until the block ends; yields its target once it answers."""
+def server_process(command: Sequence[str], target: str, log: Path) -> Iterator[ServerProcess]:
+    """Runs a gRPC server command until the block ends; yields it once it answers."""
     with log.open("ab") as out:
         process = subprocess.Popen(list(command), stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait_ready(target, process)
         # SO_REUSEPORT workers bind one by one: give the last ones time to take calls too.
         time.sleep(1.0)
-        yield target
+        yield ServerProcess(target, process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -69,7 +83,15 @@ def inventory_command(target: str, redis_url: str, workers: int) -> list[str]:
 
 
 def empty_command(target: str, workers: int) -> list[str]:
-    return [sys.executable, "-m", "bench.empty_server", "--listen", target, "--workers", str(workers)]
+    return [
+        sys.executable,
+        "-m",
+        "bench.empty_server",
+        "--listen",
+        target,
+        "--workers",
+        str(workers),
+    ]
 
 
 def local_target() -> str:
@@ -77,12 +99,12 @@ def local_target() -> str:
 
 
 @contextmanager
-def postgres_database(name: str) -> Iterator[str]:
+def postgres_database(name: str, admin_dsn: str = POSTGRES_DSN) -> Iterator[str]:
     """A throwaway database on the local Postgres; yields its DSN and drops it afterwards."""
     import asyncio
 
     async def admin(sql: str) -> None:
-        connection = await asyncpg.connect(POSTGRES_DSN)
+        connection = await asyncpg.connect(admin_dsn)
         try:
             await connection.execute(sql)
         finally:
@@ -91,6 +113,6 @@ def postgres_database(name: str) -> Iterator[str]:
     asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}"'))
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     try:
-        yield POSTGRES_DSN.rsplit("/", 1)[0] + "/" + name
+        yield admin_dsn.rsplit("/", 1)[0] + "/" + name
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -29,8 +29,12 @@ def event_request(event_id: str, seats: int) -> pb.CreateEventRequest:
     request = pb.CreateEventRequest(event_id=event_id, limits=LIMITS)
     add = request.seats.add
     for index in range(seats):
-        add(seat_id=seat_id(index), section=f"sec{index // 1000}", row=str(index // 25 % 40),
-            number=str(index % 25))
+        add(
+            seat_id=seat_id(index),
+            section=f"sec{index // 1000}",
+            row=str(index // 25 % 40),
+            number=str(index % 25),
+        )
     return request
 
 
@@ -84,7 +88,9 @@ class SeatPool:
         source = self.hot if self.hot and self.rng.random() < HOT_PICK else self.cold
         source = source or self.hot
         count = min(self.rng.randint(*SEATS_PER_HOLD), len(source))
-        return self.event_id, [seat_id(source.pop()) for _ in range(count)]
+        # A seat given back more than once (refused guesses) may sit in the pool twice.
+        chosen = dict.fromkeys(seat_id(source.pop()) for _ in range(count))
+        return self.event_id, list(chosen)
 
     def guess(self) -> tuple[str, list[str]]:
         """Seats anywhere in the current event, whatever this process knows about them."""
