@@ -30,12 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from booking import migrations
 from inventory import keys
 from inventory.engine import Inventory
-from tests.booking.postgres_server import (
+from inventory.local_servers import (
     LOCAL_ADMIN_URL,
     PostgresServer,
+    RedisServer,
     local_postgres_reachable,
 )
-from tests.redis_server import RedisServer
 
 BATCH = 500
 

@@ -9,9 +9,9 @@ from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 from redis.asyncio import Redis
 
 from inventory.engine import Inventory
+from inventory.local_servers import RedisServer, free_port
 from inventory.redis_client import connect
 from inventory.server import create_server
-from tests.redis_server import RedisServer, free_port
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import redis
 
-from tests.redis_server import free_port
+from inventory.local_servers import free_port
 
 
 class RedisClusterNodes:

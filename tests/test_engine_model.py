@@ -35,8 +35,8 @@ from redis.asyncio import Redis
 from inventory import keys
 from inventory.engine import Inventory
 from inventory.errors import InventoryError
+from inventory.local_servers import RedisServer
 from tests.grpc_errors import status_info
-from tests.redis_server import RedisServer
 from tests.seat_model import (
     AvailabilityOp,
     Booked,

@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 
 from inventory import keys
 from inventory.engine import Inventory
+from inventory.local_servers import RedisServer
 from inventory.redis_client import connect
-from tests.redis_server import RedisServer
 
 EVENT = "restart-ev"
 SEATS = [f"r{i}" for i in range(10)]

@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from lml.inventory.v1 import inventory_pb2 as pb
 from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 
-from tests.redis_server import RedisServer, free_port
+from inventory.local_servers import RedisServer, free_port
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from booking import migrations
-from tests.booking.postgres_server import LOCAL_ADMIN_URL, PostgresServer, local_postgres_reachable
+from inventory.local_servers import LOCAL_ADMIN_URL, PostgresServer, local_postgres_reachable
 
 
 async def _admin(url: str, *statements: str) -> None:

@@ -11,6 +11,7 @@ from booking import migrations
 from booking.worker import AUDIT_GROUP, OUTBOX_GROUP
 from inventory import keys
 from inventory.engine import Inventory
+from inventory.local_servers import PostgresServer, RedisServer, free_port
 from tests.booking.helpers import (
     WorkerProcess,
     book,
@@ -20,8 +21,6 @@ from tests.booking.helpers import (
     pairs,
     wait_for,
 )
-from tests.booking.postgres_server import PostgresServer
-from tests.redis_server import RedisServer, free_port
 
 
 def _scrape(port: int) -> str:

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from booking import migrations, recovery
 from inventory import keys
 from inventory.engine import Inventory
+from inventory.local_servers import RedisServer
 from tests.booking.helpers import (
     book,
     booked_in_redis,
@@ -22,7 +23,6 @@ from tests.booking.helpers import (
     wait_for,
     worker_command,
 )
-from tests.redis_server import RedisServer
 
 FAST = {"claim_idle_ms": 200, "discovery_interval_s": 0.05, "trim_interval_s": 0.1}
 

@@ -20,11 +20,11 @@ from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 from clients import InventoryClient
 from clients.gateway.app import create_app
 from inventory.engine import Inventory
+from inventory.local_servers import free_port
 from inventory.server import HealthServicer, run_sweeper
 from inventory.service import InventoryServicer
 from inventory.watch import WatchHub
 from tests.layouts import conftest as layouts_fixtures
-from tests.redis_server import free_port
 
 # The layouts suite's Postgres fixtures (a fresh, migrated database per run), for the seat map.
 postgres_server = layouts_fixtures.postgres_server

@@ -17,7 +17,7 @@ from inventory.layouts.lifecycle import Layouts
 from inventory.layouts.mongo import MongoLayoutStore
 from inventory.layouts.postgres import PostgresLayoutStore
 from inventory.layouts.store import LayoutStore
-from tests.booking.postgres_server import LOCAL_ADMIN_URL, PostgresServer, local_postgres_reachable
+from inventory.local_servers import LOCAL_ADMIN_URL, PostgresServer, local_postgres_reachable
 
 
 async def _admin(server: str, statement: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from inventory.layouts.cli import main
-from tests.redis_server import RedisServer
+from inventory.local_servers import RedisServer
 
 OPERA_PRICES = ["--price", "A=12000", "--price", "B=8000", "--price", "C=4500"]
 OPERA_PRICES += ["--price", "D=2000", "--price", "BOX=15000"]

@@ -1,7 +1,7 @@
-"""Postgres for the tests: the local server when there is one, else a private cluster.
+"""Private servers on this machine: a redis-server and a Postgres cluster on free ports.
 
-A private cluster (initdb + pg_ctl in a temp dir, on a free port) can also be stopped and
-started again, which the outage test needs whatever the machine runs.
+The demo runs on them when nothing else is given; the tests and benchmarks start their own, which
+they can stop and restart at will.
 """
 
 import glob
@@ -10,9 +10,63 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
-from tests.redis_server import free_port
+import redis
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """One redis-server process. With `persist`, it keeps an append-only file in `data_dir`."""
+
+    def __init__(self, data_dir: Path, persist: bool = False) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
+        self.binary = binary
+        self.data_dir = data_dir
+        self.persist = persist
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        args += ["--dir", str(self.data_dir), "--appendonly", "yes" if self.persist else "no"]
+        if self.persist:
+            args += ["--appendfsync", "always"]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
 
 LOCAL_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
