@@ -229,3 +229,7 @@ def history(postgres_url: str, event_id: str, seat_id: str) -> None:
         )
     if not rows:
         click.echo(f"no transitions recorded for seat {seat_id} of event {event_id}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,25 +1,43 @@
 """`lml-inventory demo`: the whole system on one machine, with a demo event, until Ctrl-C.
 
-Starts a private redis-server (unless --redis-url points at a running one), the inventory service,
-and creates the demo event through the gRPC API.
+Uses the Redis and Postgres given by URL, else the local Postgres on 5432 (database `lml_demo`),
+else private servers in a temporary directory. Applies the schema, starts the inventory service,
+the booking worker and the HTTP gateway, and creates the event `demo` in the sample opera house.
 """
 
-import shutil
+import asyncio
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from contextlib import ExitStack
+from pathlib import Path
 
+import asyncpg
 import click
+from lml.inventory.v1 import inventory_pb2 as pb
+
+from booking import migrations
+from inventory.engine import Inventory
+from inventory.errors import InventoryError
+from inventory.layouts.backends import open_backends
+from inventory.layouts.events import EventFromLayout, create_event_from_layout
+from inventory.layouts.opera import DEFAULT_ID, opera_house
+from inventory.local_servers import PostgresServer, RedisServer, local_postgres_reachable
+from inventory.redis_client import connect
+
+DEMO_EVENT = "demo"
+PRICES = {"A": 9500, "B": 6500, "C": 4000, "D": 2500, "BOX": 12000}  # pence
+LOCAL_DEMO_URL = "postgresql://postgres@127.0.0.1:5432/lml_demo"
 
 
-def _wait_for_port(port: int, timeout: float = 15) -> None:
+def _wait_for_port(address: str, timeout: float = 30) -> None:
+    host, port = address.rsplit(":", 1)
     deadline = time.monotonic() + timeout
     while True:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            socket.create_connection((host, int(port)), timeout=1).close()
             return
         except OSError:
             if time.monotonic() > deadline:
@@ -27,8 +45,8 @@ def _wait_for_port(port: int, timeout: float = 15) -> None:
             time.sleep(0.1)
 
 
-def _start(stack: ExitStack, args: list[str]) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(args)
+def _start(stack: ExitStack, *args: str) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen([sys.executable, "-m", *args])
 
     def stop() -> None:
         process.terminate()
@@ -38,56 +56,110 @@ def _start(stack: ExitStack, args: list[str]) -> subprocess.Popen[bytes]:
     return process
 
 
-def _private_redis(stack: ExitStack, port: int) -> str:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise click.ClickException("redis-server is not installed: apt-get install -y redis-server")
-    data = stack.enter_context(tempfile.TemporaryDirectory(prefix="lml-demo-redis-"))
-    _start(
-        stack,
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            data,
-            "--appendonly",
-            "yes",
-            "--save",
-            "",
-        ],
-    )
-    _wait_for_port(port)
-    return f"redis://127.0.0.1:{port}/0"
+def _redis(stack: ExitStack, redis_url: str | None) -> str:
+    if redis_url:
+        return redis_url
+    server = RedisServer(Path(stack.enter_context(tempfile.TemporaryDirectory())), persist=True)
+    server.start()
+    stack.callback(server.stop)
+    return server.url
+
+
+async def _create_database(admin_url: str, name: str) -> None:
+    connection = await asyncpg.connect(admin_url)
+    try:
+        if not await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+def _postgres(stack: ExitStack, postgres_url: str | None) -> str:
+    if postgres_url:
+        return postgres_url
+    if local_postgres_reachable():
+        asyncio.run(_create_database(LOCAL_DEMO_URL.rsplit("/", 1)[0] + "/postgres", "lml_demo"))
+        return LOCAL_DEMO_URL
+    server = PostgresServer()
+    server.init()
+    server.start()
+    stack.callback(server.destroy)
+    asyncio.run(_create_database(server.url(), "lml_demo"))
+    return server.url("lml_demo")
+
+
+async def create_demo_event(postgres_url: str, redis_url: str) -> str:
+    """Creates `demo` from a freshly deployed opera-house layout, unless it exists."""
+    redis = connect(redis_url)
+    inventory = Inventory(redis)
+    try:
+        await inventory.get_event(pb.GetEventRequest(event_id=DEMO_EVENT))
+        return "already there"
+    except InventoryError:
+        pass
+    finally:
+        await redis.aclose()
+    async with open_backends(postgres_url) as backends:
+        draft = await backends.layouts.add(opera_house(DEFAULT_ID))
+        await backends.layouts.publish(draft.id, draft.version)
+        layout = await backends.layouts.deploy(draft.id, draft.version)
+        event = EventFromLayout(DEMO_EVENT, layout.id, layout.hash or "", "GBP", PRICES)
+        redis = connect(redis_url)
+        try:
+            created = await create_event_from_layout(
+                backends.layouts, backends.pool, Inventory(redis), event
+            )
+        finally:
+            await redis.aclose()
+    return f"created: {created.event.seat_count} seats, layout hash {layout.hash}"
 
 
 @click.command()
-@click.option("--listen", default="127.0.0.1:50051", show_default=True)
+@click.option("--listen", default="127.0.0.1:50051", show_default=True, help="gRPC address.")
+@click.option("--http", default="127.0.0.1:8080", show_default=True, help="Gateway address.")
 @click.option(
     "--redis-url",
     envvar="LML_REDIS_URL",
     default=None,
-    help="A running Redis to use; default: start a private one on --redis-port.",
+    help="A running Redis; default: a private one.",
 )
-@click.option("--redis-port", default=6390, show_default=True)
-def demo(listen: str, redis_url: str | None, redis_port: int) -> None:
+@click.option(
+    "--postgres-url",
+    envvar="LML_POSTGRES_URL",
+    default=None,
+    help="A Postgres database; default: lml_demo on 127.0.0.1:5432, else a private one.",
+)
+def demo(listen: str, http: str, redis_url: str | None, postgres_url: str | None) -> None:
     """Run the whole system with a demo event until Ctrl-C."""
-    python = sys.executable
     with ExitStack() as stack:
-        redis_url = redis_url or _private_redis(stack, redis_port)
+        redis_url = _redis(stack, redis_url)
+        postgres_url = _postgres(stack, postgres_url)
+        asyncio.run(migrations.apply(postgres_url))
         server = _start(
+            stack, "inventory.cli", "serve", "--listen", listen, "--redis-url", redis_url
+        )
+        _start(
+            stack, "booking.cli", "run", "--redis-url", redis_url, "--postgres-url", postgres_url
+        )
+        _start(
             stack,
-            [python, "-m", "inventory.cli", "serve", "--listen", listen, "--redis-url", redis_url],
+            "clients.gateway.cli",
+            "--listen",
+            http,
+            "--target",
+            listen,
+            "--layouts-dsn",
+            postgres_url,
         )
-        subprocess.run(
-            [python, "-m", "inventory.cli", "create-demo-event", "--target", listen], check=True
-        )
+        _wait_for_port(listen)
+        state = asyncio.run(create_demo_event(postgres_url, redis_url))
+        _wait_for_port(http)
         click.echo(
-            f"\nInventory service on {listen} (Redis {redis_url}). Try:\n"
-            f'  grpcurl -plaintext -d \'{{"event_id": "demo"}}\' {listen} '
-            "lml.inventory.v1.InventoryService/GetEvent\nCtrl-C stops everything."
+            f"\nEvent {DEMO_EVENT!r} {state}.\n"
+            f"  gRPC inventory service: {listen} (Redis {redis_url})\n"
+            f"  HTTP gateway: http://{http}/docs  (seat map: http://{http}/v1/events/demo/seatmap)\n"
+            f"  Postgres: {postgres_url}\n"
+            "Ctrl-C stops everything."
         )
         try:
             server.wait()
