@@ -3,13 +3,16 @@
 import asyncio
 import json
 import math
+import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import numpy as np
 from redis.asyncio import Redis
 
@@ -24,9 +27,12 @@ from bench.report import (
 )
 from bench.samples import FAILED, OK, UNAVAILABLE, Samples
 from bench.stack import (
+    POSTGRES_DSN,
     ServerProcess,
+    booking_worker,
     inventory_command,
     local_target,
+    postgres_database,
     redis_server,
     server_process,
 )
@@ -117,13 +123,21 @@ def _verdict(met: bool) -> str:
     return "**met**" if met else "**missed**"
 
 
-def flash_sale(config: DriverConfig, workers: int, seats: int, buyers: int) -> Report:
+def flash_sale(
+    config: DriverConfig, workers: int, seats: int, buyers: int, admin_dsn: str = POSTGRES_DSN
+) -> Report:
     """`buyers` buyers at once for an event of `seats` seats; checks no seat is sold twice."""
     config = replace(config, buyers=buyers, event_ids=["flash"], seats=seats, hot_share=0.2)
-    with inventory_stack(workers, {"flash": seats}) as stack:
+    with (
+        postgres_database(f"lml_bench_flash_{os.getpid()}", admin_dsn) as postgres_url,
+        inventory_stack(workers, {"flash": seats}) as stack,
+        booking_worker(stack.redis_url, postgres_url, stack.workdir / "worker.log"),
+    ):
         samples = run_driver(replace(config, target=stack.target))
         state = asyncio.run(_booked_state(stack.redis_url, "flash"))
+        synced = asyncio.run(_postgres_seats(postgres_url, "flash", len(state.booked)))
     check = verify_bookings(samples, state)
+    postgres_clean = synced.seats == state.booked and not synced.conflicts
     report = Report("flash-sale", f"Flash sale: {buyers:,} buyers for {seats:,} seats")
     sold_out_at = _sold_out_at(samples, seats)
     holds = samples.of(samples.kind == HOLD)
@@ -131,7 +145,8 @@ def flash_sale(config: DriverConfig, workers: int, seats: int, buyers: int) -> R
         f"{workers} service process(es); {config.processes} load processes x {config.streams} "
         f"stream(s), batches of {config.batch}. Every buyer holds 1-6 seats (70% want the best "
         f"20%), retries twice with other seats when they are taken, then confirms (90%) or "
-        f"releases (10%)."
+        f"releases (10%). `lml-worker run` syncs the bookings into a throwaway Postgres database; "
+        "Redis, the outbox, Postgres and what the buyers were told are compared at the end."
     )
     report.table(
         ["measure", "value"],
@@ -149,7 +164,11 @@ def flash_sale(config: DriverConfig, workers: int, seats: int, buyers: int) -> R
             ["buyers' bookings Redis disagrees with", check.mismatched],
             ["outbox records", check.outbox_records],
             ["seats in two outbox records", check.outbox_duplicates],
-            ["verdict: zero double-booking", _verdict(check.clean)],
+            ["seats booked in Postgres (lml-worker)", len(synced.seats)],
+            ["Postgres synced, after the last buyer (s)", synced.after],
+            ["seats Postgres and Redis disagree on", _disagreements(synced.seats, state.booked)],
+            ["booking conflicts in Postgres", synced.conflicts],
+            ["verdict: zero double-booking", _verdict(check.clean and postgres_clean)],
         ],
     )
     seconds = max(1, math.ceil(float(samples.done.max())) if samples.count else 1)
@@ -173,6 +192,43 @@ def _sold_out_at(samples: Samples, seats: int) -> float | None:
 class BookedState:
     seats: dict[str, str]  # seat id -> state in Redis
     outbox: list[dict[str, str]]
+
+    @property
+    def booked(self) -> dict[str, str]:
+        """Seat id -> booking id, for booked seats."""
+        return {seat: value[2:] for seat, value in self.seats.items() if value.startswith("B:")}
+
+
+@dataclass(frozen=True)
+class SyncedState:
+    seats: dict[str, str]  # seat id -> booking id of its active booking in Postgres
+    conflicts: int
+    after: float  # seconds waited for the worker
+
+
+async def _postgres_seats(postgres_url: str, event_id: str, expected: int) -> SyncedState:
+    """Waits (up to a minute) for the worker to sync `expected` seats; reads what it wrote."""
+    connection = await asyncpg.connect(postgres_url)
+    started = time.monotonic()
+    try:
+        while True:
+            rows = await connection.fetch(
+                "SELECT seat_id, booking_id FROM booked_seats "
+                "WHERE event_id = $1 AND state = 'active'",
+                event_id,
+            )
+            if len(rows) >= expected or time.monotonic() - started > 60:
+                break
+            await asyncio.sleep(0.1)
+        conflicts = await connection.fetchval("SELECT count(*) FROM booking_conflicts")
+    finally:
+        await connection.close()
+    seats = {row["seat_id"]: row["booking_id"] for row in rows}
+    return SyncedState(seats, int(conflicts), time.monotonic() - started)
+
+
+def _disagreements(left: dict[str, str], right: dict[str, str]) -> int:
+    return sum(left.get(seat) != right.get(seat) for seat in left.keys() | right.keys())
 
 
 async def _booked_state(redis_url: str, event_id: str) -> BookedState:
@@ -206,7 +262,7 @@ def verify_bookings(samples: Samples, state: BookedState) -> BookingCheck:
         for seat in seat_ids:
             double += seat in sold
             sold[seat] = booking_id
-    booked = {s: v[2:] for s, v in state.seats.items() if v.startswith("B:")}
+    booked = state.booked
     mismatched = sum(booked.get(seat) != booking for seat, booking in sold.items())
     mismatched += len(set(booked) - set(sold))
     in_outbox: list[str] = [s for record in state.outbox for s in json.loads(record["seat_ids"])]

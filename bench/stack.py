@@ -1,5 +1,6 @@
 """The parts a benchmark runs against, each private to the run: Redis, the service, Postgres."""
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import asyncpg
 import grpc
 import psutil  # type: ignore[import-untyped]
 
-from tests.redis_server import RedisServer, free_port
+from inventory.local_servers import RedisServer, free_port
 
 POSTGRES_DSN = os.environ.get("LML_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -94,6 +95,28 @@ def empty_command(target: str, workers: int) -> list[str]:
     ]
 
 
+@contextmanager
+def booking_worker(redis_url: str, postgres_url: str, log: Path) -> Iterator[None]:
+    """`lml-worker run` syncing the outbox into a migrated database, as deployed."""
+    from booking import migrations
+
+    asyncio.run(migrations.apply(postgres_url))
+    command = [sys.executable, "-c", "from booking.cli import main; main()", "run"]
+    command += ["--redis-url", redis_url, "--postgres-url", postgres_url]
+    command += ["--discovery-interval", "0.1"]
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def local_target() -> str:
     return f"127.0.0.1:{free_port()}"
 
@@ -101,7 +124,6 @@ def local_target() -> str:
 @contextmanager
 def postgres_database(name: str, admin_dsn: str = POSTGRES_DSN) -> Iterator[str]:
     """A throwaway database on the local Postgres; yields its DSN and drops it afterwards."""
-    import asyncio
 
     async def admin(sql: str) -> None:
         connection = await asyncpg.connect(admin_dsn)
