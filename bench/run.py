@@ -52,8 +52,8 @@ def main(context: click.Context, workers: int, processes: int) -> None:
 @click.option("--duration", default=20.0, show_default=True)
 @click.option("--warmup", default=3.0, show_default=True)
 @click.option("--streams", default=1, show_default=True, help="Execute streams per process.")
-@click.option("--batch", default=25, show_default=True, help="Operations per batch.")
-@click.option("--in-flight", default=2, show_default=True, help="Batches in flight per stream.")
+@click.option("--batch", default=30, show_default=True, help="Operations per batch.")
+@click.option("--in-flight", default=1, show_default=True, help="Batches in flight per stream.")
 @click.pass_obj
 def steady(
     options: Options, duration: float, warmup: float, streams: int, batch: int, in_flight: int
