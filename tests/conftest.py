@@ -46,6 +46,6 @@ async def grpc_target(inventory: Inventory) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def stub(grpc_target: str) -> AsyncIterator[pb_grpc.InventoryServiceStub]:
+async def stub(grpc_target: str) -> AsyncIterator["pb_grpc.InventoryServiceAsyncStub"]:
     async with grpc.aio.insecure_channel(grpc_target) as channel:
         yield pb_grpc.InventoryServiceStub(channel)

@@ -31,7 +31,7 @@ def pick_seats(rng: random.Random) -> list[str]:
 class Buyer:
     """One buyer: holds seats, then confirms (60%), releases (30%) or walks away (10%)."""
 
-    def __init__(self, n: int, stub: pb_grpc.InventoryServiceStub, batch: bool) -> None:
+    def __init__(self, n: int, stub: "pb_grpc.InventoryServiceAsyncStub", batch: bool) -> None:
         self.holder = f"buyer-{n}"
         self.stub = stub
         self.batch = batch
@@ -108,14 +108,14 @@ async def test_no_double_booking_under_races(
     done.set()
     await sweeper
     for channel in channels:
-        await channel.close()
+        await channel.close(None)
 
     event_keys = keys.event_keys(EVENT)
-    seats = await redis.hgetall(event_keys.seats)
-    holds = {
-        hold_id: json.loads(raw) for hold_id, raw in (await redis.hgetall(event_keys.holds)).items()
-    }
-    outbox = [fields for _id, fields in await redis.xrange(event_keys.outbox)]
+    seats: dict[str, str] = await redis.hgetall(event_keys.seats)  # type: ignore[assignment]
+    raw_holds: dict[str, str] = await redis.hgetall(event_keys.holds)  # type: ignore[assignment]
+    holds = {hold_id: json.loads(raw) for hold_id, raw in raw_holds.items()}
+    entries: list[tuple[str, dict[str, str]]] = await redis.xrange(event_keys.outbox)  # type: ignore[assignment]
+    outbox = [fields for _id, fields in entries]
     bookings = {b: s for buyer in buyers for b, s in buyer.bookings.items()}
     assert len(bookings) > 10, "the race should book something"
 

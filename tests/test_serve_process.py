@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -57,6 +58,12 @@ async def wait_serving(target: str) -> None:
     raise AssertionError("the service never reported SERVING")
 
 
+async def read(stream: Any) -> pb.ExecuteResponse:
+    response = await stream.read()
+    assert isinstance(response, pb.ExecuteResponse)
+    return response
+
+
 async def test_sigterm_drains_open_streams_then_exits(
     serving: tuple[subprocess.Popen[bytes], str],
 ) -> None:
@@ -81,13 +88,13 @@ async def test_sigterm_drains_open_streams_then_exits(
 
         stream = stub.Execute(requests())
         await batches.put(hold("S0"))
-        assert (await stream.read()).results[0].HasField("hold")
+        assert (await read(stream)).results[0].HasField("hold")
 
         process.send_signal(signal.SIGTERM)
         await asyncio.sleep(1)
         # The call in flight is drained: still answered after SIGTERM...
         await batches.put(hold("S1"))
-        assert (await stream.read()).results[0].HasField("hold")
+        assert (await read(stream)).results[0].HasField("hold")
         assert process.poll() is None
         # ...while new calls are refused.
         with pytest.raises(grpc.aio.AioRpcError):

@@ -1,9 +1,11 @@
 """Every RPC of InventoryService through a real gRPC server and a real Redis: success paths and
 every error reason with its status code."""
 
+from __future__ import annotations
+
 import asyncio
 from collections.abc import Awaitable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
@@ -11,13 +13,14 @@ from google.protobuf.duration_pb2 import Duration
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from lml.inventory.v1 import inventory_pb2 as pb
-from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 from redis.asyncio import Redis
 
 from inventory import keys
 from tests.grpc_errors import error_info, status_info
 
-Stub = pb_grpc.InventoryServiceStub
+if TYPE_CHECKING:  # the async stub class exists only in the generated type stubs
+    from lml.inventory.v1.inventory_pb2_grpc import InventoryServiceAsyncStub as Stub
+
 Code = grpc.StatusCode
 SEATS = [f"A{n}" for n in range(1, 11)]
 
@@ -188,7 +191,7 @@ async def test_hold_request_id_makes_retries_safe(stub: Stub) -> None:
 # -- extend, release, confirm --------------------------------------------------------------------
 
 
-def ref(hold: pb.Hold, holder: str | None = None) -> dict[str, str]:
+def ref(hold: pb.Hold, holder: str | None = None) -> dict[str, Any]:
     return {"event_id": "show", "hold_id": hold.hold_id, "holder_id": holder or hold.holder_id}
 
 
@@ -250,7 +253,7 @@ async def test_confirm_books_once_and_writes_the_outbox_once(stub: Stub, redis: 
     booking = (await stub.Confirm(confirm)).booking
     assert list(booking.seat_ids) == ["A1", "A2"] and booking.payment_ref == "pi_123"
     assert (await stub.Confirm(confirm)).booking == booking  # a retry: the same booking
-    outbox = await redis.xrange(keys.event_keys("show").outbox)
+    outbox: Any = await redis.xrange(keys.event_keys("show").outbox)
     assert len(outbox) == 1
     assert outbox[0][1]["booking_id"] == booking.booking_id
     assert (await statuses(stub))["A2"] == pb.SEAT_STATUS_BOOKED
