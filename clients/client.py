@@ -8,7 +8,7 @@ idempotent for identical input.
 """
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -173,7 +173,7 @@ class InventoryClient:
 
     # -- live updates -----------------------------------------------------------------------------
 
-    def watch(self, event_id: str, from_version: int | None = None) -> AsyncIterator[Update]:
+    def watch(self, event_id: str, from_version: int | None = None) -> AsyncGenerator[Update, None]:
         """A Snapshot, then every change (pb.SeatChange) in order; a fresh Snapshot whenever
         the change log cannot resume. With `from_version`, resumes after it (no first Snapshot).
         """
@@ -181,7 +181,7 @@ class InventoryClient:
 
     async def watch_changes(
         self, event_id: str, from_version: int
-    ) -> AsyncIterator[pb.WatchEventResponse]:
+    ) -> AsyncGenerator[pb.WatchEventResponse, None]:
         """The raw WatchEvent stream, ended by `watch_timeout` (a deadline on every call)."""
         request = pb.WatchEventRequest(event_id=event_id, from_version=from_version)
         call = self._stub.WatchEvent(request, timeout=self.watch_timeout)

@@ -116,6 +116,6 @@ class SyncInventoryClient:
         finally:
 
             async def stop() -> None:
-                await updates.aclose()  # type: ignore[attr-defined]
+                await updates.aclose()
 
             self._run(stop())

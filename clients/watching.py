@@ -1,7 +1,8 @@
 """Follows an event's seats: a snapshot, then every change after it, re-snapshotting when needed."""
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,12 +29,12 @@ class _Source(Protocol):
 
     def watch_changes(
         self, event_id: str, from_version: int
-    ) -> AsyncIterator[pb.WatchEventResponse]: ...
+    ) -> AsyncGenerator[pb.WatchEventResponse, None]: ...
 
 
 async def follow(
     source: _Source, event_id: str, from_version: int | None = None
-) -> AsyncIterator[Update]:
+) -> AsyncGenerator[Update, None]:
     """A Snapshot (unless resuming from `from_version`), then each change in version order.
 
     Never ends by itself: a lost connection resumes after the last version seen, and a change
@@ -47,11 +48,13 @@ async def follow(
             version = snapshot.version
             yield Snapshot(version, {seat.seat_id: seat.status for seat in snapshot.seats})
         try:
-            async for response in source.watch_changes(event_id, version):
-                failures = 0
-                for change in response.changes:
-                    version = change.version
-                    yield change
+            # aclosing: a consumer that stops watching ends the stream call now, not at GC.
+            async with contextlib.aclosing(source.watch_changes(event_id, version)) as responses:
+                async for response in responses:
+                    failures = 0
+                    for change in response.changes:
+                        version = change.version
+                        yield change
         except ChangesOutOfRange:
             version = None
             continue

@@ -137,6 +137,12 @@ class _Feed:
             self.publish(
                 WatchEnded(grpc.StatusCode.UNAVAILABLE, "REDIS_UNAVAILABLE", f"redis: {error}")
             )
+        except Exception:
+            # Never leave watchers waiting on a reader that is gone.
+            log.exception("change-log reader of %s failed", self.key)
+            self.publish(
+                WatchEnded(grpc.StatusCode.INTERNAL, "READER_FAILED", "change-log reader failed")
+            )
 
 
 def _reader_client(redis: Redis) -> Redis:
@@ -174,7 +180,7 @@ class WatchHub:
         if self._closed:
             raise WatchEnded(grpc.StatusCode.UNAVAILABLE, "SHUTTING_DOWN", "server shutting down")
         feed = self._feeds.get(event_id)
-        if feed is None:
+        if feed is None or (feed.task is not None and feed.task.done()):  # a reader that failed
             feed = self._start(event_id, event_keys.changes, int(latest))
         watcher = _Watcher()
         feed.watchers.add(watcher)

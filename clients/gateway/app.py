@@ -76,7 +76,7 @@ async def _event_stream(
             upcoming.cancel()
             with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
                 await upcoming
-        await updates.aclose()  # type: ignore[attr-defined]
+        await updates.aclose()
 
 
 def create_app(

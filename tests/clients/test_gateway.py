@@ -2,7 +2,7 @@
 Every route, the error mapping to problem documents, and SSE resume with Last-Event-ID."""
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from clients import InventoryClient
 from clients.gateway.app import create_app
 from inventory import keys
-from tests.clients.conftest import SEATS, until
+from tests.clients.conftest import SEATS, Service, until
 
 PROBLEM = "application/problem+json"
 EVENT = {
@@ -176,7 +176,7 @@ async def test_availability_etag(gateway: httpx.AsyncClient) -> None:
 
 async def sse_events(
     http: httpx.AsyncClient, headers: dict[str, str] | None = None
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """The `snapshot` and `change` events of the live stream, parsed; comments skipped."""
     async with http.stream("GET", "/v1/events/show/changes", headers=headers) as response:
         assert response.status_code == 200
@@ -192,7 +192,7 @@ async def sse_events(
 
 
 async def test_sse_snapshot_changes_and_resume_with_last_event_id(
-    gateway: httpx.AsyncClient, redis: Redis
+    gateway: httpx.AsyncClient, redis: Redis, service: Service
 ) -> None:
     await gateway.post("/v1/events", json=EVENT)
     events = sse_events(gateway)
@@ -204,7 +204,7 @@ async def test_sse_snapshot_changes_and_resume_with_last_event_id(
     assert change["event"] == "change" and change["id"] == "1"
     assert change["data"]["reason"] == "held" and change["data"]["status"] == "HELD"
     assert change["data"]["seat_ids"] == ["A1", "A2"]
-    await events.aclose()  # type: ignore[attr-defined]
+    await events.aclose()
 
     # While the app is away: a release and a new hold. It resumes after the last id it saw.
     await gateway.post(
@@ -219,7 +219,7 @@ async def test_sse_snapshot_changes_and_resume_with_last_event_id(
         "AVAILABLE",
     )
     assert (second["id"], second["data"]["seat_ids"]) == ("3", ["A3"])
-    await resumed.aclose()  # type: ignore[attr-defined]
+    await resumed.aclose()
 
     # Resuming from a version the change log no longer holds: a fresh snapshot instead.
     await redis.xtrim(keys.event_keys("show").changes, maxlen=1, approximate=False)
@@ -227,7 +227,8 @@ async def test_sse_snapshot_changes_and_resume_with_last_event_id(
     fresh = await anext(stale)
     assert fresh["event"] == "snapshot" and fresh["id"] == "3"
     assert fresh["data"]["seats"]["A3"] == "HELD" and fresh["data"]["seats"]["A1"] == "AVAILABLE"
-    await stale.aclose()  # type: ignore[attr-defined]
+    await stale.aclose()
+    await until(lambda: not service.hub._feeds)  # a closed stream leaves no watcher behind
 
 
 async def test_sse_errors_before_the_stream(gateway: httpx.AsyncClient) -> None:

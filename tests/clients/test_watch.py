@@ -2,6 +2,7 @@
 repeated under concurrent changes, OUT_OF_RANGE and re-snapshot, expiries, one reader per event."""
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator
 
@@ -101,8 +102,9 @@ async def test_out_of_range_then_watch_resnapshots(client: InventoryClient, redi
     with pytest.raises(ChangesOutOfRange):
         async for _ in client.watch_changes("show", 6):
             pass
-    resumed = [change async for change in _take(client.watch_changes("show", 7), 1)]
-    assert [c.version for r in resumed for c in r.changes] == [8, 9, 10]
+    async with contextlib.aclosing(client.watch_changes("show", 7)) as resumed:
+        caught_up = await anext(resumed)
+    assert [change.version for change in caught_up.changes] == [8, 9, 10]
 
     updates = client.watch("show", from_version=2)
     snapshot = await anext(updates)
@@ -113,17 +115,7 @@ async def test_out_of_range_then_watch_resnapshots(client: InventoryClient, redi
     assert not isinstance(change, Snapshot)
     assert (change.version, list(change.seat_ids)) == (11, ["A20"])
     assert change.reason == pb.CHANGE_REASON_HELD and change.status == pb.SEAT_STATUS_HELD
-    await updates.aclose()  # type: ignore[attr-defined]
-
-
-async def _take(
-    stream: AsyncIterator[pb.WatchEventResponse], n: int
-) -> AsyncIterator[pb.WatchEventResponse]:
-    async for response in stream:
-        yield response
-        n -= 1
-        if n == 0:
-            return
+    await updates.aclose()
 
 
 async def test_version_ahead_of_the_log_is_out_of_range(client: InventoryClient) -> None:
@@ -150,7 +142,7 @@ async def test_expiry_appears_without_anyone_touching_the_seats(client: Inventor
     assert change.status == pb.SEAT_STATUS_AVAILABLE
     assert sorted(change.seat_ids) == ["A1", "A2"]
     assert change.hold_id == hold.hold_id
-    await updates.aclose()  # type: ignore[attr-defined]
+    await updates.aclose()
 
 
 async def test_many_watchers_share_one_redis_reader(
@@ -178,7 +170,7 @@ async def test_many_watchers_share_one_redis_reader(
     assert await readers() == 2  # one per watched event, not one per watcher
     assert len(service.hub._feeds) == 2
     for updates in watchers:
-        await updates.aclose()  # type: ignore[attr-defined]
+        await updates.aclose()
     await until(lambda: not service.hub._feeds)  # the last watcher of an event stops its reader
 
 
@@ -200,7 +192,7 @@ async def test_slow_watcher_is_ended_and_resumes(
         while True:
             await anext(slow)
     assert ended.value.reason == "WATCHER_TOO_SLOW"
-    await fast.aclose()  # type: ignore[attr-defined]
+    await fast.aclose()
 
 
 async def test_sync_client_watches_and_holds(client: InventoryClient, service: Service) -> None:
