@@ -19,6 +19,7 @@ from google.rpc import error_details_pb2, status_pb2
 from lml.inventory.v1 import inventory_pb2 as pb
 from redis.asyncio import ConnectionPool, Redis
 from redis.exceptions import RedisError
+from redis.maint_notifications import MaintNotificationsConfig
 
 from inventory import keys
 from inventory.engine import _check_event_id
@@ -151,7 +152,14 @@ def _reader_client(redis: Redis) -> Redis:
     pool = redis.connection_pool
     # A socket timeout shorter than the XREAD block would fail every quiet read.
     kwargs = {**pool.connection_kwargs, "socket_timeout": BLOCK_MS / 1000 + 10}
-    return Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs))
+    return Redis(
+        connection_pool=ConnectionPool(
+            connection_class=pool.connection_class,
+            # As inventory.redis_client: reconnect after a Redis restart instead of failing once.
+            maint_notifications_config=MaintNotificationsConfig(enabled=False),
+            **kwargs,
+        )
+    )
 
 
 class WatchHub:
