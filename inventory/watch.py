@@ -38,6 +38,7 @@ _REASONS = {
     "expired": pb.CHANGE_REASON_EXPIRED,
     "confirmed": pb.CHANGE_REASON_CONFIRMED,
     "cancelled": pb.CHANGE_REASON_CANCELLED,
+    "restored": pb.CHANGE_REASON_RESTORED,
 }
 _STATUSES = {
     "AVAILABLE": pb.SEAT_STATUS_AVAILABLE,

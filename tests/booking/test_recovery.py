@@ -3,15 +3,18 @@
 import asyncio
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
+from lml.inventory.v1 import inventory_pb2 as pb
 from redis.asyncio import Redis
 
 from booking import migrations, recovery
 from inventory import keys
 from inventory.engine import Inventory
 from inventory.local_servers import RedisServer
+from inventory.watch import to_change
 from tests.booking.helpers import (
     book,
     booked_in_redis,
@@ -84,6 +87,12 @@ async def test_flushall_then_rebuild_books_the_seats_again_and_reconcile_is_clea
 
     again = cli(redis_server.url, pg_url, "rebuild", "--event", "show-1")
     assert "was still in Redis; 0 seats booked again, 40 were already booked" in again.stdout
+
+    # Watchers hear of the restoration as such.
+    log: Any = await redis.xrange(keys.event_keys("show-1").changes)
+    restored_changes = [to_change(entry_id, fields) for entry_id, fields in log]
+    assert {c.reason for c in restored_changes} == {pb.CHANGE_REASON_RESTORED}
+    assert sorted(s for c in restored_changes for s in c.seat_ids) == sorted(booked)
 
     # The rebuilt event is watched again, and its restoration is in the audit trail.
     async with running_worker(redis, pg_url, **FAST):
