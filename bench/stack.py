@@ -56,6 +56,16 @@ class ServerProcess:
         return float(sum(t.user + t.system for t in times))
 
 
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, so the process drains and exits; SIGKILL if it has not within 30 s."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextmanager
 def server_process(command: Sequence[str], target: str, log: Path) -> Iterator[ServerProcess]:
     """Runs a gRPC server command until the block ends; yields it once it answers."""
@@ -67,12 +77,7 @@ def server_process(command: Sequence[str], target: str, log: Path) -> Iterator[S
         time.sleep(1.0)
         yield ServerProcess(target, process.pid)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process)
 
 
 def inventory_command(target: str, redis_url: str, workers: int) -> list[str]:
@@ -109,12 +114,7 @@ def booking_worker(redis_url: str, postgres_url: str, log: Path) -> Iterator[Non
     try:
         yield
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process)
 
 
 def local_target() -> str:

@@ -30,12 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from booking import migrations
 from inventory import keys
 from inventory.engine import Inventory
-from inventory.local_servers import (
-    LOCAL_ADMIN_URL,
-    PostgresServer,
-    RedisServer,
-    local_postgres_reachable,
-)
+from inventory.local_servers import RedisServer, postgres_admin
 
 BATCH = 500
 
@@ -183,14 +178,11 @@ async def lag(inventory: Inventory, pg: asyncpg.Connection, rate: int, seconds: 
 
 
 async def main(args: argparse.Namespace) -> None:
-    private = None
-    if local_postgres_reachable():
-        admin_url = LOCAL_ADMIN_URL
-    else:
-        private = PostgresServer()
-        private.init()
-        private.start()
-        admin_url = private.url()
+    with postgres_admin() as admin_url:
+        await run(args, admin_url)
+
+
+async def run(args: argparse.Namespace, admin_url: str) -> None:
     database = f"lml_bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(admin_url)
     await admin.execute(f"CREATE DATABASE {database}")
@@ -214,8 +206,6 @@ async def main(args: argparse.Namespace) -> None:
         redis_server.stop()
         await admin.execute(f"DROP DATABASE {database} WITH (FORCE)")
         await admin.close()
-        if private is not None:
-            private.destroy()
 
 
 if __name__ == "__main__":

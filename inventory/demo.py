@@ -22,14 +22,18 @@ from booking import migrations
 from inventory.engine import Inventory
 from inventory.errors import InventoryError
 from inventory.layouts.backends import open_backends
-from inventory.layouts.events import EventFromLayout, create_event_from_layout
+from inventory.layouts.errors import EventSetupError
+from inventory.layouts.events import (
+    EventFromLayout,
+    create_event_from_layout,
+    read_event_layout,
+)
 from inventory.layouts.opera import DEFAULT_ID, opera_house
-from inventory.local_servers import PostgresServer, RedisServer, local_postgres_reachable
+from inventory.local_servers import RedisServer, postgres_admin
 from inventory.redis_client import connect
 
 DEMO_EVENT = "demo"
 PRICES = {"A": 9500, "B": 6500, "C": 4000, "D": 2500, "BOX": 12000}  # pence
-LOCAL_DEMO_URL = "postgresql://postgres@127.0.0.1:5432/lml_demo"
 
 
 def _wait_for_port(address: str, timeout: float = 30) -> None:
@@ -65,11 +69,13 @@ def _redis(stack: ExitStack, redis_url: str | None) -> str:
     return server.url
 
 
-async def _create_database(admin_url: str, name: str) -> None:
+async def _fresh_database(admin_url: str, name: str) -> None:
+    # The demo's Redis starts empty every time; bookings of an earlier run left in Postgres
+    # would look like seats Redis lost (conflicts), so the database starts empty too.
     connection = await asyncpg.connect(admin_url)
     try:
-        if not await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            await connection.execute(f'CREATE DATABASE "{name}"')
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
         await connection.close()
 
@@ -77,15 +83,9 @@ async def _create_database(admin_url: str, name: str) -> None:
 def _postgres(stack: ExitStack, postgres_url: str | None) -> str:
     if postgres_url:
         return postgres_url
-    if local_postgres_reachable():
-        asyncio.run(_create_database(LOCAL_DEMO_URL.rsplit("/", 1)[0] + "/postgres", "lml_demo"))
-        return LOCAL_DEMO_URL
-    server = PostgresServer()
-    server.init()
-    server.start()
-    stack.callback(server.destroy)
-    asyncio.run(_create_database(server.url(), "lml_demo"))
-    return server.url("lml_demo")
+    admin_url = stack.enter_context(postgres_admin())
+    asyncio.run(_fresh_database(admin_url, "lml_demo"))
+    return admin_url.rsplit("/", 1)[0] + "/lml_demo"
 
 
 async def create_demo_event(postgres_url: str, redis_url: str) -> str:
@@ -100,10 +100,13 @@ async def create_demo_event(postgres_url: str, redis_url: str) -> str:
     finally:
         await redis.aclose()
     async with open_backends(postgres_url) as backends:
-        draft = await backends.layouts.add(opera_house(DEFAULT_ID))
-        await backends.layouts.publish(draft.id, draft.version)
-        layout = await backends.layouts.deploy(draft.id, draft.version)
-        event = EventFromLayout(DEMO_EVENT, layout.id, layout.hash or "", "GBP", PRICES)
+        try:  # Postgres kept the event (a fresh Redis): restore it from the same layout version
+            event = (await read_event_layout(backends.pool, DEMO_EVENT)).event
+        except EventSetupError:
+            draft = await backends.layouts.add(opera_house(DEFAULT_ID))
+            await backends.layouts.publish(draft.id, draft.version)
+            layout = await backends.layouts.deploy(draft.id, draft.version)
+            event = EventFromLayout(DEMO_EVENT, layout.id, layout.hash or "", "GBP", PRICES)
         redis = connect(redis_url)
         try:
             created = await create_event_from_layout(
@@ -111,7 +114,7 @@ async def create_demo_event(postgres_url: str, redis_url: str) -> str:
             )
         finally:
             await redis.aclose()
-    return f"created: {created.event.seat_count} seats, layout hash {layout.hash}"
+    return f"created: {created.event.seat_count} seats, layout hash {event.layout_hash}"
 
 
 @click.command()

@@ -11,6 +11,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
@@ -143,3 +145,19 @@ class PostgresServer:
         if (self.data / "postmaster.pid").exists():
             self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextmanager
+def postgres_admin() -> Iterator[str]:
+    """The admin URL of the local Postgres on 5432 or, when none listens, of a private cluster
+    that lives as long as the block."""
+    if local_postgres_reachable():
+        yield LOCAL_ADMIN_URL
+        return
+    server = PostgresServer()
+    server.init()
+    server.start()
+    try:
+        yield server.url()
+    finally:
+        server.destroy()

@@ -63,13 +63,11 @@ class ScriptRunner:
         sizeable share of a unary call's time in the service.
         """
         try:
-            return await self._evalsha(call)
-        except NoScriptError:
-            await self.redis.script_load(call.script.source)
             try:
                 return await self._evalsha(call)
-            except ResponseError as error:
-                return error
+            except NoScriptError:  # it did not run: load the script and send it again
+                await self.redis.script_load(call.script.source)
+                return await self._evalsha(call)
         except ResponseError as error:
             return error
 

@@ -18,7 +18,7 @@ from bench.peers import peers
 from bench.report import Report
 from bench.scenarios import flash_sale, inventory_stack, rate_sweep, steady
 from bench.service_bench import service
-from inventory.local_servers import LOCAL_ADMIN_URL, PostgresServer, local_postgres_reachable
+from inventory import local_servers
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,16 +31,8 @@ def results_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="module")
 def postgres_admin() -> Iterator[str]:
-    if local_postgres_reachable():
-        yield LOCAL_ADMIN_URL
-        return
-    server = PostgresServer()
-    server.init()
-    server.start()
-    try:
-        yield server.url()
-    finally:
-        server.destroy()
+    with local_servers.postgres_admin() as url:
+        yield url
 
 
 def written(report: Report, results_dir: Path) -> str:

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from booking import migrations
-from inventory.local_servers import LOCAL_ADMIN_URL, PostgresServer, local_postgres_reachable
+from inventory.local_servers import PostgresServer, postgres_admin
 
 
 async def _admin(url: str, *statements: str) -> None:
@@ -26,14 +26,8 @@ def _url(admin_url: str, database: str) -> str:
 
 @pytest.fixture(scope="session")
 def postgres_admin_url() -> Iterator[str]:
-    if local_postgres_reachable():
-        yield LOCAL_ADMIN_URL
-        return
-    server = PostgresServer()
-    server.init()
-    server.start()
-    yield server.url()
-    server.destroy()
+    with postgres_admin() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

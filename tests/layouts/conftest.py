@@ -7,6 +7,7 @@ import os
 import secrets
 import subprocess
 from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack
 
 import asyncpg
 import pytest
@@ -17,7 +18,7 @@ from inventory.layouts.lifecycle import Layouts
 from inventory.layouts.mongo import MongoLayoutStore
 from inventory.layouts.postgres import PostgresLayoutStore
 from inventory.layouts.store import LayoutStore
-from inventory.local_servers import LOCAL_ADMIN_URL, PostgresServer, local_postgres_reachable
+from inventory.local_servers import postgres_admin
 
 
 async def _admin(server: str, statement: str) -> None:
@@ -31,17 +32,12 @@ async def _admin(server: str, statement: str) -> None:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """The local server's URL (no database), or a private cluster's when none listens."""
-    if local_postgres_reachable():
-        yield LOCAL_ADMIN_URL.rsplit("/", 1)[0]
-        return
-    try:
-        private = PostgresServer()
-        private.init()
-        private.start()
-    except (RuntimeError, OSError, subprocess.CalledProcessError) as error:
-        pytest.skip(f"no Postgres on 127.0.0.1:5432 and none could be started ({error})")
-    yield private.url().rsplit("/", 1)[0]
-    private.destroy()
+    with ExitStack() as stack:
+        try:
+            admin_url = stack.enter_context(postgres_admin())
+        except (RuntimeError, OSError, subprocess.CalledProcessError) as error:
+            pytest.skip(f"no Postgres on 127.0.0.1:5432 and none could be started ({error})")
+        yield admin_url.rsplit("/", 1)[0]
 
 
 @pytest.fixture(scope="session")
