@@ -8,6 +8,7 @@ GOOGLE_PROTOS = $(shell python -c "import google.rpc, os; print(os.path.dirname(
 # System packages when missing (needs root), then the project and its dev tools.
 install:
 	@command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && apt-get install -y postgresql)
 	pip install -q -e '.[dev,bench]'
 	$(MAKE) proto

@@ -1,0 +1,40 @@
+// JSON calls to the gateway; failures become ApiError with the RFC 9457 problem's fields.
+
+export class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem.detail || problem.title || `HTTP ${status}`);
+    this.status = status;
+    this.reason = problem.reason || "";
+    this.seatIds = problem.seat_ids || [];
+  }
+}
+
+// The server's clock minus ours (ms), from the Date header of the last answer: countdowns run
+// on the server's expiry time, so a browser with a wrong clock still counts right.
+export let clockSkew = 0;
+
+export async function call(method, path, body) {
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers: body === undefined ? {} : { "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (error) {
+    throw new ApiError(0, { detail: `the gateway cannot be reached (${error.message})` });
+  }
+  const date = Date.parse(response.headers.get("date") ?? "");
+  if (!Number.isNaN(date)) clockSkew = date - Date.now();
+  const text = await response.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = { detail: text.slice(0, 200) };
+  }
+  if (!response.ok) throw new ApiError(response.status, data ?? {});
+  return data;
+}
+
+export const eventPath = (eventId) => `/v1/events/${encodeURIComponent(eventId)}`;

@@ -1,0 +1,203 @@
+// The visitor's hold: countdown, more time, release, and checkout to a booking (Stripe through
+// the gateway, or a plain confirm when the gateway has no checkout configured).
+
+import { ApiError, call, clockSkew, eventPath } from "./api.js";
+
+const $ = (id) => document.getElementById(id);
+const SAVED = "lml-hold";
+const POLL_MS = 1000;
+const PAYMENT_ENDED = new Set(["canceled", "failed", "refunded"]);
+
+function clock(ms) {
+  const seconds = Math.max(0, Math.ceil(ms / 1000));
+  return `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
+}
+
+export class HoldPanel {
+  constructor({ map, eventId, holderId, prices, say }) {
+    Object.assign(this, { map, eventId, holderId, prices, say });
+    this.hold = null;
+    this.timer = 0;
+    this.poller = 0;
+    $("release").addEventListener("click", () => this.release());
+    $("extend").addEventListener("click", () => this.extend());
+    $("checkout").addEventListener("click", () => this.checkout());
+    $("pay").addEventListener("click", () => this.pay());
+    $("confirm-demo").addEventListener("click", () => this.confirmWithoutPayment());
+    $("again").addEventListener("click", () => this.show("picking"));
+  }
+
+  get active() { return this.hold !== null; }
+
+  path(suffix = "") {
+    return `${eventPath(this.eventId)}/holds/${encodeURIComponent(this.hold.hold_id)}${suffix}`;
+  }
+
+  // Shows one of the panels: "picking", "hold" or "booking".
+  show(panel) {
+    for (const id of ["picking", "hold", "booking"]) $(id).hidden = id !== panel;
+  }
+
+  start(hold) {
+    this.hold = { ...hold, expiresAt: Date.parse(hold.expires_at) };
+    sessionStorage.setItem(SAVED, JSON.stringify(hold));
+    this.map.mark(hold.seat_ids, "mine", true);
+    $("hold-seats").replaceChildren(...hold.seat_ids.map((id) => {
+      const seat = this.map.seat(id);
+      return Object.assign(document.createElement("li"), { textContent: seat?.label ?? id });
+    }));
+    const total = hold.seat_ids.reduce((sum, id) => sum + this.prices.of(id), 0);
+    $("hold-total").textContent = this.prices.format(total);
+    for (const id of ["payment", "no-checkout"]) $(id).hidden = true;
+    $("checkout").disabled = false;
+    this.show("hold");
+    this.tick();
+    clearInterval(this.timer);
+    this.timer = setInterval(() => this.tick(), 250);
+  }
+
+  // A hold saved by this tab before a reload; dropped when it has run out.
+  restore() {
+    const saved = JSON.parse(sessionStorage.getItem(SAVED) ?? "null");
+    if (saved && Date.parse(saved.expires_at) > Date.now() + clockSkew) this.start(saved);
+    else sessionStorage.removeItem(SAVED);
+  }
+
+  tick() {
+    const left = this.hold.expiresAt - (Date.now() + clockSkew);
+    $("countdown").textContent = clock(left);
+    if (left <= 0) this.end("Your hold expired: its seats are free again.");
+  }
+
+  end(message) {
+    if (!this.hold) return;
+    this.map.mark(this.hold.seat_ids, "mine", false);
+    this.stop();
+    this.show("picking");
+    this.say(message);
+  }
+
+  stop() {
+    clearInterval(this.timer);
+    clearInterval(this.poller);
+    this.poller = 0;
+    this.hold = null;
+    sessionStorage.removeItem(SAVED);
+  }
+
+  // Every change naming our hold: booked means paid and confirmed; available means it ended.
+  changed(change) {
+    if (!this.hold || change.hold_id !== this.hold.hold_id) return;
+    if (change.status === "booked") this.booked(this.hold.payment_ref || "");
+    else if (change.status === "available") {
+      this.end(change.reason === "expired" ? "Your hold expired: its seats are free again."
+        : "Your hold was released.");
+    }
+  }
+
+  // After a snapshot (first load or a stream that could not resume): is our hold still there?
+  check() {
+    if (!this.hold) return;
+    const statuses = this.hold.seat_ids.map((id) => this.map.status(id));
+    if (statuses.every((s) => s === "booked")) this.booked(this.hold.payment_ref || "");
+    else if (!statuses.every((s) => s === "held")) this.end("Your hold has ended.");
+  }
+
+  booked(paymentRef) {
+    const seats = this.hold.seat_ids;
+    this.stop();
+    $("booking-text").textContent = paymentRef
+      ? `Paid and confirmed (payment ${paymentRef}).` : "Confirmed.";
+    $("booking-seats").replaceChildren(...seats.map((id) => Object.assign(
+      document.createElement("li"), { textContent: this.map.seat(id)?.label ?? id })));
+    this.show("booking");
+    this.say("Booked. Enjoy the show!", "info");
+  }
+
+  async act(work) {
+    try {
+      await work();
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      if (error.reason === "HOLD_EXPIRED" || error.reason === "HOLD_NOT_FOUND") {
+        this.end(`Your hold has ended (${error.message}).`);
+      } else {
+        this.say(error.message);
+      }
+    }
+  }
+
+  release() {
+    return this.act(async () => {
+      await call("POST", this.path("/release"), { holder_id: this.holderId });
+      this.end("Released.");
+    });
+  }
+
+  extend() {
+    return this.act(async () => {
+      const hold = await call("POST", this.path("/extend"), { holder_id: this.holderId });
+      this.hold.expiresAt = Date.parse(hold.expires_at);
+      sessionStorage.setItem(SAVED, JSON.stringify({ ...this.hold, expires_at: hold.expires_at }));
+      this.tick();
+      this.say("Your hold has more time.", "info");
+    });
+  }
+
+  checkout() {
+    return this.act(async () => {
+      try {
+        const intent = await call("POST", this.path("/checkout"), { holder_id: this.holderId });
+        this.hold.payment_ref = intent.payment_intent_id;
+        $("payment-text").textContent =
+          `To pay: ${this.prices.format(intent.amount, intent.currency)} (${intent.status}).`;
+        $("payment").hidden = false;
+        $("checkout").disabled = true;
+      } catch (error) {
+        // 503: checkout not configured; a 404 with no reason: a gateway without the route.
+        const missing = error instanceof ApiError && error.status === 404 && !error.reason;
+        if (!(error instanceof ApiError) || !(error.status === 503 || missing)) throw error;
+        $("no-checkout-text").textContent = `Payment is not set up on this gateway: ${error.message}`;
+        $("no-checkout").hidden = false;
+        $("checkout").disabled = true;
+      }
+    });
+  }
+
+  // The gateway pays with Stripe's test card; Stripe's webhook then confirms the hold, which
+  // shows here as our seats turning booked on the live stream (or in the polled status).
+  pay() {
+    return this.act(async () => {
+      $("pay").disabled = true;
+      try {
+        await call("POST", this.path("/checkout/test-payment"), { holder_id: this.holderId });
+      } finally {
+        $("pay").disabled = false;
+      }
+      this.say("Payment sent, waiting for its confirmation…", "info");
+      clearInterval(this.poller);
+      this.poller = setInterval(() => this.act(() => this.poll()), POLL_MS);
+    });
+  }
+
+  async poll() {
+    if (!this.hold) return;
+    const query = `?holder_id=${encodeURIComponent(this.holderId)}`;
+    const state = await call("GET", this.path(`/checkout${query}`));
+    if (!this.hold) return;
+    if (state.booking_id || state.hold_status === "confirmed") this.booked(state.payment_intent_id);
+    else if (PAYMENT_ENDED.has(state.status)) {
+      clearInterval(this.poller);
+      this.say(`The payment did not go through (${state.status}).`);
+    }
+  }
+
+  confirmWithoutPayment() {
+    return this.act(async () => {
+      const booking = await call("POST", this.path("/confirm"), {
+        holder_id: this.holderId, payment_ref: "demo-no-payment",
+      });
+      this.booked(booking.payment_ref);
+    });
+  }
+}

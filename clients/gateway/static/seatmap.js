@@ -1,0 +1,131 @@
+// The SVG seat map: one <circle> per seat, made once; status changes are queued and written in
+// one batch per animation frame, so hundreds of changes a second cost one style pass a frame.
+
+const SVG = "http://www.w3.org/2000/svg";
+const PALETTE = ["#b71c1c", "#1565c0", "#2e7d32", "#f9a825", "#6a1b9a", "#00838f", "#ef6c00"];
+
+function svgElement(name, attributes) {
+  const element = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) element.setAttribute(key, value);
+  return element;
+}
+
+// Half the smallest gap between neighbours in a row, so no two seats ever overlap.
+function seatRadius(layout, width, height) {
+  let gap = Infinity;
+  for (const section of layout.sections) {
+    for (const row of section.rows) {
+      for (let i = 1; i < row.seats.length; i++) {
+        const [a, b] = [row.seats[i - 1], row.seats[i]];
+        gap = Math.min(gap, Math.hypot((a[3] - b[3]) * width, (a[4] - b[4]) * height));
+      }
+    }
+  }
+  return Number.isFinite(gap) ? Math.max(1, gap * 0.42) : Math.min(width, height) / 60;
+}
+
+export class SeatMap {
+  constructor(svg, layout) {
+    this.svg = svg;
+    this.seats = new Map(); // seat id -> {element, status, category, label, section, row, flags}
+    this.categories = new Map(layout.categories.map((c, i) => [c.id, {
+      ...c, color: c.color || PALETTE[i % PALETTE.length], available: 0,
+    }]));
+    this.pending = new Map(); // seat id -> status; only the latest per seat is kept
+    this.frame = 0;
+    this.listeners = { click: [], taken: [], flushed: [] };
+    this.stats = { flushes: 0, applied: 0, flushMsMax: 0, flushMsTotal: 0 };
+    this.draw(layout);
+  }
+
+  on(name, listener) { this.listeners[name].push(listener); }
+
+  draw(layout) {
+    const { width, height } = layout.viewport;
+    this.svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    const radius = seatRadius(layout, width, height).toFixed(2);
+    const focal = layout.ranking ?? { focal_x: 0.5, focal_y: 0 };
+    this.svg.append(
+      svgElement("rect", { class: "stage", x: width * (focal.focal_x - 0.15), y: 0,
+        width: width * 0.3, height: Math.max(height * focal.focal_y, 24), rx: 6 }),
+      Object.assign(svgElement("text", { class: "stage-label", x: width * focal.focal_x,
+        y: Math.max(height * focal.focal_y, 24) * 0.7 }), { textContent: "STAGE" }));
+    const fragment = document.createDocumentFragment();
+    for (const section of layout.sections) {
+      const group = svgElement("g", { "data-section": section.id });
+      let [sumX, minY] = [0, Infinity];
+      let count = 0;
+      for (const row of section.rows) {
+        for (const [id, number, label, x, y, category, rank, flags] of row.seats) {
+          const info = this.categories.get(category);
+          const element = svgElement("circle", {
+            class: "seat", cx: (x * width).toFixed(2), cy: (y * height).toFixed(2), r: radius,
+            fill: info ? info.color : "#999", "data-id": id, "data-status": "available",
+          });
+          group.append(element);
+          this.seats.set(id, { element, status: "available", category, rank, flags,
+            label: label || `${section.label} ${row.label}${number}`, section: section.id });
+          if (info) info.available += 1;
+          sumX += x;
+          minY = Math.min(minY, y);
+          count += 1;
+        }
+      }
+      if (count) {
+        group.append(Object.assign(svgElement("text", { class: "section-label",
+          x: (sumX / count * width).toFixed(1), y: (minY * height - 6).toFixed(1) }),
+          { textContent: section.label }));
+      }
+      fragment.append(group);
+    }
+    this.svg.append(fragment);
+    this.svg.addEventListener("click", (event) => {
+      const id = event.target.closest?.("circle.seat")?.dataset.id;
+      if (id) for (const listener of this.listeners.click) listener(id);
+    });
+  }
+
+  seat(id) { return this.seats.get(id); }
+
+  status(id) { return this.seats.get(id)?.status; }
+
+  // Queues one seat's new status ("available", "held" or "booked"); drawn on the next frame.
+  set(id, status) {
+    if (!this.seats.has(id)) return;
+    this.pending.set(id, status);
+    if (!this.frame) this.frame = requestAnimationFrame(() => this.flush());
+  }
+
+  // A snapshot: `taken` maps seat ids to "held" or "booked"; every other seat is available.
+  replaceAll(taken) {
+    for (const id of this.seats.keys()) this.set(id, taken.get(id) ?? "available");
+  }
+
+  flush() {
+    const started = performance.now();
+    if (this.frame) cancelAnimationFrame(this.frame); // when called directly, not by the frame
+    this.frame = 0;
+    const taken = [];
+    for (const [id, status] of this.pending) {
+      const seat = this.seats.get(id);
+      if (seat.status === status) continue;
+      const info = this.categories.get(seat.category);
+      if (info) info.available += (status === "available") - (seat.status === "available");
+      if (seat.status === "available") taken.push(id);
+      seat.status = status;
+      seat.element.setAttribute("data-status", status);
+      this.stats.applied += 1;
+    }
+    this.pending.clear();
+    const spent = performance.now() - started;
+    this.stats.flushes += 1;
+    this.stats.flushMsTotal += spent;
+    this.stats.flushMsMax = Math.max(this.stats.flushMsMax, spent);
+    if (taken.length) for (const listener of this.listeners.taken) listener(taken);
+    for (const listener of this.listeners.flushed) listener();
+  }
+
+  mark(ids, className, on) {
+    for (const id of ids) this.seats.get(id)?.element.classList.toggle(className, on);
+  }
+}

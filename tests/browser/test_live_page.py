@@ -1,0 +1,48 @@
+"""Two browser sessions on the same event: one holds seats from the page, the other sees them
+turn held within a second; a confirm (checkout not configured here) turns them booked in both."""
+
+import re
+import time
+
+from playwright.async_api import Locator, Page, expect
+
+from tests.browser.conftest import PageOpener, screenshot
+
+SEATS_JS = """([section, start, count]) => Array.from(window.lml.map.seats)
+    .filter(([, seat]) => seat.section === section).slice(start, start + count).map(([id]) => id)"""
+
+
+def seat(page: Page, seat_id: str) -> Locator:
+    return page.locator(f'circle[data-id="{seat_id}"]')
+
+
+async def test_a_hold_shows_in_the_other_session_then_booking_in_both(
+    open_page: PageOpener, opera_event: str
+) -> None:
+    buyer = await open_page(f"/demo?event={opera_event}")
+    watcher = await open_page(f"/demo?event={opera_event}")
+    assert await buyer.locator("circle.seat").count() == 2078
+    seat_ids: list[str] = await buyer.evaluate(SEATS_JS, ["stalls-centre", 40, 3])
+    for seat_id in seat_ids:
+        await seat(buyer, seat_id).click()
+    await expect(buyer.locator("#selection")).to_contain_text("3 selected")
+
+    await buyer.locator("#hold-selected").click()
+    started = time.monotonic()
+    for seat_id in seat_ids:
+        await expect(seat(watcher, seat_id)).to_have_attribute("data-status", "held", timeout=1000)
+    print(f"held seats seen by the other session after {time.monotonic() - started:.3f} s")
+    for seat_id in seat_ids:
+        await expect(seat(buyer, seat_id)).to_have_class("seat mine")
+    await expect(buyer.locator("#countdown")).to_have_text(re.compile(r"^\d+:\d\d$"))
+    await screenshot(watcher, "watcher-sees-held")
+    await screenshot(buyer, "buyer-holds")
+
+    await buyer.locator("#checkout").click()
+    await expect(buyer.locator("#no-checkout-text")).to_contain_text("not set up")
+    await buyer.locator("#confirm-demo").click()
+    for page in (buyer, watcher):
+        for seat_id in seat_ids:
+            await expect(seat(page, seat_id)).to_have_attribute("data-status", "booked")
+    await expect(buyer.locator("#booking")).to_be_visible()
+    await screenshot(buyer, "buyer-booked")
