@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from clients.client import InventoryClient
 from clients.errors import InventoryClientError
 from clients.gateway import problems
+from clients.gateway.checkout import StripeSettings, add_checkout_routes, open_checkout
 from clients.gateway.models import (
     AvailabilityOut,
     BookingOut,
@@ -86,9 +87,11 @@ def create_app(
     layouts_dsn: str | None = None,
     mongo_url: str | None = None,
     backends: Backends | None = None,
+    stripe: StripeSettings | None = None,
 ) -> FastAPI:
     """The gateway app. It makes its InventoryClient for `target` unless given one, and opens
-    the layouts backends (for the seat map) from `layouts_dsn` unless given them."""
+    the layouts backends (for the seat map) from `layouts_dsn` unless given them; checkout
+    works when `stripe` has a secret key and webhook secret and there is a layouts database."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -101,6 +104,9 @@ def create_app(
                 app.state.backends = await stack.enter_async_context(
                     open_backends(layouts_dsn, mongo_url)
                 )
+            app.state.checkout = await stack.enter_async_context(
+                open_checkout(stripe, app.state.client, app.state.backends)
+            )
             yield
 
     app = FastAPI(
@@ -116,6 +122,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, problems.validation_error)
     _add_routes(app)
     add_seatmap_routes(app, ERRORS)
+    add_checkout_routes(app, ERRORS)
     add_page_routes(app)
     return app
 

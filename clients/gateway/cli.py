@@ -4,6 +4,7 @@ import click
 import uvicorn
 
 from clients.gateway.app import create_app
+from clients.gateway.checkout import StripeSettings
 
 
 @click.command()
@@ -30,13 +31,44 @@ from clients.gateway.app import create_app
 @click.option(
     "--mongo-url", envvar="LML_MONGO_URL", default=None, help="MongoDB layout store, if used."
 )
-def main(listen: str, target: str, layouts_dsn: str | None, mongo_url: str | None) -> None:
+@click.option(
+    "--stripe-secret-key",
+    envvar="STRIPE_SECRET_KEY",
+    default=None,
+    help="Stripe secret key (enables checkout, with the webhook secret and --layouts-dsn).",
+)
+@click.option(
+    "--stripe-webhook-secret",
+    envvar="STRIPE_WEBHOOK_SECRET",
+    default=None,
+    help="Signing secret of the Stripe webhook endpoint (whsec_...).",
+)
+@click.option(
+    "--stripe-api-base",
+    envvar="STRIPE_API_BASE",
+    default=None,
+    help="Another Stripe API URL (a stand-in server); default Stripe's own.",
+)
+def main(
+    listen: str,
+    target: str,
+    layouts_dsn: str | None,
+    mongo_url: str | None,
+    stripe_secret_key: str | None,
+    stripe_webhook_secret: str | None,
+    stripe_api_base: str | None,
+) -> None:
     """Serve the HTTP gateway (docs at /docs, OpenAPI at /openapi.json) until SIGTERM."""
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise click.BadParameter("expected host:port", param_hint="--listen")
     uvicorn.run(
-        create_app(target, layouts_dsn=layouts_dsn, mongo_url=mongo_url),
+        create_app(
+            target,
+            layouts_dsn=layouts_dsn,
+            mongo_url=mongo_url,
+            stripe=StripeSettings(stripe_secret_key, stripe_webhook_secret, stripe_api_base),
+        ),
         host=host.strip("[]"),
         port=int(port),
         log_level="info",
