@@ -11,6 +11,7 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from clients.gateway.app import create_app
+from clients.gateway.checkout import StripeSettings
 from inventory.engine import Inventory
 from inventory.layouts.backends import Backends
 from inventory.layouts.events import EventFromLayout, create_event_from_layout
@@ -43,14 +44,23 @@ async def opera_event(pg_layouts: Layouts, pg_pool: asyncpg.Pool, inventory: Inv
 
 
 @pytest.fixture
+def stripe_settings() -> StripeSettings | None:
+    """The gateway's checkout settings: none here (checkout not configured); test modules that
+    pay override this fixture."""
+    return None
+
+
+@pytest.fixture
 async def site(
     service: clients_fixtures.Service,
     pg_layouts: Layouts,
     pg_pool: asyncpg.Pool,
     opera_event: str,
+    stripe_settings: StripeSettings | None,
 ) -> AsyncIterator[str]:
-    """The gateway's base URL (checkout not configured)."""
-    app = create_app(service.target, backends=Backends(pg_layouts, pg_pool))
+    """The gateway's base URL."""
+    backends = Backends(pg_layouts, pg_pool)
+    app = create_app(service.target, backends=backends, stripe=stripe_settings)
     async with clients_fixtures.serve_gateway(app) as http:
         yield str(http.base_url).rstrip("/")
 

@@ -6,7 +6,6 @@ import { ApiError, call, clockSkew, eventPath } from "./api.js";
 const $ = (id) => document.getElementById(id);
 const SAVED = "lml-hold";
 const POLL_MS = 1000;
-const PAYMENT_ENDED = new Set(["canceled", "failed", "refunded"]);
 
 function clock(ms) {
   const seconds = Math.max(0, Math.ceil(ms / 1000));
@@ -149,8 +148,10 @@ export class HoldPanel {
       try {
         const intent = await call("POST", this.path("/checkout"), { holder_id: this.holderId });
         this.hold.payment_ref = intent.payment_intent_id;
+        this.hold.expiresAt = Date.parse(intent.expires_at); // checkout extends the hold
+        this.tick();
         $("payment-text").textContent =
-          `To pay: ${this.prices.format(intent.amount, intent.currency)} (${intent.status}).`;
+          `To pay: ${this.prices.format(intent.amount, intent.currency.toUpperCase())}.`;
         $("payment").hidden = false;
         $("checkout").disabled = true;
       } catch (error) {
@@ -174,22 +175,24 @@ export class HoldPanel {
       } finally {
         $("pay").disabled = false;
       }
+      if (!this.hold) return; // the booking came on the live stream first
       this.say("Payment sent, waiting for its confirmation…", "info");
       clearInterval(this.poller);
       this.poller = setInterval(() => this.act(() => this.poll()), POLL_MS);
     });
   }
 
+  // The checkout's status: awaiting_payment, booked, refunded (paid after the hold ended and
+  // its seats were gone) or released (payment failed or cancelled).
   async poll() {
     if (!this.hold) return;
     const query = `?holder_id=${encodeURIComponent(this.holderId)}`;
     const state = await call("GET", this.path(`/checkout${query}`));
-    if (!this.hold) return;
-    if (state.booking_id || state.hold_status === "confirmed") this.booked(state.payment_intent_id);
-    else if (PAYMENT_ENDED.has(state.status)) {
-      clearInterval(this.poller);
-      this.say(`The payment did not go through (${state.status}).`);
-    }
+    if (!this.hold || state.status === "awaiting_payment") return;
+    if (state.status === "booked") return this.booked(state.payment_intent_id);
+    clearInterval(this.poller);
+    this.end(`The payment did not end in a booking: ${state.status}`
+      + (state.reason ? ` (${state.reason}).` : "."));
   }
 
   confirmWithoutPayment() {
