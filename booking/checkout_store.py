@@ -1,7 +1,6 @@
 """Checkout records in Postgres (tables of migration 0200): one per hold, with its Stripe
 PaymentIntent and how it ended, and the Stripe events already processed."""
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -133,13 +132,4 @@ async def record_event(
         outcome.rebooked_hold_id,
         outcome.refund_id,
         outcome.reason,
-    )
-
-
-async def events_of(connection: Queryable, payment_intent_id: str) -> Sequence[asyncpg.Record]:
-    """The Stripe events processed for a PaymentIntent, oldest first (the audit trail)."""
-    return await connection.fetch(
-        "SELECT stripe_event_id, type, outcome, processed_at FROM stripe_events"
-        " WHERE payment_intent_id = $1 ORDER BY processed_at, stripe_event_id",
-        payment_intent_id,
     )
