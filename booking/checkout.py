@@ -59,10 +59,17 @@ class Started:
 
 @dataclass(frozen=True)
 class Prices:
-    """What each seat of an event costs: an event's seats and prices never change."""
+    """What each seat and general-admission place of an event costs: an event's seats, areas
+    and prices never change."""
 
     currency: str
     by_seat: dict[str, int]
+    by_area: dict[str, int]
+
+    def of(self, seat_id: str) -> int:
+        # A general-admission place's seat id is "<area id>#<n>".
+        price = self.by_seat.get(seat_id)
+        return self.by_area[seat_id.rpartition("#")[0]] if price is None else price
 
 
 class Checkout:
@@ -86,7 +93,7 @@ class Checkout:
         """Extends the hold and creates (or, on a retry, finds) its PaymentIntent."""
         hold = await self._extend(event_id, hold_id, holder_id)
         prices = await self.prices(event_id)
-        amount = sum(prices.by_seat[seat] for seat in hold.seat_ids)
+        amount = sum(prices.of(seat) for seat in hold.seat_ids)
         if amount < 1:
             raise CheckoutError(
                 409, "NOTHING_TO_PAY", "the held seats are free: confirm the hold without payment"
@@ -139,15 +146,19 @@ class Checkout:
             raise CheckoutError(409, "EVENT_NOT_PRICED", str(error)) from error
         found = await self.inventory.get_event(event_id, include_seats=True)
         by_category = recorded.event.prices
-        unpriced = sorted({repr(s.category) for s in found.seats if s.category not in by_category})
+        categories = {s.category for s in found.seats} | {a.category for a in found.event.areas}
+        unpriced = sorted(repr(category) for category in categories - by_category.keys())
         if unpriced:
             raise CheckoutError(
                 409,
                 "EVENT_NOT_PRICED",
                 f"event {event_id} has no price for category(ies) {', '.join(unpriced)}",
             )
-        by_seat = {seat.seat_id: by_category[seat.category] for seat in found.seats}
-        prices = self._prices[event_id] = Prices(recorded.event.currency, by_seat)
+        prices = self._prices[event_id] = Prices(
+            recorded.event.currency,
+            {seat.seat_id: by_category[seat.category] for seat in found.seats},
+            {area.area_id: by_category[area.category] for area in found.event.areas},
+        )
         return prices
 
     async def status(self, event_id: str, hold_id: str, holder_id: str) -> CheckoutRecord:

@@ -54,9 +54,12 @@ class Events:
     inventory: Inventory
     layout_hash: str
 
-    async def make(self, event_id: str, default_ttl: float = 600) -> None:
+    async def make(self, event_id: str, default_ttl: float = 600, lifetime: float = 0) -> None:
+        """`lifetime`: also the hold's maximum lifetime and TTL (0: the service defaults)."""
         limits = pb.EventLimits()
         limits.default_ttl.FromTimedelta(timedelta(seconds=default_ttl))
+        limits.max_ttl.FromTimedelta(timedelta(seconds=lifetime))
+        limits.max_hold_lifetime.FromTimedelta(timedelta(seconds=lifetime))
         spec = EventFromLayout(event_id, small_layout().id, self.layout_hash, "GBP", PRICES)
         await create_event_from_layout(self.layouts, self.pool, self.inventory, spec, limits)
 

@@ -10,15 +10,22 @@ import stripe
 from lml.inventory.v1 import inventory_pb2 as pb
 
 from clients import InventoryClient
-from tests.checkout.conftest import Events, seat
+from inventory.layouts.events import EventFromLayout, create_event_from_layout
+from inventory.layouts.lifecycle import Layouts
+from tests.checkout.conftest import PRICES, Events, seat
 from tests.clients.conftest import until
 from tests.clients.test_gateway import problem
+from tests.layouts.samples import variant
 from tests.stripe_standin import StripeStandin
+
+# stripe's HTTPXClient posts bytes through httpx's deprecated `data=`: the library's, not ours.
+pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 
 STALLS = [seat("stalls", "A", 1), seat("stalls", "A", 2)]  # category A, 4500 each
 CIRCLE = [seat("circle", "A", 3)]  # category B, 2500
 
 
+FESTIVAL_LAYOUT = "0c5f3a7e-2b1d-4c8e-9f6a-3d2e1b0a9c8d"
 BRIEF = "brief"  # an event whose holds last 1 s unless extended further
 
 
@@ -61,7 +68,7 @@ async def settled(
     """The checkout once it reached `status` (the webhook arrives in the background)."""
 
     async def reached() -> bool:
-        return (await checkout_status(http, hold_id, event))["status"] == status
+        return bool((await checkout_status(http, hold_id, event))["status"] == status)
 
     await until(reached, 10)
     return await checkout_status(http, hold_id, event)
@@ -112,6 +119,41 @@ async def test_amount_and_currency_come_from_category_prices(
     # Extended from 30 s to the event's default TTL (600 s) so the payment has time.
     remaining = datetime.fromisoformat(body["expires_at"]).timestamp() - intent["created"]
     assert 500 < remaining <= 601
+
+
+async def test_general_admission_places_cost_their_area_price(
+    http: httpx.AsyncClient, events: Events, pg_layouts: Layouts, standin: StripeStandin
+) -> None:
+    def add_pit(data: dict[str, Any]) -> None:
+        data["type"] = "hybrid"
+        pit = {"id": "pit", "label": "Pit", "capacity": 50, "category": "B"}
+        data["ga_areas"] = [{**pit, "x": 0.1, "y": 0.8, "width": 0.2, "height": 0.1}]
+
+    festival = variant(add_pit, FESTIVAL_LAYOUT)
+    await pg_layouts.add(festival)
+    await pg_layouts.publish(festival.id)
+    deployed = await pg_layouts.deploy(festival.id)
+    assert deployed.hash is not None
+    spec = EventFromLayout("festival", festival.id, deployed.hash, "GBP", PRICES)
+    await create_event_from_layout(pg_layouts, events.pool, events.inventory, spec)
+    body = {"holder_id": "ann", "general_admission": {"area_id": "pit", "quantity": 3}}
+    held = await http.post("/v1/events/festival/holds", json=body)
+    assert held.status_code == 201, held.text
+    started = await start(http, held.json()["hold_id"], event="festival")
+    assert started.status_code == 201, started.text
+    assert (started.json()["amount"], started.json()["currency"]) == (3 * 2500, "GBP")
+
+
+async def test_a_hold_at_its_lifetime_limit_keeps_its_expiry(
+    http: httpx.AsyncClient, events: Events
+) -> None:
+    await events.make("capped", default_ttl=3, lifetime=4)
+    held = await http.post("/v1/events/capped/holds", json={"holder_id": "ann", "seat_ids": CIRCLE})
+    assert held.status_code == 201, held.text
+    await asyncio.sleep(1.5)  # now the default TTL (3 s) would pass the lifetime (4 s)
+    started = await start(http, held.json()["hold_id"], event="capped")
+    assert started.status_code == 201, started.text
+    assert started.json()["expires_at"] == held.json()["expires_at"]
 
 
 async def test_a_retried_start_gets_the_same_payment_intent(

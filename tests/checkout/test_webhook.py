@@ -16,9 +16,12 @@ from inventory.layouts.backends import Backends
 from inventory.layouts.lifecycle import Layouts
 from tests.checkout.conftest import Events
 from tests.checkout.test_checkout import CIRCLE, STALLS, hold, pay, settled, start
-from tests.clients.conftest import Service, serve_gateway, until
+from tests.clients.conftest import Service, seats, serve_gateway, until
 from tests.clients.test_gateway import problem
 from tests.stripe_standin import StripeStandin
+
+# stripe's HTTPXClient posts bytes through httpx's deprecated `data=`: the library's, not ours.
+pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 
 
 async def paid_unannounced(
@@ -173,11 +176,29 @@ async def test_without_stripe_keys_checkout_is_not_configured(
             assert detail.startswith("checkout is not configured: set ") and missing in detail
 
 
-async def test_test_payments_need_a_test_mode_key(
-    service: Service, pg_layouts: Layouts, pg_pool: asyncpg.Pool, events: Events
+async def test_a_live_key_gets_no_test_payments_and_stripe_failures_are_502(
+    service: Service,
+    pg_layouts: Layouts,
+    pg_pool: asyncpg.Pool,
+    events: Events,
+    standin: StripeStandin,
 ) -> None:
-    settings = StripeSettings("sk_live_x", "whsec_x", "http://127.0.0.1:9")
+    settings = StripeSettings("sk_live_x", "whsec_x", standin.base_url)
     app = create_app(service.target, backends=Backends(pg_layouts, pg_pool), stripe=settings)
     async with serve_gateway(app) as http:
         refused = await pay(http, "h1")
         assert "sk_test_" in problem(refused, 403, "TEST_MODE_ONLY")["detail"]
+        hold_id = await hold(http, CIRCLE)
+        failed = problem(await start(http, hold_id), 502, "PAYMENT_PROVIDER_ERROR")
+        assert "Invalid API Key" in failed["detail"]  # the stand-in takes sk_test_ keys only
+
+
+async def test_an_event_without_prices_cannot_check_out(
+    http: httpx.AsyncClient, events: Events, client: InventoryClient
+) -> None:
+    await client.create_event("plain", seats("A1"))
+    held = await client.hold("plain", "ann", ["A1"])
+    started = await http.post(
+        f"/v1/events/plain/holds/{held.hold_id}/checkout", json={"holder_id": "ann"}
+    )
+    assert "no event plain" in problem(started, 409, "EVENT_NOT_PRICED")["detail"]
