@@ -97,8 +97,9 @@ class InventoryClient:
         event_id: str,
         seats: Sequence[pb.Seat],
         limits: pb.EventLimits | None = None,
+        areas: Sequence[pb.GeneralAdmissionArea] = (),
     ) -> pb.CreateEventResponse:
-        request = pb.CreateEventRequest(event_id=event_id, seats=seats, limits=limits)
+        request = pb.CreateEventRequest(event_id=event_id, seats=seats, limits=limits, areas=areas)
         return await self._unary(self._stub.CreateEvent, request)
 
     async def get_event(self, event_id: str, include_seats: bool = False) -> pb.GetEventResponse:
@@ -131,14 +132,46 @@ class InventoryClient:
         request_id: str | None = None,
     ) -> pb.Hold:
         """Holds every seat or none; `ttl` in seconds (None: the event's default)."""
-        request = pb.HoldRequest(
-            event_id=event_id,
-            holder_id=holder_id,
-            seat_ids=seat_ids,
-            ttl=_duration(ttl),
-            request_id=request_id or uuid.uuid4().hex,
-        )
-        return (await self._mutate("hold", request, self._stub.Hold)).hold
+        request = pb.HoldRequest(event_id=event_id, holder_id=holder_id, seat_ids=seat_ids)
+        return (await self.hold_request(request, ttl=ttl, request_id=request_id)).hold
+
+    async def hold_best_available(
+        self,
+        event_id: str,
+        holder_id: str,
+        best: pb.BestAvailable,
+        *,
+        ttl: float | None = None,
+        request_id: str | None = None,
+    ) -> pb.HoldResponse:
+        """Holds the best `best.quantity` adjacent seats; `split` in the response says when
+        `best.allow_split` took seats that are not side by side."""
+        request = pb.HoldRequest(event_id=event_id, holder_id=holder_id, best_available=best)
+        return await self.hold_request(request, ttl=ttl, request_id=request_id)
+
+    async def hold_places(
+        self,
+        event_id: str,
+        holder_id: str,
+        area_id: str,
+        quantity: int,
+        *,
+        ttl: float | None = None,
+        request_id: str | None = None,
+    ) -> pb.Hold:
+        """Holds `quantity` places of a general-admission area."""
+        places = pb.GeneralAdmission(area_id=area_id, quantity=quantity)
+        request = pb.HoldRequest(event_id=event_id, holder_id=holder_id, general_admission=places)
+        return (await self.hold_request(request, ttl=ttl, request_id=request_id)).hold
+
+    async def hold_request(
+        self, request: pb.HoldRequest, *, ttl: float | None = None, request_id: str | None = None
+    ) -> pb.HoldResponse:
+        """Any Hold request; its retries reuse one request id."""
+        if ttl is not None:
+            request.ttl.FromMilliseconds(round(ttl * 1000))
+        request.request_id = request_id or uuid.uuid4().hex
+        return await self._mutate("hold", request, self._stub.Hold)
 
     async def extend(
         self, event_id: str, hold_id: str, holder_id: str, *, ttl: float | None = None

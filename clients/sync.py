@@ -52,9 +52,13 @@ class SyncInventoryClient:
         self._loop.close()
 
     def create_event(
-        self, event_id: str, seats: Sequence[pb.Seat], limits: pb.EventLimits | None = None
+        self,
+        event_id: str,
+        seats: Sequence[pb.Seat],
+        limits: pb.EventLimits | None = None,
+        areas: Sequence[pb.GeneralAdmissionArea] = (),
     ) -> pb.CreateEventResponse:
-        return self._run(self._client.create_event(event_id, seats, limits))
+        return self._run(self._client.create_event(event_id, seats, limits, areas))
 
     def get_event(self, event_id: str, include_seats: bool = False) -> pb.GetEventResponse:
         return self._run(self._client.get_event(event_id, include_seats))
@@ -76,6 +80,37 @@ class SyncInventoryClient:
     ) -> pb.Hold:
         return self._run(
             self._client.hold(event_id, holder_id, seat_ids, ttl=ttl, request_id=request_id)
+        )
+
+    def hold_best_available(
+        self,
+        event_id: str,
+        holder_id: str,
+        best: pb.BestAvailable,
+        *,
+        ttl: float | None = None,
+        request_id: str | None = None,
+    ) -> pb.HoldResponse:
+        return self._run(
+            self._client.hold_best_available(
+                event_id, holder_id, best, ttl=ttl, request_id=request_id
+            )
+        )
+
+    def hold_places(
+        self,
+        event_id: str,
+        holder_id: str,
+        area_id: str,
+        quantity: int,
+        *,
+        ttl: float | None = None,
+        request_id: str | None = None,
+    ) -> pb.Hold:
+        return self._run(
+            self._client.hold_places(
+                event_id, holder_id, area_id, quantity, ttl=ttl, request_id=request_id
+            )
         )
 
     def extend(

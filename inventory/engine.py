@@ -20,7 +20,7 @@ from lml.inventory.v1 import inventory_pb2 as pb
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from inventory import keys
+from inventory import event_shape, keys
 from inventory.errors import InventoryError, from_script_error, invalid, redis_status
 from inventory.scripts import Call, Script, ScriptRunner, load_script
 
@@ -34,7 +34,7 @@ DEFAULT_LIMITS = pb.EventLimits(
 CHANGELOG_MAX = 100_000  # change-log entries kept per event (approximately)
 MAX_SEATS_PER_EVENT = 200_000
 MAX_SEATS_PER_REQUEST = 1_000  # beyond any event's limit: refused before reaching Redis
-MAX_ID_LENGTH = 128
+MAX_ID_LENGTH = event_shape.MAX_ID_LENGTH
 SWEEP_BATCH = 500
 # Event ids go inside a Redis Cluster hash tag, so braces are out.
 _EVENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
@@ -83,6 +83,26 @@ def _check_reply(reply: Any) -> list[Any]:
     if reply[0] != "OK":
         raise from_script_error(reply)
     return list(reply)
+
+
+def _areas(encoded: str) -> list[list[Any]]:
+    # Lua's cjson writes an empty list as {}.
+    return json.loads(encoded) or []
+
+
+def _seat(seat_id: str, info: dict[str, Any]) -> pb.Seat:
+    seat = pb.Seat(
+        seat_id=seat_id,
+        section=info["section"],
+        row=info["row"],
+        number=info["number"],
+        rank=info["rank"],
+        wheelchair=info["kind"] == "W",
+        companion=info["kind"] == "C",
+    )
+    if "category" in info:
+        seat.category = info["category"]
+    return seat
 
 
 def _duration(ms: int) -> Duration:
@@ -145,26 +165,25 @@ class Inventory:
 
     async def create_event(self, request: pb.CreateEventRequest) -> pb.CreateEventResponse:
         _check_event_id(request.event_id)
-        if len(request.seats) > MAX_SEATS_PER_EVENT:
-            raise invalid(f"more than {MAX_SEATS_PER_EVENT} seats")
-        _check_seat_ids([seat.seat_id for seat in request.seats] or ["-"], MAX_SEATS_PER_EVENT)
+        places = sum(area.capacity for area in request.areas)
+        if len(request.seats) + places > MAX_SEATS_PER_EVENT:
+            raise invalid(f"more than {MAX_SEATS_PER_EVENT} seats and places")
+        if not request.seats and not places:
+            raise invalid("the event has no seats and no areas")
+        if request.seats:
+            _check_seat_ids([seat.seat_id for seat in request.seats], MAX_SEATS_PER_EVENT)
         limits = resolve_limits(request.limits)
-        canonical = pb.CreateEventRequest(event_id=request.event_id, limits=limits)
-        canonical.seats.extend(request.seats)
+        canonical = pb.CreateEventRequest()
+        canonical.CopyFrom(request)
+        canonical.limits.CopyFrom(limits)
         fingerprint = hashlib.sha256(canonical.SerializeToString(deterministic=True)).hexdigest()
-        seat_args: list[str] = []
-        for index, seat in enumerate(request.seats):
-            info = {"i": index, "section": seat.section, "row": seat.row, "number": seat.number}
-            if seat.HasField("category"):
-                info["category"] = seat.category
-            seat_args += (seat.seat_id, json.dumps(info, separators=(",", ":")))
-        event_keys = keys.event_keys(request.event_id)
+        shape_args = event_shape.script_args(request, limits.max_seats_per_hold)
         await self.redis.sadd(keys.EVENTS, request.event_id)
         reply = _check_reply(
             await self.runner.run(
                 Call(
                     self.scripts["create_event"],
-                    (event_keys.meta, event_keys.seats, keys.seat_info_key(request.event_id)),
+                    keys.event_keys(request.event_id),
                     (
                         fingerprint,
                         limits.max_seats_per_hold,
@@ -173,7 +192,7 @@ class Inventory:
                         _ms(limits.max_ttl),
                         _ms(limits.max_hold_lifetime),
                         CHANGELOG_MAX,
-                        *seat_args,
+                        *shape_args,
                     ),
                 )
             )
@@ -186,7 +205,7 @@ class Inventory:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(keys.event_keys(request.event_id).meta)
         if request.include_seats:
-            pipe.hgetall(keys.seat_info_key(request.event_id))
+            pipe.hgetall(keys.event_keys(request.event_id).seat_info)
         meta, *infos = await pipe.execute()
         if not meta:
             raise InventoryError("EVENT_NOT_FOUND", f"no event {request.event_id}")
@@ -203,6 +222,10 @@ class Inventory:
             version=int(meta["version"]),
             created_at=_timestamp(meta["created_at_ms"]),
         )
+        for area_id, capacity, category in _areas(meta["areas"]):
+            area = event.areas.add(area_id=area_id, capacity=capacity)
+            if category:
+                area.category = category
         response = pb.GetEventResponse(event=event)
         if infos:
             described = sorted(
@@ -210,14 +233,8 @@ class Inventory:
                 key=lambda pair: pair[0]["i"],
             )
             for info, seat_id in described:
-                seat = response.seats.add(
-                    seat_id=seat_id,
-                    section=info["section"],
-                    row=info["row"],
-                    number=info["number"],
-                )
-                if "category" in info:
-                    seat.category = info["category"]
+                if "a" not in info:  # places are described by their area
+                    response.seats.append(_seat(seat_id, info))
         return response
 
     async def availability(self, request: pb.GetAvailabilityRequest) -> pb.GetAvailabilityResponse:
@@ -228,8 +245,10 @@ class Inventory:
             )
         )
         response = pb.GetAvailabilityResponse(version=int(reply[1]))
+        for area_id, capacity, _category, available in _areas(reply[2]):
+            response.areas.add(area_id=area_id, capacity=capacity, available=available)
         add = response.seats.add
-        for i in range(2, len(reply), 2):
+        for i in range(3, len(reply), 2):
             add(seat_id=reply[i], status=_SEAT_STATUS[reply[i + 1][0]])
         return response
 
@@ -333,7 +352,7 @@ class Inventory:
     def _hold_call(self, request: pb.HoldRequest) -> Call:
         _check_event_id(request.event_id)
         _check_id(request.holder_id, "holder_id")
-        _check_seat_ids(request.seat_ids)
+        choice = _hold_choice(request)
         if len(request.request_id) > MAX_ID_LENGTH:
             raise invalid(f"request_id is longer than {MAX_ID_LENGTH} characters")
         request_key = (
@@ -350,7 +369,7 @@ class Inventory:
                 request.holder_id,
                 _ms(request.ttl),
                 request.request_id,
-                *request.seat_ids,
+                *choice,
             ),
         )
 
@@ -365,7 +384,8 @@ class Inventory:
                 holder_id=request.holder_id,
                 seat_ids=seat_ids,
                 expires_at=_timestamp(ok[2]),
-            )
+            ),
+            split=len(ok) > 4 and ok[4] == 1,
         )
 
     def _extend_call(self, request: pb.ExtendRequest) -> Call:
@@ -434,6 +454,43 @@ class Inventory:
                 payment_ref=ok[4],
             )
         )
+
+
+def _hold_choice(request: pb.HoldRequest) -> list[str | int]:
+    """hold.lua's ARGV from 5 on: how the seats are chosen, checked."""
+    given = [
+        name
+        for name, present in (
+            ("seat_ids", bool(request.seat_ids)),
+            ("best_available", request.HasField("best_available")),
+            ("general_admission", request.HasField("general_admission")),
+        )
+        if present
+    ]
+    if len(given) != 1:
+        raise invalid("give exactly one of seat_ids, best_available, general_admission")
+    if given[0] == "seat_ids":
+        _check_seat_ids(request.seat_ids)
+        return ["seats", *request.seat_ids]
+    if given[0] == "general_admission":
+        area = request.general_admission
+        _check_id(area.area_id, "general_admission.area_id")
+        if not 1 <= area.quantity <= MAX_SEATS_PER_REQUEST:
+            raise invalid(f"general_admission.quantity must be 1 to {MAX_SEATS_PER_REQUEST}")
+        return ["area", area.area_id, area.quantity]
+    best = request.best_available
+    if not 1 <= best.quantity <= event_shape.MAX_BLOCK:
+        raise invalid(f"best_available.quantity must be 1 to {event_shape.MAX_BLOCK}")
+    if best.wheelchair_spaces > best.quantity:
+        raise invalid("best_available.wheelchair_spaces is more than its quantity")
+    if best.wheelchair_spaces and best.allow_split:
+        raise invalid("best_available.allow_split cannot be combined with wheelchair_spaces")
+    for name in ("category", "section"):
+        if best.HasField(name):
+            _check_id(getattr(best, name), f"best_available.{name}")
+    category = best.category if best.HasField("category") else "*"
+    section = best.section if best.HasField("section") else "*"
+    return ["best", best.quantity, category, section, best.wheelchair_spaces, int(best.allow_split)]
 
 
 def _check_hold_ref(request: pb.ExtendRequest | pb.ReleaseRequest | pb.ConfirmRequest) -> None:

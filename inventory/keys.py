@@ -12,7 +12,7 @@ EVENTS = "lml:events"
 
 
 class EventKeys(NamedTuple):
-    """The keys every mutating script takes, in the order the scripts expect (KEYS[1..7])."""
+    """The keys every script of an event takes, in the order the scripts expect (KEYS[1..11])."""
 
     meta: str
     seats: str
@@ -21,15 +21,15 @@ class EventKeys(NamedTuple):
     holders: str
     changes: str
     outbox: str
+    seat_info: str  # seat id -> JSON description, with its row number or area index
+    rows: str  # row number -> JSON: the row's seats in order, their ranks, kinds, categories
+    row_runs: str  # row number -> JSON list of the row's current members in `free`
+    free: str  # best-available index: free runs of seats and free general-admission places
 
 
 def event_keys(event_id: str) -> EventKeys:
     prefix = f"lml:{{{event_id}}}:"
     return EventKeys(*(prefix + name for name in EventKeys._fields))
-
-
-def seat_info_key(event_id: str) -> str:
-    return f"lml:{{{event_id}}}:seat_info"
 
 
 def request_key(event_id: str, holder_id: str, request_id: str) -> str:

@@ -5,15 +5,18 @@
   log from the returned version misses nothing and sees nothing twice.
 
   Input:
-    KEYS[1..7] meta, seats, holds, deadlines, holders, changes, outbox (as in hold.lua)
+    KEYS[1..11] the event's keys (as in hold.lua)
 
   Output:
-    {"OK", version, seat id, state, seat id, state, ...}, state "A" | "H:<hold id>" | "B:<booking id>"
+    {"OK", version, areas, seat id, state, seat id, state, ...}, state "A" | "H:<hold id>" |
+    "B:<booking id>" (general-admission places included); areas: JSON list of
+    [area id, capacity, category, places available] in the event's order
     {"EVENT_NOT_FOUND", message}
   Cost: O(seats in the event): this is the one whole-event read, for seat maps.
 ]]
 -- @include clock
 -- @include changelog
+-- @include free_index
 -- @include end_hold
 -- @include sweep_due
 
@@ -23,7 +26,12 @@ changelog_max = meta[1]
 
 local now = now_ms()
 while sweep_due(now, 1000)[3] == 1 do end
-local reply = {'OK', redis.call('HGET', KEYS[1], 'version')}
+local areas = cjson.decode(redis.call('HGET', KEYS[1], 'areas'))
+for index, area in ipairs(areas) do
+  local prefix = place_member(index, '')
+  area[#area + 1] = redis.call('ZLEXCOUNT', KEYS[11], '[' .. prefix, '(' .. prefix .. '\255')
+end
+local reply = {'OK', redis.call('HGET', KEYS[1], 'version'), cjson.encode(areas)}
 local flat = redis.call('HGETALL', KEYS[2])
 for i = 1, #flat do reply[#reply + 1] = flat[i] end
 return reply

@@ -1,5 +1,6 @@
 --[[
-  hold: holds every requested seat for one holder, or none of them.
+  hold: holds seats for one holder, all of them or none: seats named by id, seats picked by the
+  engine (best available), or places in a general-admission area.
 
   Input:
     KEYS[1] meta       event settings and the change-log version (hash)
@@ -9,53 +10,72 @@
     KEYS[5] holders    holder id -> space-separated live hold ids (hash)
     KEYS[6] changes    change log (stream, ids "0-<version>")
     KEYS[7] outbox     unused here; declared so every mutating script takes the same keys
-    KEYS[8] request    retry record for (holder, request id) (string, 24 h TTL); any key of
+    KEYS[8] seat_info, KEYS[9] rows, KEYS[10] row_runs, KEYS[11] free: the best-available
+            index and what it is built from (includes/free_index.lua)
+    KEYS[12] request   retry record for (holder, request id) (string, 24 h TTL); any key of
                        the event when there is no request id (then unused)
 
     ARGV[1] hold id: 128 random bits made by the service
     ARGV[2] holder id
     ARGV[3] ttl in ms; 0 takes the event's default
     ARGV[4] request id, or "" for none
-    ARGV[5..] seat ids
+    ARGV[5] how the seats are chosen, and what follows:
+            "seats": ARGV[6..] seat ids
+            "best":  ARGV[6] quantity, ARGV[7] category or "*", ARGV[8] section or "*",
+                     ARGV[9] wheelchair spaces among them, ARGV[10] "1" to allow a split
+            "area":  ARGV[6] general-admission area id, ARGV[7] quantity
 
   Output:
-    {"OK", hold id, expires at (ms since epoch)}; a retry with a known request id returns
-    {"OK", first hold id, its expiry as first granted, seat ids as JSON}.
+    seats named: {"OK", hold id, expires at (ms since epoch)}
+    best, area:  {"OK", hold id, expires at, seat ids as JSON, split (1 when not side by side)}
+    A retry with a known request id returns the first hold: {"OK", hold id, its expiry as first
+    granted, seat ids as JSON, split}.
     Errors, nothing changed by the request:
     {"EVENT_NOT_FOUND", message}
-    {"INVALID_ARGUMENT", message} duplicate seat ids, TTL out of range
+    {"INVALID_ARGUMENT", message} duplicate seat ids, TTL out of range, unknown category,
+                                  section or area
     {"INVALID_ARGUMENT", message, seat ids...} unknown seats
     {"LIMIT_EXCEEDED", message, "max_seats_per_hold" | "max_seats_per_holder"}
-    {"SEATS_UNAVAILABLE", message, seat ids...} the seats held or booked by others
+    {"SEATS_UNAVAILABLE", message, seat ids...} named seats held or booked by others
+    {"SEATS_UNAVAILABLE", message} no free block that fits, fewer places left than asked
 
   Holds found past their deadline along the way (this holder's, or on the requested seats) are
-  ended as expired first, whatever the outcome: that is the lazy half of expiry.
-  Cost: O(requested seats + this holder's live holds + seats of holds that expire here).
+  ended as expired first, whatever the outcome: that is the lazy half of expiry. Best available
+  and areas first end up to 20 due holds of the event, so that their seats can be picked.
+  Cost: O(requested seats + this holder's live holds + seats of holds that expire here), plus
+  for best available O(bucket_cap + the rows read), never O(seats of the event).
 ]]
 -- @include clock
 -- @include changelog
+-- @include free_index
 -- @include end_hold
+-- @include sweep_due
+-- @include best_available
 -- @include ttl
 
-local hold_id, holder_id, request_id = ARGV[1], ARGV[2], ARGV[4]
-local seats = {}
-for i = 5, #ARGV do seats[#seats + 1] = ARGV[i] end
-
+local hold_id, holder_id, request_id, mode = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
 local meta = redis.call('HMGET', KEYS[1], 'max_seats_per_hold', 'max_seats_per_holder',
-  'default_ttl_ms', 'max_ttl_ms', 'changelog_max')
+  'default_ttl_ms', 'max_ttl_ms', 'changelog_max', 'bucket_cap')
 if not meta[1] then return {'EVENT_NOT_FOUND', 'no event for these keys'} end
-changelog_max = meta[5]
+changelog_max, bucket_cap = meta[5], tonumber(meta[6])
 
 if request_id ~= '' then
-  local earlier = redis.call('GET', KEYS[8])
+  local earlier = redis.call('GET', KEYS[12])
   if earlier then
     local r = cjson.decode(earlier)
-    return {'OK', r[1], r[2], cjson.encode(r[3])}
+    return {'OK', r[1], r[2], cjson.encode(r[3]), r[4] or 0}
   end
 end
 
+local seats, quantity = {}, 0
+if mode == 'seats' then
+  for i = 6, #ARGV do seats[#seats + 1] = ARGV[i] end
+  quantity = #seats
+else
+  quantity = tonumber(mode == 'best' and ARGV[6] or ARGV[7])
+end
 local max_per_hold = tonumber(meta[1])
-if #seats > max_per_hold then
+if quantity > max_per_hold then
   return {'LIMIT_EXCEEDED', 'at most ' .. max_per_hold .. ' seats per hold', 'max_seats_per_hold'}
 end
 local seen = {}
@@ -67,6 +87,7 @@ local ttl, ttl_err = resolve_ttl(ARGV[3], tonumber(meta[3]), tonumber(meta[4]))
 if not ttl then return ttl_err end
 
 local now = now_ms()
+if mode ~= 'seats' then sweep_due(now, 20) end
 
 -- This holder's live seats, for the per-holder limit.
 local live_ids, held = {}, 0
@@ -86,9 +107,44 @@ if list then
   end
 end
 local max_per_holder = tonumber(meta[2])
-if held + #seats > max_per_holder then
+if held + quantity > max_per_holder then
   return {'LIMIT_EXCEEDED', 'at most ' .. max_per_holder .. ' seats held at once per holder',
     'max_seats_per_holder'}
+end
+
+-- The engine's choice: seats the index lists as free, so the checks below find them available.
+local split = 0
+if mode == 'area' then
+  local area_index = redis.call('HGET', KEYS[1], 'area:' .. ARGV[6])
+  if not area_index then
+    return {'INVALID_ARGUMENT', 'no general-admission area ' .. ARGV[6]}
+  end
+  local places, left = pick_places(tonumber(area_index), quantity)
+  if not places then
+    return {'SEATS_UNAVAILABLE', left .. ' places left in area ' .. ARGV[6]}
+  end
+  seats = places
+elseif mode == 'best' then
+  local category, section, wheelchairs = ARGV[7], ARGV[8], tonumber(ARGV[9])
+  local known = redis.call('HMGET', KEYS[1], 'category:' .. category, 'section:' .. section)
+  if category ~= '*' and not known[1] then
+    return {'INVALID_ARGUMENT', 'no category ' .. category}
+  end
+  if section ~= '*' and not known[2] then return {'INVALID_ARGUMENT', 'no section ' .. section} end
+  local scope = '|' .. category .. '|' .. section .. '|'
+  local picked
+  if wheelchairs > 0 then
+    picked = pick_accessible('A' .. scope, quantity, wheelchairs)
+  else
+    picked = pick_block('S' .. scope, quantity)
+    if not picked and ARGV[10] == '1' then
+      picked, split = pick_split('S' .. scope, quantity), 1
+    end
+  end
+  if not picked then
+    return {'SEATS_UNAVAILABLE', 'no ' .. quantity .. ' adjacent seats free that match'}
+  end
+  seats = picked
 end
 
 local states = redis.call('HMGET', KEYS[2], unpack(seats))
@@ -130,6 +186,7 @@ for _, seat in ipairs(seats) do
   args[#args + 1] = marker
 end
 redis.call('HSET', KEYS[2], unpack(args))
+reindex(seats, false)
 redis.call('HSET', KEYS[3], hold_id,
   cjson.encode({h = holder_id, s = seats, e = expires_at, c = now, st = 'held'}))
 redis.call('ZADD', KEYS[4], expires_at, hold_id)
@@ -137,6 +194,7 @@ live_ids[#live_ids + 1] = hold_id
 redis.call('HSET', KEYS[5], holder_id, table.concat(live_ids, ' '))
 append_change('held', 'HELD', hold_id, holder_id, seats, now)
 if request_id ~= '' then
-  redis.call('SET', KEYS[8], cjson.encode({hold_id, expires_at, seats}), 'EX', 86400)
+  redis.call('SET', KEYS[12], cjson.encode({hold_id, expires_at, seats, split}), 'EX', 86400)
 end
-return {'OK', hold_id, expires_at}
+if mode == 'seats' then return {'OK', hold_id, expires_at} end
+return {'OK', hold_id, expires_at, cjson.encode(seats), split}

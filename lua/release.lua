@@ -3,7 +3,7 @@
   again returns the same seats and changes nothing.
 
   Input:
-    KEYS[1..7] meta, seats, holds, deadlines, holders, changes, outbox (as in hold.lua)
+    KEYS[1..11] the event's keys (as in hold.lua)
     ARGV[1] hold id
     ARGV[2] holder id
 
@@ -19,6 +19,7 @@
 ]]
 -- @include clock
 -- @include changelog
+-- @include free_index
 -- @include end_hold
 -- @include find_hold
 

@@ -6,7 +6,7 @@
   is left alone and logged again by no one.
 
   Input:
-    KEYS[1..7] meta, seats, holds, deadlines, holders, changes, outbox (as in hold.lua)
+    KEYS[1..11] the event's keys (as in hold.lua)
     ARGV[1] version floor: the highest change-log version Postgres saw; the change log goes on
             from above it, so versions (and audit rows) never repeat
     ARGV[2..] booking id, seat ids as JSON, booking id, seat ids as JSON, ...
@@ -16,9 +16,10 @@
     where conflicts is a list of [seat id, current value] for seats that are held or booked by
     another booking (left as they are), or unknown to the event.
     {"EVENT_NOT_FOUND", message}: nothing changed
-  Cost: O(seats restored).
+  Cost: O(rows of the seats restored).
 ]]
 -- @include changelog
+-- @include free_index
 
 local meta = redis.call('HMGET', KEYS[1], 'changelog_max', 'version')
 if not meta[1] then return {'EVENT_NOT_FOUND', 'no event for these keys'} end
@@ -47,6 +48,7 @@ for i = 2, #ARGV, 2 do
   end
   if #changed > 0 then
     restored = restored + #changed
+    reindex(changed, false)
     append_change('restored', 'BOOKED', '', '', changed, now, booking_id)
   end
 end

@@ -4,7 +4,7 @@
   oldest first, in a bounded batch. The service calls it periodically for every event.
 
   Input:
-    KEYS[1..7] meta, seats, holds, deadlines, holders, changes, outbox (as in hold.lua)
+    KEYS[1..11] the event's keys (as in hold.lua)
     ARGV[1] batch size: most holds handled in one call
 
   Output:
@@ -14,6 +14,7 @@
 ]]
 -- @include clock
 -- @include changelog
+-- @include free_index
 -- @include end_hold
 -- @include sweep_due
 

@@ -146,7 +146,10 @@ def _add_routes(app: FastAPI) -> None:
     async def create_event(body: EventIn, request: Request, response: Response) -> EventOut:
         """Creates an event (201), or returns it unchanged for identical input (200)."""
         created = await client_of(request).create_event(
-            body.event_id, [seat.message() for seat in body.seats], body.limits.message()
+            body.event_id,
+            [seat.message() for seat in body.seats],
+            body.limits.message(),
+            [area.message() for area in body.areas],
         )
         response.status_code = 201 if created.created else 200
         return EventOut.of(created.event)
@@ -173,15 +176,12 @@ def _add_routes(app: FastAPI) -> None:
 
     @app.post("/v1/events/{event_id}/holds", status_code=201, tags=["holds"], responses=ERRORS)
     async def hold(event_id: str, body: HoldIn, request: Request) -> HoldOut:
-        """Holds every seat or none (409 with the seat ids that are taken)."""
-        held = await client_of(request).hold(
-            event_id,
-            body.holder_id,
-            body.seat_ids,
-            ttl=body.ttl_seconds,
-            request_id=body.request_id,
+        """Holds every seat or none (409 with the seat ids that are taken): the seats named, the
+        best available, or places of a general-admission area."""
+        held = await client_of(request).hold_request(
+            body.message(event_id), ttl=body.ttl_seconds, request_id=body.request_id
         )
-        return HoldOut.of(held)
+        return HoldOut.of(held.hold, held.split)
 
     @app.post("/v1/events/{event_id}/holds/{hold_id}/extend", tags=["holds"], responses=ERRORS)
     async def extend(event_id: str, hold_id: str, body: ExtendIn, request: Request) -> HoldOut:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from lml.inventory.v1 import inventory_pb2 as pb
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 Seconds = Annotated[float, Field(gt=0, le=86_400)]
@@ -67,10 +67,33 @@ class Limits(BaseModel):
         )
 
 
+class AreaIn(BaseModel):
+    """A general-admission area: its places get the seat ids "<area_id>#1" .. "#<capacity>"."""
+
+    area_id: Id
+    capacity: int = Field(gt=0, le=200_000)
+    category: str | None = None
+
+    def message(self) -> pb.GeneralAdmissionArea:
+        return pb.GeneralAdmissionArea(**self.model_dump(exclude_none=True))
+
+    @classmethod
+    def of(cls, area: pb.GeneralAdmissionArea) -> "AreaIn":
+        category = area.category if area.HasField("category") else None
+        return cls(area_id=area.area_id, capacity=area.capacity, category=category)
+
+
 class EventIn(BaseModel):
     event_id: Id
-    seats: list[SeatIn] = Field(min_length=1)
+    seats: list[SeatIn] = []
+    areas: list[AreaIn] = []
     limits: Limits = Limits()
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "EventIn":
+        if not self.seats and not self.areas:
+            raise ValueError("an event needs seats or general-admission areas")
+        return self
 
 
 class EventOut(BaseModel):
@@ -79,6 +102,7 @@ class EventOut(BaseModel):
     version: int
     created_at: datetime
     limits: Limits
+    areas: list[AreaIn] = []
     seats: list[SeatIn] | None = None
 
     @classmethod
@@ -89,6 +113,7 @@ class EventOut(BaseModel):
             version=event.version,
             created_at=_time(event.created_at),
             limits=Limits.of(event.limits),
+            areas=[AreaIn.of(area) for area in event.areas],
             seats=None
             if seats is None
             else [
@@ -104,13 +129,56 @@ class EventOut(BaseModel):
         )
 
 
+class BestAvailableIn(BaseModel):
+    """Seats picked by the engine: adjacent, best first, no single seat left alone."""
+
+    quantity: int = Field(ge=1, le=30)
+    category: Id | None = None
+    section: Id | None = None
+    wheelchair_spaces: int = Field(default=0, ge=0, le=30)
+    allow_split: bool = Field(
+        default=False, description="When no block is free, take the best seats that are."
+    )
+
+    def message(self) -> pb.BestAvailable:
+        return pb.BestAvailable(**self.model_dump(exclude_none=True))
+
+
+class GeneralAdmissionIn(BaseModel):
+    area_id: Id
+    quantity: int = Field(ge=1, le=1000)
+
+
 class HoldIn(BaseModel):
+    """Exactly one of seat_ids, best_available and general_admission."""
+
     holder_id: Id
-    seat_ids: list[Id] = Field(min_length=1, max_length=1000)
+    seat_ids: list[Id] = Field(default=[], max_length=1000)
+    best_available: BestAvailableIn | None = None
+    general_admission: GeneralAdmissionIn | None = None
     ttl_seconds: Seconds | None = None
     request_id: Id | None = Field(
         default=None, description="Retry key: the same holder and request id return the first hold."
     )
+
+    @model_validator(mode="after")
+    def _one_choice(self) -> "HoldIn":
+        given = [bool(self.seat_ids), bool(self.best_available), bool(self.general_admission)]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of seat_ids, best_available, general_admission")
+        return self
+
+    def message(self, event_id: str) -> pb.HoldRequest:
+        request = pb.HoldRequest(
+            event_id=event_id, holder_id=self.holder_id, seat_ids=self.seat_ids
+        )
+        if self.best_available:
+            request.best_available.CopyFrom(self.best_available.message())
+        if self.general_admission:
+            request.general_admission.CopyFrom(
+                pb.GeneralAdmission(**self.general_admission.model_dump())
+            )
+        return request
 
 
 class ExtendIn(BaseModel):
@@ -134,15 +202,17 @@ class HoldOut(BaseModel):
     holder_id: str
     seat_ids: list[str]
     expires_at: datetime
+    split: bool = Field(default=False, description="best_available only: not side by side.")
 
     @classmethod
-    def of(cls, hold: pb.Hold) -> "HoldOut":
+    def of(cls, hold: pb.Hold, split: bool = False) -> "HoldOut":
         return cls(
             hold_id=hold.hold_id,
             event_id=hold.event_id,
             holder_id=hold.holder_id,
             seat_ids=list(hold.seat_ids),
             expires_at=_time(hold.expires_at),
+            split=split,
         )
 
 
@@ -172,16 +242,29 @@ class BookingOut(BaseModel):
         )
 
 
+class AreaAvailabilityOut(BaseModel):
+    area_id: str
+    capacity: int
+    available: int
+
+
 class AvailabilityOut(BaseModel):
     event_id: str
     version: int = Field(description="Change-log version: the SSE stream resumes after it.")
-    seats: dict[str, Status]
+    seats: dict[str, Status] = Field(description="Every seat and general-admission place.")
+    areas: list[AreaAvailabilityOut] = Field(
+        default=[], description="Free places per general-admission area (not in SSE snapshots)."
+    )
 
     @classmethod
     def of(cls, event_id: str, snapshot: pb.GetAvailabilityResponse) -> "AvailabilityOut":
         seats = {seat.seat_id: status_name(seat.status) for seat in snapshot.seats}
+        areas = [
+            {"area_id": a.area_id, "capacity": a.capacity, "available": a.available}
+            for a in snapshot.areas
+        ]
         return cls.model_validate(
-            {"event_id": event_id, "version": snapshot.version, "seats": seats}
+            {"event_id": event_id, "version": snapshot.version, "seats": seats, "areas": areas}
         )
 
 

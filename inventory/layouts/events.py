@@ -17,6 +17,7 @@ from inventory.layouts.canonical import seat_id
 from inventory.layouts.errors import EventSetupError
 from inventory.layouts.lifecycle import Layouts
 from inventory.layouts.model import Layout
+from inventory.layouts.ranking import ranks
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _MAX_PRICE = 2**63 - 1  # Postgres bigint
@@ -43,6 +44,7 @@ class EventLayout:
 
 
 def event_seats(layout: Layout) -> list[pb.Seat]:
+    """The layout's seats with their ranks (ranking.py) and accessibility, row by row."""
     return [
         pb.Seat(
             seat_id=seat_id(str(layout.id), p.section.id, p.row.label, p.seat.number),
@@ -50,8 +52,18 @@ def event_seats(layout: Layout) -> list[pb.Seat]:
             row=p.row.label,
             number=p.seat.number,
             category=p.seat.category,
+            rank=rank,
+            wheelchair=p.seat.wheelchair,
+            companion=p.seat.companion,
         )
-        for p in layout.seats()
+        for p, rank in zip(layout.seats(), ranks(layout), strict=True)
+    ]
+
+
+def event_areas(layout: Layout) -> list[pb.GeneralAdmissionArea]:
+    return [
+        pb.GeneralAdmissionArea(area_id=area.id, capacity=area.capacity, category=area.category)
+        for area in layout.ga_areas
     ]
 
 
@@ -85,10 +97,10 @@ async def create_event_from_layout(
     nothing behind that a retry would trip over.
     """
     layout = await layouts.deployed(event.layout_id, event.layout_hash)
-    if layout.ga_areas:
-        raise EventSetupError("general-admission areas are not supported by the engine yet")
     _check_prices(layout, event.currency, event.prices)
-    request = pb.CreateEventRequest(event_id=event.event_id, seats=event_seats(layout))
+    request = pb.CreateEventRequest(
+        event_id=event.event_id, seats=event_seats(layout), areas=event_areas(layout)
+    )
     if limits is not None:
         request.limits.CopyFrom(limits)
     recorded = EventLayout(replace(event, prices=dict(event.prices)), layout.version)

@@ -16,14 +16,22 @@ from inventory.layouts.lifecycle import Layouts
 
 
 async def availability(inventory: Inventory, event_id: str) -> dict[str, Any]:
+    """Seats held and booked, and each general-admission area's count of free places."""
     snapshot = await inventory.availability(pb.GetAvailabilityRequest(event_id=event_id))
+    places = tuple(f"{area.area_id}#" for area in snapshot.areas)
     taken: dict[str, list[str]] = {"held": [], "booked": []}
     for seat in snapshot.seats:
+        if places and seat.seat_id.startswith(places):
+            continue
         if seat.status == pb.SEAT_STATUS_HELD:
             taken["held"].append(seat.seat_id)
         elif seat.status == pb.SEAT_STATUS_BOOKED:
             taken["booked"].append(seat.seat_id)
-    return {"event_id": event_id, "version": snapshot.version, **taken}
+    areas = [
+        {"area_id": area.area_id, "capacity": area.capacity, "available": area.available}
+        for area in snapshot.areas
+    ]
+    return {"event_id": event_id, "version": snapshot.version, **taken, "areas": areas}
 
 
 async def seat_map(

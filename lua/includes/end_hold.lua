@@ -1,7 +1,8 @@
 -- Ends a live hold as 'expired' or 'released': frees the seats it still holds, keeps its record
 -- as a tombstone (so late calls get HOLD_EXPIRED rather than HOLD_NOT_FOUND) until the sweeper
 -- purges it, drops it from its holder's list and logs the change.
--- Needs KEYS[2] seats, KEYS[3] holds, KEYS[4] deadlines, KEYS[5] holders, and changelog.lua.
+-- Needs KEYS[2] seats, KEYS[3] holds, KEYS[4] deadlines, KEYS[5] holders, changelog.lua and
+-- free_index.lua.
 local TOMBSTONE_MS = 3600000        -- ended holds answer HOLD_EXPIRED / released for an hour
 local CONFIRMED_RETENTION_MS = 86400000  -- a confirm retry returns the same booking for a day
 
@@ -37,6 +38,7 @@ end
 
 local function end_hold(hold_id, rec, state, now)
   local freed = move_seats(hold_id, rec.s, 'A')
+  reindex(freed, true)
   rec.st = state
   rec.ended = now
   redis.call('HSET', KEYS[3], hold_id, cjson.encode(rec))

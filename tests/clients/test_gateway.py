@@ -84,7 +84,7 @@ async def test_events(gateway: httpx.AsyncClient) -> None:
     ("body", "location"),
     [
         ({"seats": EVENT["seats"]}, "body.event_id"),
-        ({"event_id": "x", "seats": []}, "body.seats"),
+        ({"event_id": "x", "seats": []}, "body"),
         ({"event_id": "x", "seats": [{"seat_id": ""}]}, "body.seats.0.seat_id"),
         ({"event_id": "x", "seats": [{"seat_id": "A"}], "limits": {"max_ttl_seconds": -1}}, ""),
     ],
@@ -236,3 +236,26 @@ async def test_sse_errors_before_the_stream(gateway: httpx.AsyncClient) -> None:
     await gateway.post("/v1/events", json=EVENT)
     bad = await gateway.get("/v1/events/show/changes", headers={"Last-Event-ID": "x"})
     problem(bad, 422, "INVALID_REQUEST")
+
+
+async def test_best_available_and_general_admission(gateway: httpx.AsyncClient) -> None:
+    event = {**EVENT, "areas": [{"area_id": "floor", "capacity": 3, "category": "GA"}]}
+    created = (await gateway.post("/v1/events", json=event)).json()
+    assert created["areas"] == [{"area_id": "floor", "capacity": 3, "category": "GA"}]
+    best = await gateway.post(
+        "/v1/events/show/holds", json={"holder_id": "a", "best_available": {"quantity": 2}}
+    )
+    assert best.status_code == 201, best.text
+    assert best.json()["seat_ids"] == SEATS[:2] and best.json()["split"] is False
+    places = await gateway.post(
+        "/v1/events/show/holds",
+        json={"holder_id": "b", "general_admission": {"area_id": "floor", "quantity": 2}},
+    )
+    assert sorted(places.json()["seat_ids"]) == ["floor#1", "floor#2"]
+    snapshot = (await gateway.get("/v1/events/show/availability")).json()
+    assert snapshot["areas"] == [{"area_id": "floor", "capacity": 3, "available": 1}]
+    too_many = {"holder_id": "c", "general_admission": {"area_id": "floor", "quantity": 2}}
+    problem(await gateway.post("/v1/events/show/holds", json=too_many), 409, "SEATS_UNAVAILABLE")
+    both = {"holder_id": "c", "seat_ids": ["A1"], "best_available": {"quantity": 1}}
+    response = await gateway.post("/v1/events/show/holds", json=both)
+    assert response.status_code == 422 and response.headers["content-type"] == PROBLEM

@@ -16,8 +16,9 @@ from inventory.layouts.events import EventFromLayout, create_event_from_layout, 
 from inventory.layouts.lifecycle import Layouts
 from inventory.layouts.model import Layout
 from inventory.layouts.opera import opera_house
+from inventory.layouts.ranking import ranks
 from inventory.layouts.seatmap import seat_map
-from tests.layouts.samples import small_layout
+from tests.layouts.samples import small_layout, variant
 
 PRICES = {"A": 4500, "B": 2500}
 
@@ -86,6 +87,65 @@ async def test_the_opera_house_makes_a_two_thousand_seat_event(
         pg_layouts, pg_pool, inventory, spec(layout, "tosca-1", prices=prices)
     )
     assert response.event.seat_count == sum(1 for _ in layout.seats())
+
+
+async def test_best_available_follows_the_layouts_ranking(
+    pg_layouts: Layouts, pg_pool: asyncpg.Pool, inventory: Inventory
+) -> None:
+    layout = await deployed(pg_layouts, opera_house())
+    prices = {"A": 12000, "B": 8000, "C": 4500, "D": 2000, "BOX": 15000}
+    await create_event_from_layout(
+        pg_layouts, pg_pool, inventory, spec(layout, "tosca-2", prices=prices)
+    )
+    placed = {
+        seat_id(str(layout.id), p.section.id, p.row.label, p.seat.number): p for p in layout.seats()
+    }
+    rank = dict(zip(placed, ranks(layout), strict=True))
+
+    async def best(**options: Any) -> list[str]:
+        request = pb.HoldRequest(
+            event_id="tosca-2", holder_id="h", best_available=pb.BestAvailable(**options)
+        )
+        return list((await inventory.hold(request)).hold.seat_ids)
+
+    first = await best(quantity=4)
+    rows = {(placed[s].section.id, placed[s].row.label) for s in first}
+    positions = sorted(placed[s].position for s in first)
+    assert len(rows) == 1 and positions == list(range(positions[0], positions[0] + 4))
+    assert min(rank[s] for s in first) == 1  # the house's best seat is in the first block
+    in_d = await best(quantity=2, category="D")
+    assert {placed[s].seat.category for s in in_d} == {"D"}
+    accessible = await best(quantity=2, wheelchair_spaces=1)
+    assert sorted((placed[s].seat.wheelchair, placed[s].seat.companion) for s in accessible) == [
+        (False, True),
+        (True, False),
+    ]
+
+
+async def test_general_admission_areas_become_places(
+    pg_layouts: Layouts, pg_pool: asyncpg.Pool, inventory: Inventory
+) -> None:
+    def add_area(data: dict[str, Any]) -> None:
+        data["type"] = "hybrid"
+        data["ga_areas"] = [
+            {
+                "id": "pit",
+                "label": "Pit",
+                "capacity": 30,
+                "category": "B",
+                "x": 0.4,
+                "y": 0.05,
+                "width": 0.2,
+                "height": 0.05,
+            }
+        ]
+
+    layout = await deployed(pg_layouts, variant(add_area))
+    event = (await create_event_from_layout(pg_layouts, pg_pool, inventory, spec(layout))).event
+    assert [(a.area_id, a.capacity, a.category) for a in event.areas] == [("pit", 30, "B")]
+    wanted = pb.GeneralAdmission(area_id="pit", quantity=3)
+    request = pb.HoldRequest(event_id="gala-2026", holder_id="h", general_admission=wanted)
+    assert len((await inventory.hold(request)).hold.seat_ids) == 3
 
 
 async def test_a_layout_that_is_not_deployed_is_refused(

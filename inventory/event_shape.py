@@ -1,0 +1,149 @@
+"""An event's shape, as create_event.lua takes it: its rows (seats left to right with their
+ranks, kinds and categories) for best available, and its general-admission places.
+
+Seats of one (section, row) are adjacent in the order the request lists them; a seat's rank is
+its own or, when unset, its position in the request, so an event created without ranks fills
+from its first seat.
+"""
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from lml.inventory.v1 import inventory_pb2 as pb
+
+from inventory.errors import invalid
+
+MAX_BLOCK = 30  # the most adjacent seats one best-available request picks
+MAX_ROW_LENGTH = 500
+MAX_ID_LENGTH = 128  # a row is read whole on each of its changes: keep that bounded
+# Separators and wildcards of the index members (lua/includes/free_index.lua).
+_RESERVED = ("|", "*")
+
+
+def place_id(area_id: str, number: int) -> str:
+    return f"{area_id}#{number}"
+
+
+def bucket_cap(max_seats_per_hold: int) -> int:
+    """Runs this long or longer share the index's last length bucket (free_index.lua)."""
+    return min(max_seats_per_hold, MAX_BLOCK) + 2
+
+
+def _check_name(value: str, what: str) -> None:
+    if any(mark in value for mark in _RESERVED):
+        raise invalid(f"{what} {value!r} contains '|' or '*'")
+
+
+def _kind(seat: pb.Seat) -> str:
+    if seat.wheelchair and seat.companion:
+        raise invalid(f"seat {seat.seat_id} is both a wheelchair space and a companion seat")
+    return "W" if seat.wheelchair else "C" if seat.companion else "S"
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+@dataclass
+class _Row:
+    section: str
+    seat_ids: list[str] = field(default_factory=list)
+    ranks: list[int] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+
+    def as_json(self) -> str:
+        return _json(
+            {
+                "x": self.section,
+                "s": self.seat_ids,
+                "r": self.ranks,
+                "k": self.kinds,
+                "c": self.categories,
+            }
+        )
+
+
+def _seat_args(seats: Sequence[pb.Seat]) -> tuple[list[str], list[str]]:
+    """The seats' (id, description) arguments and the rows' JSON, rows numbered from 1."""
+    numbers: dict[tuple[str, str], int] = {}
+    rows: list[_Row] = []
+    args: list[str] = []
+    for index, seat in enumerate(seats):
+        _check_name(seat.section, "section")
+        _check_name(seat.category, "category")
+        number = numbers.setdefault((seat.section, seat.row), len(rows) + 1)
+        if number > len(rows):
+            rows.append(_Row(seat.section))
+        row = rows[number - 1]
+        if len(row.seat_ids) == MAX_ROW_LENGTH:
+            raise invalid(f"row {seat.row!r} of {seat.section!r} has over {MAX_ROW_LENGTH} seats")
+        rank = seat.rank if seat.HasField("rank") else index + 1
+        kind = _kind(seat)
+        row.seat_ids.append(seat.seat_id)
+        row.ranks.append(rank)
+        row.kinds.append(kind)
+        row.categories.append(seat.category)
+        info: dict[str, object] = {
+            "i": index,
+            "section": seat.section,
+            "row": seat.row,
+            "number": seat.number,
+            "r": number,
+            "rank": rank,
+            "kind": kind,
+        }
+        if seat.HasField("category"):
+            info["category"] = seat.category
+        args += (seat.seat_id, _json(info))
+    return args, [row.as_json() for row in rows]
+
+
+def _place_args(
+    areas: Sequence[pb.GeneralAdmissionArea], first_index: int, seat_ids: set[str]
+) -> list[str]:
+    args: list[str] = []
+    if len({area.area_id for area in areas}) != len(areas):
+        raise invalid("areas lists an area id more than once")
+    for area_index, area in enumerate(areas, start=1):
+        if not area.area_id or len(area.area_id) > MAX_ID_LENGTH:
+            raise invalid(f"area_id must have 1 to {MAX_ID_LENGTH} characters")
+        _check_name(area.area_id, "area_id")
+        _check_name(area.category, "category")
+        if area.capacity == 0:
+            raise invalid(f"area {area.area_id} has no capacity")
+        for number in range(1, area.capacity + 1):
+            place = place_id(area.area_id, number)
+            if place in seat_ids:
+                raise invalid(f"seat id {place} is also a place of area {area.area_id}")
+            info = {
+                "i": first_index + len(args) // 2,
+                "section": area.area_id,
+                "row": "",
+                "number": str(number),
+                "a": area_index,
+            }
+            if area.HasField("category"):
+                info["category"] = area.category
+            args += (place, _json(info))
+    return args
+
+
+def script_args(request: pb.CreateEventRequest, max_seats_per_hold: int) -> list[str]:
+    """create_event.lua's ARGV from 8 on: the shape, the seats and places, the rows."""
+    seat_args, rows = _seat_args(request.seats)
+    place_args = _place_args(request.areas, len(request.seats), set(seat_args[::2]))
+    shape = {
+        "seat_count": len(request.seats),
+        "entries": (len(seat_args) + len(place_args)) // 2,
+        "rows": len(rows),
+        "bucket_cap": bucket_cap(max_seats_per_hold),
+        "areas": [[a.area_id, a.capacity, a.category] for a in request.areas],
+        "categories": sorted(
+            {s.category for s in request.seats if s.HasField("category")}
+            | {a.category for a in request.areas if a.HasField("category")}
+        ),
+        "sections": sorted({seat.section for seat in request.seats}),
+    }
+    return [_json(shape), *seat_args, *place_args, *rows]

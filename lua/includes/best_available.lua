@@ -1,0 +1,114 @@
+-- Picks seats for a hold from the best-available index (free_index.lua): an adjacent block in
+-- one row, accessible seats, the best seats when no block is free, or general-admission places.
+-- Each function returns the seat ids, or nil when nothing fits.
+-- Needs free_index.lua (KEYS[9] rows, KEYS[11] free).
+local ACCESSIBLE_RUNS_READ = 64  -- accessible runs looked at per request, best first
+
+local function parse_member(member)
+  local rank, row_no, start, length = string.match(member, '|(%d+)|(%d+)|(%d+)|(%d+)$')
+  return tonumber(rank), row_no, tonumber(start), tonumber(length)
+end
+
+local function members_from(prefix, limit, offset)
+  return redis.call('ZRANGEBYLEX', KEYS[11], '[' .. prefix, '(' .. prefix .. '\255',
+    'LIMIT', offset or 0, limit)
+end
+
+-- The start of the best window of `want` seats in the run row.s[start .. start + length - 1]:
+-- the least sum of ranks, among windows that `fits` (when given) and, unless gaps_ok, that
+-- leave no single free seat of the run on either side.
+local function best_window(row, start, length, want, gaps_ok, fits)
+  local best_at, best_sum
+  for left = 0, length - want do
+    local right = length - want - left
+    local first = start + left
+    if (gaps_ok or (left ~= 1 and right ~= 1)) and (not fits or fits(row, first, want)) then
+      local sum = 0
+      for i = first, first + want - 1 do sum = sum + row.r[i] end
+      if not best_sum or sum < best_sum then best_at, best_sum = first, sum end
+    end
+  end
+  return best_at
+end
+
+local function seats_at(row, first, want)
+  local ids = {}
+  for i = first, first + want - 1 do ids[#ids + 1] = row.s[i] end
+  return ids
+end
+
+-- `want` adjacent standard seats: the best-ranked run among the buckets whose runs leave no
+-- single seat (length want, or want + 2 and more); a run of want + 1 only when there is none.
+local function pick_block(scope, want)
+  local best, best_rank
+  local function consider(bucket)
+    local member = members_from(scope .. string.format('%04d', bucket) .. '|', 1)[1]
+    if member then
+      local rank = parse_member(member)
+      if not best_rank or rank < best_rank then best, best_rank = member, rank end
+    end
+  end
+  for bucket = want, bucket_cap do
+    if bucket ~= want + 1 then consider(bucket) end
+  end
+  local gaps_ok = best == nil
+  if gaps_ok then consider(want + 1) end
+  if not best then return nil end
+  local _, row_no, start, length = parse_member(best)
+  local row = read_row(row_no)
+  return seats_at(row, best_window(row, start, length, want, gaps_ok), want)
+end
+
+-- `want` adjacent accessible seats of which exactly `wheelchairs` are wheelchair spaces (the
+-- others companion seats), from the best accessible runs.
+local function pick_accessible(scope, want, wheelchairs)
+  local function fits(row, first, n)
+    local count = 0
+    for i = first, first + n - 1 do
+      if row.k[i] == 'W' then count = count + 1 end
+    end
+    return count == wheelchairs
+  end
+  local fallback
+  for _, member in ipairs(members_from(scope .. '-|', ACCESSIBLE_RUNS_READ)) do
+    local _, row_no, start, length = parse_member(member)
+    if length >= want then
+      local row = read_row(row_no)
+      local at = best_window(row, start, length, want, false, fits)
+      if at then return seats_at(row, at, want) end
+      at = not fallback and best_window(row, start, length, want, true, fits)
+      if at then fallback = seats_at(row, at, want) end
+    end
+  end
+  return fallback
+end
+
+-- The best `want` standard seats when no block is free: the best window of each run, best runs
+-- first. Each run gives at least one seat, so at most `want` runs are read.
+local function pick_split(scope, want)
+  local picked, offset = {}, 0
+  while #picked < want do
+    local members = members_from(scope .. '-|', want - #picked, offset)
+    if #members == 0 then return nil end
+    offset = offset + #members
+    for _, member in ipairs(members) do
+      local _, row_no, start, length = parse_member(member)
+      local take = math.min(length, want - #picked)
+      local row = read_row(row_no)
+      for _, id in ipairs(seats_at(row, best_window(row, start, length, take, true), take)) do
+        picked[#picked + 1] = id
+      end
+    end
+  end
+  return picked
+end
+
+-- `want` free places of the area; nil and the number left when there are fewer.
+local function pick_places(area_index, want)
+  local prefix = place_member(area_index, '')
+  local members = members_from(prefix, want)
+  if #members < want then return nil, #members end
+  local ids = {}
+  for i, member in ipairs(members) do ids[i] = string.sub(member, #prefix + 1) end
+  return ids
+end
