@@ -20,6 +20,7 @@ from inventory.layouts.opera import DEFAULT_ID, opera_house
 from tests.clients import conftest as clients_fixtures
 
 service = clients_fixtures.service
+gateway = clients_fixtures.gateway
 postgres_server = clients_fixtures.postgres_server
 postgres_dsn = clients_fixtures.postgres_dsn
 pg_pool = clients_fixtures.pg_pool

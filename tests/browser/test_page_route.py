@@ -1,0 +1,28 @@
+"""The /demo route and its static files, over HTTP (no browser needed)."""
+
+import httpx
+
+from tests.clients.test_gateway import problem
+
+
+async def test_page_names_its_event_escaped(gateway: httpx.AsyncClient) -> None:
+    page = await gateway.get("/demo")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert 'data-event-id="demo"' in page.text
+    other = await gateway.get("/demo", params={"event": '"><script>alert(1)</script>'})
+    assert 'data-event-id="&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in other.text
+    assert "<script>alert" not in other.text
+
+
+async def test_bad_event_ids_are_refused(gateway: httpx.AsyncClient) -> None:
+    problem(await gateway.get("/demo", params={"event": ""}), 422, "INVALID_REQUEST")
+    problem(await gateway.get("/demo", params={"event": "x" * 129}), 422, "INVALID_REQUEST")
+
+
+async def test_static_files_are_served(gateway: httpx.AsyncClient) -> None:
+    for name, media_type in [("app.js", "text/javascript"), ("page.css", "text/css")]:
+        response = await gateway.get(f"/demo/static/{name}")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith(media_type)
+    assert (await gateway.get("/demo/static/nope.js")).status_code == 404
