@@ -5,7 +5,8 @@ hold: the idempotency key is derived from (event, hold), so a retried start gets
 intent. A `payment_intent.succeeded` event confirms the hold with the intent id as payment
 reference; when the hold is gone by then (expired, released) the same seats are held and
 confirmed again if they can be, else the payment is refunded and the reason recorded. A failed
-or cancelled payment releases the hold.
+or cancelled payment releases the hold (a later success of the same intent, after a retry with
+another card, is then a payment that outlived its hold).
 
 Every call a Stripe event causes is idempotent (Confirm and Hold carry request ids derived from
 the intent id, refunds an idempotency key), and the event id is recorded in the same Postgres

@@ -67,8 +67,8 @@ async def open_checkout(
 ) -> AsyncIterator[CheckoutState]:
     """The checkout for the app's lifetime (its Stripe HTTP client is closed at the end)."""
     unconfigured = _missing(settings, backends)
-    if settings is None or backends is None or not settings.secret_key or unconfigured:
-        yield CheckoutState(None, "", 0, unconfigured)
+    if unconfigured or settings is None or backends is None or not settings.secret_key:
+        yield CheckoutState(None, "", 0, unconfigured)  # (past `unconfigured`: for the types)
         return
     http = stripe.HTTPXClient()
     stripe_client = stripe.StripeClient(
