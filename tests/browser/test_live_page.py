@@ -13,7 +13,7 @@ SEATS_JS = """([section, start, count]) => Array.from(window.lml.map.seats)
 
 
 def seat(page: Page, seat_id: str) -> Locator:
-    return page.locator(f'circle[data-id="{seat_id}"]')
+    return page.locator(f'.seat[data-id="{seat_id}"]')
 
 
 async def test_a_hold_shows_in_the_other_session_then_booking_in_both(
@@ -21,7 +21,8 @@ async def test_a_hold_shows_in_the_other_session_then_booking_in_both(
 ) -> None:
     buyer = await open_page(f"/demo?event={opera_event}")
     watcher = await open_page(f"/demo?event={opera_event}")
-    assert await buyer.locator("circle.seat").count() == 2078
+    assert await buyer.locator(".seat").count() == 2078
+    assert await buyer.locator("rect.seat.wheelchair").count() == 4
     seat_ids: list[str] = await buyer.evaluate(SEATS_JS, ["stalls-centre", 40, 3])
     for seat_id in seat_ids:
         await seat(buyer, seat_id).click()

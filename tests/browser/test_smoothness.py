@@ -22,7 +22,7 @@ TICK = 0.05
 
 RECORD_FRAMES = """() => {
   window.probe = { gaps: [], longTasks: [], recording: true,
-                   elements: Array.from(document.querySelectorAll("circle.seat")) };
+                   elements: Array.from(document.querySelectorAll(".seat")) };
   let last = performance.now();
   const frame = (now) => {
     window.probe.gaps.push(now - last);
@@ -37,7 +37,7 @@ RECORD_FRAMES = """() => {
 
 STOP_RECORDING = """() => {
   window.probe.recording = false;
-  const now = Array.from(document.querySelectorAll("circle.seat"));
+  const now = Array.from(document.querySelectorAll(".seat"));
   return { gaps: window.probe.gaps, longTasks: window.probe.longTasks,
            sameElements: now.length === window.probe.elements.length
              && now.every((element, i) => element === window.probe.elements[i]),

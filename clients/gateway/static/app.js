@@ -197,16 +197,19 @@ async function main() {
   addTooltip(map, prices);
 }
 
+const FLAG_NOTES = { w: "wheelchair space", c: "companion seat", r: "restricted view" };
+
 function addTooltip(map, prices) {
   const tooltip = $("tooltip");
   const svg = $("seatmap");
   svg.addEventListener("mousemove", (event) => {
-    const seat = map.seat(event.target.closest?.("circle.seat")?.dataset.id);
+    const seat = map.seat(event.target.closest?.(".seat")?.dataset.id);
     tooltip.hidden = !seat;
     if (!seat) return;
     const area = svg.parentElement.getBoundingClientRect();
-    tooltip.textContent = `${seat.label} · ${map.categories.get(seat.category)?.label ?? ""} · `
-      + `${prices.format(prices.prices[seat.category] ?? 0)} · ${seat.status}`;
+    const notes = [...seat.flags].map((flag) => FLAG_NOTES[flag]).filter(Boolean);
+    tooltip.textContent = [seat.label, map.categories.get(seat.category)?.label ?? "",
+      prices.format(prices.prices[seat.category] ?? 0), ...notes, seat.status].join(" · ");
     tooltip.style.left = `${event.clientX - area.left + 12}px`;
     tooltip.style.top = `${event.clientY - area.top + 12}px`;
   });

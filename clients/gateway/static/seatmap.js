@@ -1,4 +1,4 @@
-// The SVG seat map: one <circle> per seat, made once; status changes are queued and written in
+// The SVG seat map: one element per seat, made once; status changes are queued and written in
 // one batch per animation frame, so hundreds of changes a second cost one style pass a frame.
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -24,6 +24,19 @@ function seatRadius(layout, width, height) {
   return Number.isFinite(gap) ? Math.max(1, gap * 0.42) : Math.min(width, height) / 60;
 }
 
+const FLAG_CLASSES = { w: "wheelchair", c: "companion", r: "restricted" };
+
+// A circle per seat; a wheelchair space is a square, so it shows without colour vision.
+function seatElement(cx, cy, radius, flags) {
+  const classes = ["seat", ...[...flags].map((flag) => FLAG_CLASSES[flag]).filter(Boolean)];
+  const common = { class: classes.join(" "), "data-status": "available" };
+  if (!flags.includes("w")) {
+    return svgElement("circle", { ...common, cx: cx.toFixed(2), cy: cy.toFixed(2), r: radius.toFixed(2) });
+  }
+  return svgElement("rect", { ...common, x: (cx - radius).toFixed(2), y: (cy - radius).toFixed(2),
+    width: (2 * radius).toFixed(2), height: (2 * radius).toFixed(2) });
+}
+
 export class SeatMap {
   constructor(svg, layout) {
     this.svg = svg;
@@ -43,7 +56,7 @@ export class SeatMap {
   draw(layout) {
     const { width, height } = layout.viewport;
     this.svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
-    const radius = seatRadius(layout, width, height).toFixed(2);
+    const radius = seatRadius(layout, width, height);
     const focal = layout.ranking ?? { focal_x: 0.5, focal_y: 0 };
     this.svg.append(
       svgElement("rect", { class: "stage", x: width * (focal.focal_x - 0.15), y: 0,
@@ -58,10 +71,9 @@ export class SeatMap {
       for (const row of section.rows) {
         for (const [id, number, label, x, y, category, rank, flags] of row.seats) {
           const info = this.categories.get(category);
-          const element = svgElement("circle", {
-            class: "seat", cx: (x * width).toFixed(2), cy: (y * height).toFixed(2), r: radius,
-            fill: info ? info.color : "#999", "data-id": id, "data-status": "available",
-          });
+          const element = seatElement(x * width, y * height, radius, flags);
+          element.setAttribute("fill", info ? info.color : "#999");
+          element.setAttribute("data-id", id);
           group.append(element);
           this.seats.set(id, { element, status: "available", category, rank, flags,
             label: label || `${section.label} ${row.label}${number}`, section: section.id });
@@ -80,7 +92,7 @@ export class SeatMap {
     }
     this.svg.append(fragment);
     this.svg.addEventListener("click", (event) => {
-      const id = event.target.closest?.("circle.seat")?.dataset.id;
+      const id = event.target.closest?.(".seat")?.dataset.id;
       if (id) for (const listener of this.listeners.click) listener(id);
     });
   }
