@@ -12,6 +12,7 @@ from booking.worker import OUTBOX_GROUP
 from inventory import keys
 from inventory.engine import Inventory
 from inventory.errors import InventoryError
+from inventory.event_shape import place_id
 from inventory.scripts import Call, load_script
 
 
@@ -73,7 +74,11 @@ async def reconcile(redis: Redis, conn: store.Conn, event_id: str) -> Reconcilia
         result.differences.append(f"event {event_id}: not in Redis")
     if request is None or not in_redis:
         return result
-    saved = {seat.seat_id for seat in request.seats}
+    saved = {seat.seat_id for seat in request.seats} | {
+        place_id(area.area_id, number)
+        for area in request.areas
+        for number in range(1, area.capacity + 1)
+    }
     result.differences += [
         f"seat {s}: in Postgres, not in Redis" for s in sorted(saved - set(seats))
     ]

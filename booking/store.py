@@ -216,10 +216,38 @@ async def save_event(conn: Conn, described: pb.GetEventResponse) -> None:
                     seat.row,
                     seat.number,
                     seat.category if seat.HasField("category") else None,
+                    seat.rank if seat.HasField("rank") else None,
+                    seat.wheelchair,
+                    seat.companion,
                 )
                 for position, seat in enumerate(seats)
             ],
-            columns=["event_id", "seat_id", "position", "section", "row", "number", "category"],
+            columns=[
+                "event_id",
+                "seat_id",
+                "position",
+                "section",
+                "row",
+                "number",
+                "category",
+                "rank",
+                "wheelchair",
+                "companion",
+            ],
+        )
+        await conn.executemany(
+            "INSERT INTO event_areas (event_id, area_id, position, capacity, category)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            [
+                (
+                    event.event_id,
+                    area.area_id,
+                    position,
+                    area.capacity,
+                    area.category if area.HasField("category") else None,
+                )
+                for position, area in enumerate(event.areas)
+            ],
         )
 
 
@@ -239,11 +267,23 @@ async def load_event(conn: Conn, event_id: str) -> pb.CreateEventRequest | None:
         "SELECT * FROM event_seats WHERE event_id = $1 ORDER BY position", event_id
     )
     for seat in seats:
-        added = request.seats.add(
-            seat_id=seat["seat_id"], section=seat["section"], row=seat["row"], number=seat["number"]
+        request.seats.add(
+            seat_id=seat["seat_id"],
+            section=seat["section"],
+            row=seat["row"],
+            number=seat["number"],
+            category=seat["category"],
+            rank=seat["rank"],
+            wheelchair=seat["wheelchair"],
+            companion=seat["companion"],
         )
-        if seat["category"] is not None:
-            added.category = seat["category"]
+    areas = await conn.fetch(
+        "SELECT * FROM event_areas WHERE event_id = $1 ORDER BY position", event_id
+    )
+    for area in areas:
+        request.areas.add(
+            area_id=area["area_id"], capacity=area["capacity"], category=area["category"]
+        )
     return request
 
 

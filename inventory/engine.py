@@ -96,7 +96,7 @@ def _seat(seat_id: str, info: dict[str, Any]) -> pb.Seat:
         section=info["section"],
         row=info["row"],
         number=info["number"],
-        rank=info["rank"],
+        rank=info.get("rank"),
         wheelchair=info["kind"] == "W",
         companion=info["kind"] == "C",
     )

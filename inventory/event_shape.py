@@ -91,9 +91,11 @@ def _seat_args(seats: Sequence[pb.Seat]) -> tuple[list[str], list[str]]:
             "row": seat.row,
             "number": seat.number,
             "r": number,
-            "rank": rank,
             "kind": kind,
         }
+        # Only what the request said, so that GetEvent gives back the request that was made.
+        if seat.HasField("rank"):
+            info["rank"] = seat.rank
         if seat.HasField("category"):
             info["category"] = seat.category
         args += (seat.seat_id, _json(info))

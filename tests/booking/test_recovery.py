@@ -176,3 +176,45 @@ async def test_a_running_worker_carries_on_after_flushall_and_rebuild(
     assert await booked_in_redis(redis, "show-1") == {
         r["seat_id"]: r["booking_id"] for r in await pg.fetch("SELECT * FROM booked_seats")
     }
+
+
+async def test_rebuild_keeps_ranks_accessibility_and_sold_places(
+    redis: Redis,
+    redis_server: RedisServer,
+    inventory: Inventory,
+    pg: asyncpg.Connection,
+    pg_url: str,
+) -> None:
+    request = pb.CreateEventRequest(
+        event_id="gig-1",
+        seats=[
+            pb.Seat(seat_id="A1", section="s", row="A", number="1", rank=2, wheelchair=True),
+            pb.Seat(seat_id="A2", section="s", row="A", number="2", rank=1, companion=True),
+            pb.Seat(seat_id="A3", section="s", row="A", number="3", category="B"),
+        ],
+        areas=[pb.GeneralAdmissionArea(area_id="floor", capacity=6, category="GA")],
+    )
+    await inventory.create_event(request)
+    wanted = pb.GeneralAdmission(area_id="floor", quantity=4)
+    held = await inventory.hold(
+        pb.HoldRequest(event_id="gig-1", holder_id="h", general_admission=wanted)
+    )
+    ref = {"event_id": "gig-1", "hold_id": held.hold.hold_id, "holder_id": "h"}
+    await inventory.confirm(pb.ConfirmRequest(**ref))
+    described = await inventory.get_event(pb.GetEventRequest(event_id="gig-1", include_seats=True))
+    async with running_worker(redis, pg_url, **FAST):
+
+        async def synced() -> bool:
+            return int(await pg.fetchval("SELECT count(*) FROM booked_seats")) == 4
+
+        await wait_for(synced)
+
+    await redis.flushall()
+    rebuilt = cli(redis_server.url, pg_url, "rebuild", "--event", "gig-1")
+    assert "4 seats booked again" in rebuilt.stdout, rebuilt.stdout + rebuilt.stderr
+    again = await inventory.get_event(pb.GetEventRequest(event_id="gig-1", include_seats=True))
+    assert list(again.seats) == list(described.seats)
+    assert list(again.event.areas) == list(described.event.areas)
+    snapshot = await inventory.availability(pb.GetAvailabilityRequest(event_id="gig-1"))
+    assert [(a.area_id, a.available) for a in snapshot.areas] == [("floor", 2)]
+    assert cli(redis_server.url, pg_url, "reconcile", "--event", "gig-1").returncode == 0
