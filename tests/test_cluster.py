@@ -62,6 +62,7 @@ async def _create(inventory: Inventory, event_id: str) -> None:
     request = pb.CreateEventRequest(event_id=event_id)
     for number, seat_id in enumerate(SEATS):
         request.seats.add(seat_id=seat_id, section="S", row="1", number=str(number))
+    request.areas.add(area_id="floor", capacity=5)
     assert (await inventory.create_event(request)).created
 
 
@@ -99,10 +100,22 @@ async def test_every_operation_on_events_on_every_node(
         snapshot = await inventory.availability(pb.GetAvailabilityRequest(event_id=event_id))
         assert snapshot.version == 5  # held, extended, confirmed, held, released
         assert _statuses(snapshot) == {seat: "AVAILABLE" for seat in SEATS} | {
+            f"floor#{n}": "AVAILABLE" for n in range(1, 6)
+        } | {
             "c0": "BOOKED",
             "c1": "BOOKED",
         }
         assert await cluster.xlen(keys.event_keys(event_id).outbox) == 1
+        best = pb.HoldRequest(
+            event_id=event_id, holder_id="cy", best_available=pb.BestAvailable(quantity=2)
+        )
+        assert list((await inventory.hold(best)).hold.seat_ids) == ["c2", "c3"]
+        places = pb.HoldRequest(
+            event_id=event_id,
+            holder_id="cy",
+            general_admission=pb.GeneralAdmission(area_id="floor", quantity=5),
+        )
+        assert len((await inventory.hold(places)).hold.seat_ids) == 5
 
 
 async def test_a_batch_over_events_on_different_nodes_runs_every_operation(
