@@ -115,14 +115,16 @@ class Picker {
     $("hold-selected").disabled = ids.length === 0;
   }
 
-  async request(body) {
+  async request(body, unavailableHint = "") {
     this.requesting = true;
     try {
-      return await call("POST", `${eventPath(eventId)}/holds`, { holder_id: this.holderId, ...body });
+      const path = `${eventPath(eventId)}/holds`;
+      return await call("POST", path, { holder_id: this.holderId, ...body });
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
       this.requesting = false;
       if (error.seatIds.length) this.lost(error.seatIds);
+      else if (error.reason === "SEATS_UNAVAILABLE") say(error.message + unavailableHint);
       else say(error.message);
       return null;
     } finally {
@@ -139,9 +141,12 @@ class Picker {
   }
 
   async holdBest() {
-    const best = { quantity: Number($("best-quantity").value), allow_split: $("best-split").checked };
+    const best = {
+      quantity: Number($("best-quantity").value), allow_split: $("best-split").checked,
+    };
     if ($("best-category").value) best.category = $("best-category").value;
-    const hold = await this.request({ best_available: best });
+    const hint = best.allow_split ? "" : ": tick “allow split” to take the best seats apart";
+    const hold = await this.request({ best_available: best }, hint);
     if (!hold) return;
     this.clear();
     this.panel.start(hold);

@@ -158,7 +158,8 @@ export class HoldPanel {
         // 503: checkout not configured; a 404 with no reason: a gateway without the route.
         const missing = error instanceof ApiError && error.status === 404 && !error.reason;
         if (!(error instanceof ApiError) || !(error.status === 503 || missing)) throw error;
-        $("no-checkout-text").textContent = `Payment is not set up on this gateway: ${error.message}`;
+        $("no-checkout-text").textContent =
+          `Payment is not set up on this gateway: ${error.message}`;
         $("no-checkout").hidden = false;
         $("checkout").disabled = true;
       }

@@ -31,7 +31,8 @@ function seatElement(cx, cy, radius, flags) {
   const classes = ["seat", ...[...flags].map((flag) => FLAG_CLASSES[flag]).filter(Boolean)];
   const common = { class: classes.join(" "), "data-status": "available" };
   if (!flags.includes("w")) {
-    return svgElement("circle", { ...common, cx: cx.toFixed(2), cy: cy.toFixed(2), r: radius.toFixed(2) });
+    const r = radius.toFixed(2);
+    return svgElement("circle", { ...common, cx: cx.toFixed(2), cy: cy.toFixed(2), r });
   }
   return svgElement("rect", { ...common, x: (cx - radius).toFixed(2), y: (cy - radius).toFixed(2),
     width: (2 * radius).toFixed(2), height: (2 * radius).toFixed(2) });
