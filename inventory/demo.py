@@ -161,6 +161,7 @@ def demo(listen: str, http: str, redis_url: str | None, postgres_url: str | None
             f"\nEvent {DEMO_EVENT!r} {state}.\n"
             f"  gRPC inventory service: {listen} (Redis {redis_url})\n"
             f"  HTTP gateway: http://{http}/docs  (seat map: http://{http}/v1/events/demo/seatmap)\n"
+            f"  Live seat-map page: http://{http}/demo\n"
             f"  Postgres: {postgres_url}\n"
             "Ctrl-C stops everything."
         )
