@@ -87,7 +87,7 @@ export class HoldPanel {
   // Every change naming our hold: booked means paid and confirmed; available means it ended.
   changed(change) {
     if (!this.hold || change.hold_id !== this.hold.hold_id) return;
-    if (change.status === "booked") this.booked(this.hold.payment_ref || "");
+    if (change.status === "booked") this.booked(this.paidNote());
     else if (change.status === "available") {
       this.end(change.reason === "expired" ? "Your hold expired: its seats are free again."
         : "Your hold was released.");
@@ -98,15 +98,21 @@ export class HoldPanel {
   check() {
     if (!this.hold) return;
     const statuses = this.hold.seat_ids.map((id) => this.map.status(id));
-    if (statuses.every((s) => s === "booked")) this.booked(this.hold.payment_ref || "");
+    if (statuses.every((s) => s === "booked")) this.booked(this.paidNote());
     else if (!statuses.every((s) => s === "held")) this.end("Your hold has ended.");
   }
 
-  booked(paymentRef) {
+  paidNote(paymentRef = this.hold.payment_ref) {
+    return paymentRef ? `Paid and confirmed (payment ${paymentRef}).` : "Confirmed.";
+  }
+
+  // Shows the booking once, whichever comes first: the live stream, the polled checkout
+  // status or the confirm answer.
+  booked(note) {
+    if (!this.hold) return;
     const seats = this.hold.seat_ids;
     this.stop();
-    $("booking-text").textContent = paymentRef
-      ? `Paid and confirmed (payment ${paymentRef}).` : "Confirmed.";
+    $("booking-text").textContent = note;
     $("booking-seats").replaceChildren(...seats.map((id) => Object.assign(
       document.createElement("li"), { textContent: this.map.seat(id)?.label ?? id })));
     this.show("booking");
@@ -190,7 +196,7 @@ export class HoldPanel {
     const query = `?holder_id=${encodeURIComponent(this.holderId)}`;
     const state = await call("GET", this.path(`/checkout${query}`));
     if (!this.hold || state.status === "awaiting_payment") return;
-    if (state.status === "booked") return this.booked(state.payment_intent_id);
+    if (state.status === "booked") return this.booked(this.paidNote(state.payment_intent_id));
     clearInterval(this.poller);
     this.end(`The payment did not end in a booking: ${state.status}`
       + (state.reason ? ` (${state.reason}).` : "."));
@@ -201,7 +207,7 @@ export class HoldPanel {
       const booking = await call("POST", this.path("/confirm"), {
         holder_id: this.holderId, payment_ref: "demo-no-payment",
       });
-      this.booked(booking.payment_ref);
+      this.booked("Confirmed without payment (demo).");
     });
   }
 }
