@@ -79,6 +79,10 @@ async def test_a_replayed_event_changes_nothing(
     assert replayed.json()["outcome"] == "already processed: booked"
     assert await settled(http, hold_id, "booked") == booked
     assert await processed(pg_pool) == ["booked"]
+    # Another event about the same payment (its own id) finds the payment settled.
+    again = standin.event("payment_intent.succeeded", event["data"]["object"])
+    assert (await standin.deliver(again)).json()["outcome"] == "payment already settled: booked"
+    assert await settled(http, hold_id, "booked") == booked
 
 
 async def test_concurrent_duplicate_deliveries_book_once(
