@@ -33,7 +33,7 @@ def _row_members(number: int, row: dict[str, list[str]], states: list[str], cap:
         for category in (row["c"][i], "*"):
             for section in (row["x"], "*"):
                 scope = f"{_class(row['k'][i])}|{category}|{section}|"
-                members |= {f"{scope}-|{tail}", f"{scope}{min(length, cap):04d}|{tail}"}
+                members.add(f"{scope}{min(length, cap):04d}|{tail}")
         i = j + 1
     return members
 

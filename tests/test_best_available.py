@@ -181,8 +181,9 @@ async def test_exhaustion_and_the_split_fallback(inventory: Inventory, redis: Re
     assert refused.value.seat_ids == []
     split = await _best(inventory, 4, allow_split=True)
     assert split.split
-    # The best runs first: A1-A2 (rank 1) and A4-A5 (rank 4); never a seat twice.
-    assert sorted(split.hold.seat_ids) == ["s-A1", "s-A2", "s-A4", "s-A5"]
+    # As few groups as possible: row B's three, then the best of the pairs, A1-A2 (rank 1 and 2
+    # against 4 and 5), its best seat.
+    assert sorted(split.hold.seat_ids) == ["s-A1", "s-B1", "s-B2", "s-B3"]
     with pytest.raises(InventoryError) as refused:
         await _best(inventory, 4, allow_split=True)  # only 3 seats are free
     assert refused.value.reason == "SEATS_UNAVAILABLE"

@@ -60,7 +60,7 @@ local function pick_block(scope, want)
 end
 
 -- `want` adjacent accessible seats of which exactly `wheelchairs` are wheelchair spaces (the
--- others companion seats), from the best accessible runs.
+-- others companion seats): the first run that has such a window, in bucket then rank order.
 local function pick_accessible(scope, want, wheelchairs)
   local function fits(row, first, n)
     local count = 0
@@ -69,38 +69,44 @@ local function pick_accessible(scope, want, wheelchairs)
     end
     return count == wheelchairs
   end
-  local fallback
-  for _, member in ipairs(members_from(scope .. '-|', ACCESSIBLE_RUNS_READ)) do
-    local _, row_no, start, length = parse_member(member)
-    if length >= want then
-      local row = read_row(row_no)
-      local at = best_window(row, start, length, want, false, fits)
-      if at then return seats_at(row, at, want) end
-      at = not fallback and best_window(row, start, length, want, true, fits)
-      if at then fallback = seats_at(row, at, want) end
+  local fallback, left = nil, ACCESSIBLE_RUNS_READ
+  for bucket = want, bucket_cap do
+    local members = members_from(scope .. string.format('%04d', bucket) .. '|', left)
+    left = left - #members
+    for _, member in ipairs(members) do
+      local _, row_no, start, length = parse_member(member)
+      if length >= want then
+        local row = read_row(row_no)
+        local at = best_window(row, start, length, want, false, fits)
+        if at then return seats_at(row, at, want) end
+        at = not fallback and best_window(row, start, length, want, true, fits)
+        if at then fallback = seats_at(row, at, want) end
+      end
     end
+    if left == 0 then break end
   end
   return fallback
 end
 
--- The best `want` standard seats when no block is free: the best window of each run, best runs
--- first. Each run gives at least one seat, so at most `want` runs are read.
+-- When no block of `want` is free (so every free run is shorter): the seats in as few groups
+-- as possible, the longest runs first, the best-ranked first among runs of one length. At most
+-- `want` runs are read.
 local function pick_split(scope, want)
-  local picked, offset = {}, 0
-  while #picked < want do
-    local members = members_from(scope .. '-|', want - #picked, offset)
-    if #members == 0 then return nil end
-    offset = offset + #members
-    for _, member in ipairs(members) do
+  local picked = {}
+  for bucket = math.min(want - 1, bucket_cap), 1, -1 do
+    local need = want - #picked
+    for _, member in ipairs(members_from(scope .. string.format('%04d', bucket) .. '|', need)) do
+      local take = math.min(bucket, want - #picked)
+      if take == 0 then break end
       local _, row_no, start, length = parse_member(member)
-      local take = math.min(length, want - #picked)
       local row = read_row(row_no)
       for _, id in ipairs(seats_at(row, best_window(row, start, length, take, true), take)) do
         picked[#picked + 1] = id
       end
     end
+    if #picked == want then return picked end
   end
-  return picked
+  return nil
 end
 
 -- `want` free places of the area; nil and the number left when there are fewer.

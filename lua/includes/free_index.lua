@@ -1,11 +1,12 @@
 -- The best-available index, KEYS[11] free: a sorted set read by lexical range (every score 0).
 -- A free run is a maximal stretch of consecutive available seats of one row with one category
 -- and one class (S standard seats; A accessible: wheelchair spaces and companion seats). Each
--- run is listed in eight views: by its category or any (*), by its section or any (*), and
--- ordered by length bucket then best rank, or by best rank alone (bucket "-"):
+-- run is listed in four views, by its category or any (*) and by its section or any (*),
+-- ordered by length bucket, then best rank:
 --   <class>|<category>|<section>|<bucket>|<best rank, 7 digits>|<row>|<start>|<length>
 -- The bucket is the run's length, capped at `bucket_cap` (meta field): best available for N
--- seats reads the head of a few buckets, never the whole event.
+-- seats reads the head of a few buckets, never the whole event. A change rewrites only the
+-- members of the runs it changed, since every index write costs on the hot path.
 -- A free general-admission place is listed once: G|<area index, 6 digits>|<place id>.
 -- KEYS[10] row_runs keeps each row's members, so that a change of the row replaces them.
 -- Needs KEYS[1] meta, KEYS[2] seats, KEYS[8] seat_info, KEYS[9] rows, KEYS[10] row_runs.
@@ -33,9 +34,7 @@ local function run_members(row_no, row, states)
       local bucket = string.format('%04d', math.min(length, bucket_cap))
       for _, c in ipairs({category, '*'}) do
         for _, x in ipairs({row.x, '*'}) do
-          local scope = class .. '|' .. c .. '|' .. x .. '|'
-          members[#members + 1] = scope .. '-|' .. tail
-          members[#members + 1] = scope .. bucket .. '|' .. tail
+          members[#members + 1] = class .. '|' .. c .. '|' .. x .. '|' .. bucket .. '|' .. tail
         end
       end
       i = j + 1
@@ -50,23 +49,32 @@ local function read_row(row_no)
   return cjson.decode(redis.call('HGET', KEYS[9], row_no))
 end
 
--- Replaces the row's members by those of its current seat states.
+-- Replaces the row's members by those of its current seat states: removes the runs that are
+-- gone, adds the new ones, leaves the others alone.
 local function reindex_row(row_no)
   local row = read_row(row_no)
   local members = run_members(row_no, row, redis.call('HMGET', KEYS[2], unpack(row.s)))
   local old = redis.call('HGET', KEYS[10], row_no)
-  if old then redis.call('ZREM', KEYS[11], unpack(cjson.decode(old))) end
+  local current, gone, was = {}, {}, {}
+  for _, member in ipairs(members) do current[member] = true end
+  for _, member in ipairs(old and cjson.decode(old) or {}) do
+    was[member] = true
+    if not current[member] then gone[#gone + 1] = member end
+  end
+  local added = {}
+  for _, member in ipairs(members) do
+    if not was[member] then
+      added[#added + 1] = 0
+      added[#added + 1] = member
+    end
+  end
+  if #gone > 0 then redis.call('ZREM', KEYS[11], unpack(gone)) end
+  if #added > 0 then redis.call('ZADD', KEYS[11], unpack(added)) end
   if #members == 0 then
     redis.call('HDEL', KEYS[10], row_no)
-    return
+  elseif #gone > 0 or #added > 0 then
+    redis.call('HSET', KEYS[10], row_no, cjson.encode(members))
   end
-  local args = {}
-  for _, member in ipairs(members) do
-    args[#args + 1] = 0
-    args[#args + 1] = member
-  end
-  redis.call('ZADD', KEYS[11], unpack(args))
-  redis.call('HSET', KEYS[10], row_no, cjson.encode(members))
 end
 
 local function place_member(area_index, place_id)
