@@ -36,6 +36,7 @@ MAX_SEATS_PER_EVENT = 200_000
 MAX_SEATS_PER_REQUEST = 1_000  # beyond any event's limit: refused before reaching Redis
 MAX_ID_LENGTH = event_shape.MAX_ID_LENGTH
 SWEEP_BATCH = 500
+SWEEP_ROWS = 100  # best-available index rows refreshed per sweep call
 # Event ids go inside a Redis Cluster hash tag, so braces are out.
 _EVENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
 _SEAT_STATUS = {"A": pb.SEAT_STATUS_AVAILABLE, "H": pb.SEAT_STATUS_HELD, "B": pb.SEAT_STATUS_BOOKED}
@@ -253,10 +254,11 @@ class Inventory:
         return response
 
     async def sweep(self) -> int:
-        """Expires due holds of every event, in bounded batches; returns how many expired."""
+        """Expires due holds of every event and brings its best-available index up to date, in
+        bounded batches; returns how many holds expired."""
         expired = 0
         async for event_id in self.redis.sscan_iter(keys.EVENTS):
-            call = Call(self.scripts["sweep"], keys.event_keys(event_id), (SWEEP_BATCH,))
+            call = Call(self.scripts["sweep"], keys.event_keys(event_id), (SWEEP_BATCH, SWEEP_ROWS))
             more_due = True
             while more_due:
                 reply = await self.runner.run(call)

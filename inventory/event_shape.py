@@ -65,11 +65,11 @@ class _Row:
         )
 
 
-def _seat_args(seats: Sequence[pb.Seat]) -> tuple[list[str], list[str]]:
-    """The seats' (id, description) arguments and the rows' JSON, rows numbered from 1."""
+def _rows(seats: Sequence[pb.Seat]) -> tuple[list[_Row], list[int]]:
+    """The rows, numbered from 1 in order of appearance, and each seat's row number."""
     numbers: dict[tuple[str, str], int] = {}
     rows: list[_Row] = []
-    args: list[str] = []
+    row_of: list[int] = []
     for index, seat in enumerate(seats):
         _check_name(seat.section, "section")
         _check_name(seat.category, "category")
@@ -79,19 +79,28 @@ def _seat_args(seats: Sequence[pb.Seat]) -> tuple[list[str], list[str]]:
         row = rows[number - 1]
         if len(row.seat_ids) == MAX_ROW_LENGTH:
             raise invalid(f"row {seat.row!r} of {seat.section!r} has over {MAX_ROW_LENGTH} seats")
-        rank = seat.rank if seat.HasField("rank") else index + 1
-        kind = _kind(seat)
         row.seat_ids.append(seat.seat_id)
-        row.ranks.append(rank)
-        row.kinds.append(kind)
+        row.ranks.append(seat.rank if seat.HasField("rank") else index + 1)
+        row.kinds.append(_kind(seat))
         row.categories.append(seat.category)
+        row_of.append(number)
+    return rows, row_of
+
+
+def _seat_args(seats: Sequence[pb.Seat]) -> tuple[list[str], list[str]]:
+    """The seats' (id, description) arguments and the rows' JSON."""
+    rows, row_of = _rows(seats)
+    best = [min(row.ranks) for row in rows]
+    args: list[str] = []
+    for index, (seat, number) in enumerate(zip(seats, row_of, strict=True)):
         info: dict[str, object] = {
             "i": index,
             "section": seat.section,
             "row": seat.row,
             "number": seat.number,
             "r": number,
-            "kind": kind,
+            "b": best[number - 1],  # the row's best rank: dirty rows are refreshed best first
+            "kind": _kind(seat),
         }
         # Only what the request said, so that GetEvent gives back the request that was made.
         if seat.HasField("rank"):

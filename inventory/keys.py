@@ -12,7 +12,7 @@ EVENTS = "lml:events"
 
 
 class EventKeys(NamedTuple):
-    """The keys every script of an event takes, in the order the scripts expect (KEYS[1..11])."""
+    """The keys every script of an event takes, in the order the scripts expect (KEYS[1..12])."""
 
     meta: str
     seats: str
@@ -25,6 +25,7 @@ class EventKeys(NamedTuple):
     rows: str  # row number -> JSON: the row's seats in order, their ranks, kinds, categories
     row_runs: str  # row number -> JSON list of the row's current members in `free`
     free: str  # best-available index: free runs of seats and free general-admission places
+    dirty_rows: str  # rows whose entries in `free` wait to be brought up to date
 
 
 def event_keys(event_id: str) -> EventKeys:

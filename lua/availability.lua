@@ -5,7 +5,7 @@
   log from the returned version misses nothing and sees nothing twice.
 
   Input:
-    KEYS[1..11] the event's keys (as in hold.lua)
+    KEYS[1..12] the event's keys (as in hold.lua)
 
   Output:
     {"OK", version, areas, seat id, state, seat id, state, ...}, state "A" | "H:<hold id>" |

@@ -5,8 +5,8 @@
   returns the first cancellation and changes nothing.
 
   Input:
-    KEYS[1..11] the event's keys (as in hold.lua)
-    KEYS[12] cancelled  booking id -> JSON {s = seat ids, t = ms, r = reason} (hash)
+    KEYS[1..12] the event's keys (as in hold.lua)
+    KEYS[13] cancelled  booking id -> JSON {s = seat ids, t = ms, r = reason} (hash)
     ARGV[1] booking id
     ARGV[2] reason (free text for the audit trail)
     ARGV[3] event id, written into the outbox record
@@ -33,7 +33,7 @@ local meta = redis.call('HMGET', KEYS[1], 'changelog_max')
 if not meta[1] then return {'EVENT_NOT_FOUND', 'no event for these keys'} end
 changelog_max = meta[1]
 
-local prior = redis.call('HGET', KEYS[12], booking_id)
+local prior = redis.call('HGET', KEYS[13], booking_id)
 if prior then
   local rec = cjson.decode(prior)
   return {'OK', cjson.encode(rec.s), rec.t, 0}
@@ -55,7 +55,7 @@ end
 local now = now_ms()
 redis.call('HSET', KEYS[2], unpack(args))
 reindex(freed, true)
-redis.call('HSET', KEYS[12], booking_id, cjson.encode({s = freed, t = now, r = reason}))
+redis.call('HSET', KEYS[13], booking_id, cjson.encode({s = freed, t = now, r = reason}))
 local version = append_change('cancelled', 'AVAILABLE', '', '', freed, now, booking_id)
 redis.call('XADD', KEYS[7], '*', 'kind', 'cancelled', 'booking_id', booking_id,
   'event_id', event_id, 'seat_ids', cjson.encode(freed), 'reason', reason,

@@ -4,7 +4,7 @@
   Idempotent: confirming a confirmed hold again returns the first booking and changes nothing.
 
   Input:
-    KEYS[1..11] the event's keys (as in hold.lua)
+    KEYS[1..12] the event's keys (as in hold.lua)
     ARGV[1] hold id
     ARGV[2] holder id
     ARGV[3] booking id for a new booking (made by the service)

@@ -4,7 +4,7 @@
   fingerprint) changes nothing.
 
   Input:
-    KEYS[1..11] the event's keys (as in hold.lua)
+    KEYS[1..12] the event's keys (as in hold.lua)
     ARGV[1] fingerprint: SHA-256 of the canonical request, computed by the service
     ARGV[2] max_seats_per_hold
     ARGV[3] max_seats_per_holder

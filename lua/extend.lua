@@ -3,7 +3,7 @@
   hold's lifetime limit counted from its creation.
 
   Input:
-    KEYS[1..11] the event's keys (as in hold.lua)
+    KEYS[1..12] the event's keys (as in hold.lua)
     ARGV[1] hold id
     ARGV[2] holder id
     ARGV[3] ttl in ms; 0 takes the event's default

@@ -10,9 +10,9 @@
     KEYS[5] holders    holder id -> space-separated live hold ids (hash)
     KEYS[6] changes    change log (stream, ids "0-<version>")
     KEYS[7] outbox     unused here; declared so every mutating script takes the same keys
-    KEYS[8] seat_info, KEYS[9] rows, KEYS[10] row_runs, KEYS[11] free: the best-available
-            index and what it is built from (includes/free_index.lua)
-    KEYS[12] request   retry record for (holder, request id) (string, 24 h TTL); any key of
+    KEYS[8] seat_info, KEYS[9] rows, KEYS[10] row_runs, KEYS[11] free, KEYS[12] dirty_rows:
+            the best-available index and what it is built from (includes/free_index.lua)
+    KEYS[13] request   retry record for (holder, request id) (string, 24 h TTL); any key of
                        the event when there is no request id (then unused)
 
     ARGV[1] hold id: 128 random bits made by the service
@@ -43,7 +43,8 @@
   ended as expired first, whatever the outcome: that is the lazy half of expiry. Best available
   and areas first end up to 20 due holds of the event, so that their seats can be picked.
   Cost: O(requested seats + this holder's live holds + seats of holds that expire here), plus
-  for best available O(bucket_cap + the rows read), never O(seats of the event).
+  for best available O(bucket_cap + the rows refreshed and read: at most 16 + 4 + a few),
+  never O(seats of the event).
 ]]
 -- @include clock
 -- @include changelog
@@ -60,7 +61,7 @@ if not meta[1] then return {'EVENT_NOT_FOUND', 'no event for these keys'} end
 changelog_max, bucket_cap = meta[5], tonumber(meta[6])
 
 if request_id ~= '' then
-  local earlier = redis.call('GET', KEYS[12])
+  local earlier = redis.call('GET', KEYS[13])
   if earlier then
     local r = cjson.decode(earlier)
     return {'OK', r[1], r[2], cjson.encode(r[3]), r[4] or 0}
@@ -131,16 +132,9 @@ elseif mode == 'best' then
     return {'INVALID_ARGUMENT', 'no category ' .. category}
   end
   if section ~= '*' and not known[2] then return {'INVALID_ARGUMENT', 'no section ' .. section} end
-  local scope = '|' .. category .. '|' .. section .. '|'
   local picked
-  if wheelchairs > 0 then
-    picked = pick_accessible('A' .. scope, quantity, wheelchairs)
-  else
-    picked = pick_block('S' .. scope, quantity)
-    if not picked and ARGV[10] == '1' then
-      picked, split = pick_split('S' .. scope, quantity), 1
-    end
-  end
+  picked, split = pick_best('|' .. category .. '|' .. section .. '|', quantity, wheelchairs,
+    ARGV[10] == '1')
   if not picked then
     return {'SEATS_UNAVAILABLE', 'no ' .. quantity .. ' adjacent seats free that match'}
   end
@@ -194,7 +188,7 @@ live_ids[#live_ids + 1] = hold_id
 redis.call('HSET', KEYS[5], holder_id, table.concat(live_ids, ' '))
 append_change('held', 'HELD', hold_id, holder_id, seats, now)
 if request_id ~= '' then
-  redis.call('SET', KEYS[12], cjson.encode({hold_id, expires_at, seats, split}), 'EX', 86400)
+  redis.call('SET', KEYS[13], cjson.encode({hold_id, expires_at, seats, split}), 'EX', 86400)
 end
 if mode == 'seats' then return {'OK', hold_id, expires_at} end
 return {'OK', hold_id, expires_at, cjson.encode(seats), split}

@@ -3,7 +3,7 @@
   again returns the same seats and changes nothing.
 
   Input:
-    KEYS[1..11] the event's keys (as in hold.lua)
+    KEYS[1..12] the event's keys (as in hold.lua)
     ARGV[1] hold id
     ARGV[2] holder id
 

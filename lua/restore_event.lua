@@ -6,7 +6,7 @@
   is left alone and logged again by no one.
 
   Input:
-    KEYS[1..11] the event's keys (as in hold.lua)
+    KEYS[1..12] the event's keys (as in hold.lua)
     ARGV[1] version floor: the highest change-log version Postgres saw; the change log goes on
             from above it, so versions (and audit rows) never repeat
     ARGV[2..] booking id, seat ids as JSON, booking id, seat ids as JSON, ...

@@ -1,16 +1,19 @@
 --[[
   sweep: ends holds past their deadline as expired (recorded in the change log, so watchers
   hear of it even when nobody touches those seats) and purges tombstones past their retention,
-  oldest first, in a bounded batch. The service calls it periodically for every event.
+  oldest first, in a bounded batch, and refreshes rows of the best-available index. The service
+  calls it periodically for every event.
 
   Input:
-    KEYS[1..11] the event's keys (as in hold.lua)
+    KEYS[1..12] the event's keys (as in hold.lua)
     ARGV[1] batch size: most holds handled in one call
+    ARGV[2] most rows of the best-available index refreshed in one call (free_index.lua)
 
   Output:
-    {expired, purged, more_due}: more_due is 1 when the batch was full and more may be due.
+    {expired, purged, more_due}: more_due is 1 when the batch was full and more may be due, or
+    rows of the index are still to be refreshed.
     {"EVENT_NOT_FOUND", message}
-  Cost: O(batch size x seats per hold).
+  Cost: O(batch size x seats per hold + rows refreshed x row length).
 ]]
 -- @include clock
 -- @include changelog
@@ -21,4 +24,6 @@
 local meta = redis.call('HMGET', KEYS[1], 'changelog_max')
 if not meta[1] then return {'EVENT_NOT_FOUND', 'no event for these keys'} end
 changelog_max = meta[1]
-return sweep_due(now_ms(), tonumber(ARGV[1]))
+local result = sweep_due(now_ms(), tonumber(ARGV[1]))
+if refresh_rows(tonumber(ARGV[2])) then result[3] = 1 end
+return result

@@ -6,6 +6,7 @@ import json
 from redis.asyncio import Redis
 
 from inventory import keys
+from inventory.engine import Inventory
 
 
 def _class(kind: str) -> str:
@@ -56,5 +57,7 @@ async def expected_index(redis: Redis, event_id: str) -> set[str]:
 
 
 async def actual_index(redis: Redis, event_id: str) -> set[str]:
+    """The index once every dirty row is refreshed (what the sweeper does)."""
+    await Inventory(redis).sweep()
     members: list[str] = await redis.zrange(keys.event_keys(event_id).free, 0, -1)  # type: ignore[assignment]
     return set(members)

@@ -1,8 +1,10 @@
 -- Picks seats for a hold from the best-available index (free_index.lua): an adjacent block in
 -- one row, accessible seats, the best seats when no block is free, or general-admission places.
 -- Each function returns the seat ids, or nil when nothing fits.
--- Needs free_index.lua (KEYS[9] rows, KEYS[11] free).
+-- Needs free_index.lua (KEYS[2] seats, KEYS[9] rows, KEYS[11] free, KEYS[12] dirty_rows).
 local ACCESSIBLE_RUNS_READ = 64  -- accessible runs looked at per request, best first
+local REFRESH_ROWS = 16  -- dirty rows a request refreshes before it picks
+local PICK_ATTEMPTS = 4  -- picks tried when the index listed seats taken since
 
 local function parse_member(member)
   local rank, row_no, start, length = string.match(member, '|(%d+)|(%d+)|(%d+)|(%d+)$')
@@ -105,6 +107,33 @@ local function pick_split(scope, want)
       end
     end
     if #picked == want then return picked end
+  end
+  return nil
+end
+
+local function pick_once(scope, want, wheelchairs, allow_split)
+  if wheelchairs > 0 then return pick_accessible('A' .. scope, want, wheelchairs), 0 end
+  local picked = pick_block('S' .. scope, want)
+  if picked or not allow_split then return picked, 0 end
+  return pick_split('S' .. scope, want), 1
+end
+
+-- The engine's choice for `want` seats of `scope` ("|<category or *>|<section or *>|"), and 1
+-- when they are a split. The best dirty rows are refreshed first, a bounded number of them; a
+-- pick that meets a seat taken since its row's last refresh refreshes that row and the next
+-- dirty rows, and picks again.
+local function pick_best(scope, want, wheelchairs, allow_split)
+  local dirty = refresh_rows(REFRESH_ROWS)
+  for _ = 1, PICK_ATTEMPTS do
+    local picked, split = pick_once(scope, want, wheelchairs, allow_split)
+    if not picked then return nil end
+    local stale = {}
+    for i, state in ipairs(redis.call('HMGET', KEYS[2], unpack(picked))) do
+      if state ~= 'A' then stale[#stale + 1] = picked[i] end
+    end
+    if #stale == 0 then return picked, split end
+    for _, row_no in ipairs(rows_of(stale)) do reindex_row(row_no) end
+    if dirty then dirty = refresh_rows(REFRESH_ROWS) end
   end
   return nil
 end

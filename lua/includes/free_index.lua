@@ -5,11 +5,16 @@
 -- ordered by length bucket, then best rank:
 --   <class>|<category>|<section>|<bucket>|<best rank, 7 digits>|<row>|<start>|<length>
 -- The bucket is the run's length, capped at `bucket_cap` (meta field): best available for N
--- seats reads the head of a few buckets, never the whole event. A change rewrites only the
--- members of the runs it changed, since every index write costs on the hot path.
--- A free general-admission place is listed once: G|<area index, 6 digits>|<place id>.
--- KEYS[10] row_runs keeps each row's members, so that a change of the row replaces them.
--- Needs KEYS[1] meta, KEYS[2] seats, KEYS[8] seat_info, KEYS[9] rows, KEYS[10] row_runs.
+-- seats reads the head of a few buckets, never the whole event.
+-- Rows are brought up to date lazily: a seat change only marks its row in KEYS[12] dirty_rows
+-- (one command, so holds by seat id cost what they cost without the index), a sorted set by
+-- the row's best rank; best-available requests and the sweeper refresh dirty rows, best rows
+-- first, in bounded batches. Until then a row's entries may list seats taken since (best
+-- available checks what it picks) or miss seats freed since.
+-- A free general-admission place is listed once, at once: G|<area index, 6 digits>|<place id>.
+-- KEYS[10] row_runs keeps each row's members, so that a refresh replaces only what changed.
+-- Needs KEYS[1] meta, KEYS[2] seats, KEYS[8] seat_info, KEYS[9] rows, KEYS[10] row_runs,
+-- KEYS[12] dirty_rows.
 local bucket_cap
 
 local function seat_class(kind)
@@ -81,8 +86,21 @@ local function place_member(area_index, place_id)
   return string.format('G|%06d|', area_index) .. place_id
 end
 
--- Brings the index up to date after `seat_ids` became available (freed = true) or held or
--- booked (freed = false). Cost: O(the seats' rows) for seats, O(log n) per place.
+-- The rows of these seats (general-admission places have none).
+local function rows_of(seat_ids)
+  local rows, seen = {}, {}
+  for _, raw in ipairs(redis.call('HMGET', KEYS[8], unpack(seat_ids))) do
+    local row_no = cjson.decode(raw).r
+    if row_no and not seen[row_no] then
+      seen[row_no] = true
+      rows[#rows + 1] = row_no
+    end
+  end
+  return rows
+end
+
+-- Records that `seat_ids` became available (freed = true) or held or booked (freed = false):
+-- places enter or leave the index now, the seats' rows are marked for a refresh.
 local function reindex(seat_ids, freed)
   if #seat_ids == 0 then return end
   local infos = redis.call('HMGET', KEYS[8], unpack(seat_ids))
@@ -93,9 +111,17 @@ local function reindex(seat_ids, freed)
       if freed then places[#places + 1] = 0 end
       places[#places + 1] = place_member(info.a, seat_ids[i])
     else
-      rows[info.r] = true
+      rows[#rows + 1] = info.b
+      rows[#rows + 1] = info.r
     end
   end
   if #places > 0 then redis.call(freed and 'ZADD' or 'ZREM', KEYS[11], unpack(places)) end
-  for row_no in pairs(rows) do reindex_row(row_no) end
+  if #rows > 0 then redis.call('ZADD', KEYS[12], unpack(rows)) end
+end
+
+-- Refreshes up to `limit` dirty rows, best first; returns true when rows are still dirty.
+local function refresh_rows(limit)
+  local popped = redis.call('ZPOPMIN', KEYS[12], limit)
+  for i = 1, #popped, 2 do reindex_row(popped[i]) end
+  return redis.call('ZCARD', KEYS[12]) > 0
 end
