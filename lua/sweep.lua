@@ -10,8 +10,10 @@
     ARGV[2] most rows of the best-available index refreshed in one call (free_index.lua)
 
   Output:
-    {expired, purged, more_due}: more_due is 1 when the batch was full and more may be due, or
-    rows of the index are still to be refreshed.
+    {expired, purged, more_due, dirty}: more_due is 1 when the batch was full and more holds may
+    be due; dirty is 1 when rows of the index are still to be refreshed. The service calls again
+    at once for more_due only: under steady writes rows keep turning dirty, and the next round
+    (or a best-available request) refreshes them.
     {"EVENT_NOT_FOUND", message}
   Cost: O(batch size x seats per hold + rows refreshed x row length).
 ]]
@@ -25,5 +27,5 @@ local meta = redis.call('HMGET', KEYS[1], 'changelog_max')
 if not meta[1] then return {'EVENT_NOT_FOUND', 'no event for these keys'} end
 changelog_max = meta[1]
 local result = sweep_due(now_ms(), tonumber(ARGV[1]))
-if refresh_rows(tonumber(ARGV[2])) then result[3] = 1 end
+result[4] = refresh_rows(tonumber(ARGV[2])) and 1 or 0
 return result

@@ -57,7 +57,9 @@ async def expected_index(redis: Redis, event_id: str) -> set[str]:
 
 
 async def actual_index(redis: Redis, event_id: str) -> set[str]:
-    """The index once every dirty row is refreshed (what the sweeper does)."""
-    await Inventory(redis).sweep()
+    """The index once every dirty row is refreshed (what the sweeper does, round after round)."""
+    inventory = Inventory(redis)
+    while await redis.zcard(keys.event_keys(event_id).dirty_rows):
+        await inventory.sweep()
     members: list[str] = await redis.zrange(keys.event_keys(event_id).free, 0, -1)  # type: ignore[assignment]
     return set(members)
