@@ -36,7 +36,8 @@ MAX_SEATS_PER_EVENT = 200_000
 MAX_SEATS_PER_REQUEST = 1_000  # beyond any event's limit: refused before reaching Redis
 MAX_ID_LENGTH = event_shape.MAX_ID_LENGTH
 SWEEP_BATCH = 500
-SWEEP_ROWS = 100  # best-available index rows refreshed per sweep call
+SWEEP_ROWS = 20  # best-available index rows refreshed per sweep call (about 0.5 ms)
+SWEEP_ROWS_CALLS = 10  # sweep calls per event and round while index rows are dirty
 # Event ids go inside a Redis Cluster hash tag, so braces are out.
 _EVENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
 _SEAT_STATUS = {"A": pb.SEAT_STATUS_AVAILABLE, "H": pb.SEAT_STATUS_HELD, "B": pb.SEAT_STATUS_BOOKED}
@@ -255,17 +256,22 @@ class Inventory:
 
     async def sweep(self) -> int:
         """Expires due holds of every event and brings its best-available index up to date, in
-        bounded batches; returns how many holds expired."""
+        bounded batches; returns how many holds expired.
+
+        Every due hold is ended in one round; index rows at most SWEEP_ROWS_CALLS x SWEEP_ROWS
+        per event and round, in short calls that other clients' commands run between.
+        """
         expired = 0
         async for event_id in self.redis.sscan_iter(keys.EVENTS):
             call = Call(self.scripts["sweep"], keys.event_keys(event_id), (SWEEP_BATCH, SWEEP_ROWS))
-            more_due = True
+            more_due, row_calls = True, 0
             while more_due:
                 reply = await self.runner.run(call)
                 if isinstance(reply, Exception) or reply[0] == "EVENT_NOT_FOUND":
                     break
                 expired += reply[0]
-                more_due = reply[2] == 1
+                row_calls += 1
+                more_due = reply[2] == 1 or (reply[3] == 1 and row_calls < SWEEP_ROWS_CALLS)
         return expired
 
     # -- holds: one request, or a batch in one round trip ----------------------------------------

@@ -12,8 +12,8 @@
   Output:
     {expired, purged, more_due, dirty}: more_due is 1 when the batch was full and more holds may
     be due; dirty is 1 when rows of the index are still to be refreshed. The service calls again
-    at once for more_due only: under steady writes rows keep turning dirty, and the next round
-    (or a best-available request) refreshes them.
+    for more_due, and for dirty a bounded number of times per round: under steady writes rows
+    keep turning dirty, and the next round (or a best-available request) refreshes them.
     {"EVENT_NOT_FOUND", message}
   Cost: O(batch size x seats per hold + rows refreshed x row length).
 ]]
