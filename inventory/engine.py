@@ -466,39 +466,38 @@ class Inventory:
 
 def _hold_choice(request: pb.HoldRequest) -> list[str | int]:
     """hold.lua's ARGV from 5 on: how the seats are chosen, checked."""
-    given = [
-        name
-        for name, present in (
-            ("seat_ids", bool(request.seat_ids)),
-            ("best_available", request.HasField("best_available")),
-            ("general_admission", request.HasField("general_admission")),
-        )
-        if present
-    ]
-    if len(given) != 1:
+    best, area = request.HasField("best_available"), request.HasField("general_admission")
+    if bool(request.seat_ids) + best + area != 1:
         raise invalid("give exactly one of seat_ids, best_available, general_admission")
-    if given[0] == "seat_ids":
+    if request.seat_ids:
         _check_seat_ids(request.seat_ids)
         return ["seats", *request.seat_ids]
-    if given[0] == "general_admission":
-        area = request.general_admission
-        _check_id(area.area_id, "general_admission.area_id")
-        if not 1 <= area.quantity <= MAX_SEATS_PER_REQUEST:
+    if area:
+        places = request.general_admission
+        _check_id(places.area_id, "general_admission.area_id")
+        if not 1 <= places.quantity <= MAX_SEATS_PER_REQUEST:
             raise invalid(f"general_admission.quantity must be 1 to {MAX_SEATS_PER_REQUEST}")
-        return ["area", area.area_id, area.quantity]
-    best = request.best_available
-    if not 1 <= best.quantity <= event_shape.MAX_BLOCK:
+        return ["area", places.area_id, places.quantity]
+    wanted = request.best_available
+    if not 1 <= wanted.quantity <= event_shape.MAX_BLOCK:
         raise invalid(f"best_available.quantity must be 1 to {event_shape.MAX_BLOCK}")
-    if best.wheelchair_spaces > best.quantity:
+    if wanted.wheelchair_spaces > wanted.quantity:
         raise invalid("best_available.wheelchair_spaces is more than its quantity")
-    if best.wheelchair_spaces and best.allow_split:
+    if wanted.wheelchair_spaces and wanted.allow_split:
         raise invalid("best_available.allow_split cannot be combined with wheelchair_spaces")
     for name in ("category", "section"):
-        if best.HasField(name):
-            _check_id(getattr(best, name), f"best_available.{name}")
-    category = best.category if best.HasField("category") else "*"
-    section = best.section if best.HasField("section") else "*"
-    return ["best", best.quantity, category, section, best.wheelchair_spaces, int(best.allow_split)]
+        if wanted.HasField(name):
+            _check_id(getattr(wanted, name), f"best_available.{name}")
+    category = wanted.category if wanted.HasField("category") else "*"
+    section = wanted.section if wanted.HasField("section") else "*"
+    return [
+        "best",
+        wanted.quantity,
+        category,
+        section,
+        wanted.wheelchair_spaces,
+        int(wanted.allow_split),
+    ]
 
 
 def _check_hold_ref(request: pb.ExtendRequest | pb.ReleaseRequest | pb.ConfirmRequest) -> None:
