@@ -2,7 +2,8 @@
 
 Migrations are the files ``NNNN_name.sql`` in this directory, applied in number order, each in
 its own transaction together with its row in ``schema_migrations``; an applied number is never
-run again. Numbers 0001-0099 belong to the booking schema, 0100 and up to venue layouts.
+run again. Numbers 0001-0099 belong to the booking schema, 0100-0199 to venue layouts, 0200
+and up to checkout.
 
     await booking.migrations.apply(dsn)   # returns the names it applied
 """
