@@ -6,6 +6,7 @@ the booking worker and the HTTP gateway, and creates the event `demo` in the sam
 """
 
 import asyncio
+import signal
 import socket
 import subprocess
 import sys
@@ -133,7 +134,9 @@ async def create_demo_event(postgres_url: str, redis_url: str) -> str:
     help="A Postgres database; default: lml_demo on 127.0.0.1:5432, else a private one.",
 )
 def demo(listen: str, http: str, redis_url: str | None, postgres_url: str | None) -> None:
-    """Run the whole system with a demo event until Ctrl-C."""
+    """Run the whole system with a demo event until Ctrl-C (or SIGTERM)."""
+    # docker stop and service managers send SIGTERM: stop everything, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with ExitStack() as stack:
         redis_url = _redis(stack, redis_url)
         postgres_url = _postgres(stack, postgres_url)
