@@ -15,8 +15,8 @@ from lml.inventory.v1 import inventory_pb2 as pb
 from inventory.errors import invalid
 
 MAX_BLOCK = 30  # the most adjacent seats one best-available request picks
-MAX_ROW_LENGTH = 500
-MAX_ID_LENGTH = 128  # a row is read whole on each of its changes: keep that bounded
+MAX_ROW_LENGTH = 500  # a row is read whole on each refresh: keep that bounded
+MAX_ID_LENGTH = 128
 # Separators and wildcards of the index members (lua/includes/free_index.lua).
 _RESERVED = ("|", "*")
 

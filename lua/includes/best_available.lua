@@ -11,9 +11,9 @@ local function parse_member(member)
   return tonumber(rank), row_no, tonumber(start), tonumber(length)
 end
 
-local function members_from(prefix, limit, offset)
+local function members_from(prefix, limit)
   return redis.call('ZRANGEBYLEX', KEYS[11], '[' .. prefix, '(' .. prefix .. '\255',
-    'LIMIT', offset or 0, limit)
+    'LIMIT', 0, limit)
 end
 
 -- The start of the best window of `want` seats in the run row.s[start .. start + length - 1]:

@@ -6,10 +6,10 @@
 --   <class>|<category>|<section>|<bucket>|<best rank, 7 digits>|<row>|<start>|<length>
 -- The bucket is the run's length, capped at `bucket_cap` (meta field): best available for N
 -- seats reads the head of a few buckets, never the whole event.
--- Rows are brought up to date lazily: a seat change only marks its row in KEYS[12] dirty_rows
--- (one command, so holds by seat id cost what they cost without the index), a sorted set by
--- the row's best rank; best-available requests and the sweeper refresh dirty rows, best rows
--- first, in bounded batches. Until then a row's entries may list seats taken since (best
+-- Rows are brought up to date lazily: a seat change only marks its row in KEYS[12] dirty_rows,
+-- a sorted set by the row's best rank (about 3 us of Redis per seat, where rewriting the row's
+-- entries at once cost about 50); best-available requests and the sweeper refresh dirty rows,
+-- best rows first, in bounded batches. Until then a row's entries may list seats taken since (best
 -- available checks what it picks) or miss seats freed since.
 -- A free general-admission place is listed once, at once: G|<area index, 6 digits>|<place id>.
 -- KEYS[10] row_runs keeps each row's members, so that a refresh replaces only what changed.
