@@ -6,6 +6,8 @@ import hiredis
 from redis.asyncio import BlockingConnectionPool, Connection, ConnectionPool, Redis
 from redis.maint_notifications import MaintNotificationsConfig
 
+from inventory.redis_pipe import RedisPipe
+
 
 class HiredisPackingConnection(Connection):
     """Encodes commands with hiredis (C) instead of redis-py's pure-Python RESP encoder, which
@@ -15,6 +17,32 @@ class HiredisPackingConnection(Connection):
         if isinstance(args[0], str) and " " in args[0]:  # "SCRIPT LOAD" and the like
             args = (*args[0].split(), *args[1:])
         return [hiredis.pack_command(args)]
+
+
+class PipedRedis(Redis):
+    """redis-py's client plus a RedisPipe to the same server, which ScriptRunner sends by."""
+
+    def __init__(self, connection_pool: ConnectionPool, pipe: RedisPipe) -> None:
+        super().__init__(connection_pool=connection_pool)
+        self.pipe = pipe
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        self.pipe.close()
+        await super().aclose(close_connection_pool)
+
+
+def _pipe(pool: ConnectionPool) -> RedisPipe | None:
+    """A RedisPipe for a plain TCP Redis (not a Unix socket, not TLS), else None."""
+    if pool.connection_class is not HiredisPackingConnection:
+        return None
+    options = pool.connection_kwargs
+    return RedisPipe(
+        options.get("host", "localhost"),
+        int(options.get("port", 6379)),
+        int(options.get("db", 0)),
+        options.get("username"),
+        options.get("password"),
+    )
 
 
 def connect(url: str, max_connections: int | None = None) -> Redis:
@@ -36,4 +64,5 @@ def connect(url: str, max_connections: int | None = None) -> Redis:
         pool = BlockingConnectionPool.from_url(
             url, max_connections=max_connections, timeout=5, **options
         )
-    return Redis(connection_pool=pool)
+    pipe = _pipe(pool)
+    return Redis(connection_pool=pool) if pipe is None else PipedRedis(pool, pipe)

@@ -14,6 +14,9 @@ from typing import Any
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
+from inventory.redis_client import PipedRedis
+from inventory.redis_pipe import Command
+
 LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
 _INCLUDE = re.compile(r"^-- @include (\w+)$", re.MULTILINE)
 
@@ -51,10 +54,14 @@ def load_script(name: str, lua_dir: Path = LUA_DIR) -> Script:
 
 
 class ScriptRunner:
-    """Runs script calls alone or as one pipeline, loading scripts that Redis does not have."""
+    """Runs script calls alone or as one pipeline, loading scripts that Redis does not have.
+
+    Over a PipedRedis's pipe when there is one (a plain Redis), else over redis-py's client.
+    """
 
     def __init__(self, redis: Redis | RedisCluster) -> None:
         self.redis = redis
+        self._pipe = redis.pipe if isinstance(redis, PipedRedis) else None
 
     async def run(self, call: Call) -> Any:
         """Runs one call; a script error comes back as its exception, as from run_batch.
@@ -64,15 +71,12 @@ class ScriptRunner:
         """
         try:
             try:
-                return await self._evalsha(call)
+                return await self._execute(_evalsha(call))
             except NoScriptError:  # it did not run: load the script and send it again
-                await self.redis.script_load(call.script.source)
-                return await self._evalsha(call)
+                await self._load(call.script)
+                return await self._execute(_evalsha(call))
         except ResponseError as error:
             return error
-
-    async def _evalsha(self, call: Call) -> Any:
-        return await self.redis.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
 
     async def run_batch(self, calls: Sequence[Call]) -> list[Any]:
         """Runs each call as its own atomic script, all in one round trip.
@@ -80,19 +84,36 @@ class ScriptRunner:
         A failed call (an exception in its place in the result) never fails the others. A call
         refused with NOSCRIPT did not run, so it is safe to load its script and send it again.
         """
-        results = await self._send(calls)
+        results = await self._send([_evalsha(call) for call in calls])
         missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
         if missing:
             for script in {calls[i].script for i in missing}:
-                await self.redis.script_load(script.source)
-            retried = await self._send([calls[i] for i in missing])
+                await self._load(script)
+            retried = await self._send([_evalsha(calls[i]) for i in missing])
             for i, result in zip(missing, retried, strict=True):
                 results[i] = result
         return results
 
-    async def _send(self, calls: Sequence[Call]) -> list[Any]:
+    async def _execute(self, command: Command) -> Any:
+        if self._pipe is not None:
+            return await self._pipe.execute(*command)
+        return await self.redis.execute_command(*command)
+
+    async def _load(self, script: Script) -> None:
+        if self._pipe is not None:
+            await self._pipe.execute("SCRIPT", "LOAD", script.source)
+        else:  # a cluster client sends it to every primary
+            await self.redis.script_load(script.source)
+
+    async def _send(self, commands: Sequence[Command]) -> list[Any]:
+        if self._pipe is not None:
+            return await self._pipe.send(commands)
         pipe = self.redis.pipeline(transaction=False)
-        for call in calls:
+        for command in commands:
             # Not pipe.evalsha: Redis Cluster pipelines refuse that method, yet route the command.
-            pipe.execute_command("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
+            pipe.execute_command(*command)
         return list(await pipe.execute(raise_on_error=False))
+
+
+def _evalsha(call: Call) -> Command:
+    return ("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
