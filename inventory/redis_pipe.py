@@ -2,10 +2,9 @@
 
 Concurrent calls share the connection: each writes its commands (packed by hiredis) and waits
 for its replies, which Redis sends back in the order the commands came, so a FIFO of waiters
-matches them. There is no pool, lock or per-call timeout. Measured against redis-py's asyncio
-client (bench/results/20261124-unary-profile.md): server CPU per unary Hold 350-400 -> 190-210
-us, unary Hold 41-51% -> 60-70% of the empty handler's throughput, in-process holds 9,100 ->
-26,000/s at 64 concurrent callers.
+matches them. There is no pool, lock or per-call timeout. Against redis-py's asyncio client in
+the same run (bench/results/20261124-unary-profile.md): server CPU per unary Hold 328 -> 200 us,
+unary Hold 40% -> 60% of the empty handler's throughput, Execute 17,100 -> 21,100 ops/s.
 
 A lost connection fails the calls waiting on it with redis-py's ConnectionError (a script may
 have run: only the caller can tell whether a retry is safe); the next call connects again.
