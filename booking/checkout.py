@@ -26,6 +26,7 @@ from booking import checkout_store as store
 from booking.checkout_store import CheckoutRecord, Outcome
 from clients.client import InventoryClient
 from clients.errors import (
+    BookingCancelled,
     HoldConfirmed,
     HoldExpired,
     HoldNotFound,
@@ -230,6 +231,8 @@ class Checkout:
             )
         except (HoldExpired, HoldNotFound):
             return await self._book_again(record)
+        except BookingCancelled:
+            return await self._refund(record, "the hold's booking was cancelled")
         if booking.payment_ref != record.payment_intent_id:
             return await self._refund(
                 record, f"the hold was booked without this payment (booking {booking.booking_id})"

@@ -2,6 +2,7 @@
 
 from clients.client import InventoryClient
 from clients.errors import (
+    BookingCancelled,
     ChangesOutOfRange,
     DeadlineExceeded,
     EventExists,
@@ -22,6 +23,7 @@ from clients.sync import SyncInventoryClient
 from clients.watching import Snapshot, Update
 
 __all__ = [
+    "BookingCancelled",
     "ChangesOutOfRange",
     "DeadlineExceeded",
     "EventExists",

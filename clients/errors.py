@@ -45,6 +45,10 @@ class HoldConfirmed(InventoryClientError):
     pass
 
 
+class BookingCancelled(InventoryClientError):
+    """The hold was confirmed, and its booking cancelled since."""
+
+
 class NotHolder(InventoryClientError):
     pass
 
@@ -90,6 +94,7 @@ _BY_REASON: dict[str, type[InventoryClientError]] = {
     "HOLD_EXPIRED": HoldExpired,
     "HOLD_NOT_FOUND": HoldNotFound,
     "HOLD_CONFIRMED": HoldConfirmed,
+    "BOOKING_CANCELLED": BookingCancelled,
     "NOT_HOLDER": NotHolder,
     "EVENT_NOT_FOUND": EventNotFound,
     "EVENT_EXISTS": EventExists,

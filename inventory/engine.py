@@ -437,7 +437,7 @@ class Inventory:
             raise invalid(f"request_id is longer than {MAX_ID_LENGTH} characters")
         return Call(
             self.scripts["confirm"],
-            keys.event_keys(request.event_id),
+            (*keys.event_keys(request.event_id), keys.cancelled_key(request.event_id)),
             (
                 request.hold_id,
                 request.holder_id,

@@ -17,6 +17,7 @@ STATUS_CODES: dict[str, grpc.StatusCode] = {
     "NOT_HOLDER": grpc.StatusCode.PERMISSION_DENIED,
     "EVENT_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
     "BOOKING_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
+    "BOOKING_CANCELLED": grpc.StatusCode.FAILED_PRECONDITION,
     "EVENT_EXISTS": grpc.StatusCode.ALREADY_EXISTS,
     "LIMIT_EXCEEDED": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "INVALID_ARGUMENT": grpc.StatusCode.INVALID_ARGUMENT,

@@ -1,10 +1,12 @@
 --[[
   confirm: books a live hold's seats and, in the same step, appends the booking to the outbox
   that the booking worker syncs to Postgres: a booked seat never exists without its record.
-  Idempotent: confirming a confirmed hold again returns the first booking and changes nothing.
+  Idempotent: confirming a confirmed hold again returns the first booking and changes nothing,
+  unless that booking was cancelled since.
 
   Input:
     KEYS[1..12] the event's keys (as in hold.lua)
+    KEYS[13] cancelled  booking id -> its cancellation (hash, see cancel_booking.lua)
     ARGV[1] hold id
     ARGV[2] holder id
     ARGV[3] booking id for a new booking (made by the service)
@@ -19,6 +21,7 @@
     {"HOLD_NOT_FOUND", message} unknown, purged or released hold
     {"NOT_HOLDER", message}
     {"HOLD_EXPIRED", message} (a live hold found past its deadline is ended as expired first)
+    {"BOOKING_CANCELLED", message} the hold was confirmed, and its booking cancelled since
 
   Outbox entry fields: kind=confirmed, booking_id, event_id, hold_id, holder_id,
   seat_ids (JSON), payment_ref, request_id, confirmed_at (ms), version (of the change log).
@@ -40,6 +43,9 @@ local now = now_ms()
 local rec, err = find_hold(hold_id, holder_id, now)
 if not rec then return err end
 if rec.st == 'confirmed' then
+  if redis.call('HEXISTS', KEYS[13], rec.b) == 1 then
+    return {'BOOKING_CANCELLED', 'booking ' .. rec.b .. ' of hold ' .. hold_id .. ' was cancelled'}
+  end
   return {'OK', rec.b, rec.ct, cjson.encode(rec.s), rec.p}
 end
 if rec.st ~= 'held' then return ended_error(hold_id, rec) end

@@ -45,6 +45,23 @@ async def test_cancel_frees_the_seats_once_with_change_log_and_outbox_records(
     assert outbox[-1][1]["reason"] == "refunded"
 
 
+async def test_confirming_again_after_a_cancel_says_the_booking_was_cancelled(
+    inventory: Inventory,
+) -> None:
+    await make_event(inventory, "show-1", 10)
+    hold = pb.HoldRequest(event_id="show-1", holder_id="ann", seat_ids=["s00001"])
+    ref = {"event_id": "show-1", "hold_id": (await inventory.hold(hold)).hold.hold_id}
+    confirm = pb.ConfirmRequest(**ref, holder_id="ann", payment_ref="pi_1")
+    booking = (await inventory.confirm(confirm)).booking
+    await inventory.cancel_booking(
+        pb.CancelBookingRequest(event_id="show-1", booking_id=booking.booking_id)
+    )
+    with pytest.raises(InventoryError) as cancelled:
+        await inventory.confirm(confirm)
+    assert cancelled.value.reason == "BOOKING_CANCELLED"
+    assert cancelled.value.code == grpc.StatusCode.FAILED_PRECONDITION
+
+
 async def test_cancel_refuses_unknown_bookings_and_bad_input(inventory: Inventory) -> None:
     await make_event(inventory, "show-1", 10)
     with pytest.raises(InventoryError) as unknown:
