@@ -17,6 +17,9 @@ from inventory.errors import invalid
 MAX_BLOCK = 30  # the most adjacent seats one best-available request picks
 MAX_ROW_LENGTH = 500  # a row is read whole on each refresh: keep that bounded
 MAX_ID_LENGTH = 128
+MAX_RANK = (
+    9_999_999  # ranks are written with 7 digits in the index, so that text order is rank order
+)
 # Separators and wildcards of the index members (lua/includes/free_index.lua).
 _RESERVED = ("|", "*")
 
@@ -80,6 +83,8 @@ def _rows(seats: Sequence[pb.Seat]) -> tuple[list[_Row], list[int]]:
         if len(row.seat_ids) == MAX_ROW_LENGTH:
             raise invalid(f"row {seat.row!r} of {seat.section!r} has over {MAX_ROW_LENGTH} seats")
         row.seat_ids.append(seat.seat_id)
+        if seat.HasField("rank") and not 1 <= seat.rank <= MAX_RANK:
+            raise invalid(f"seat {seat.seat_id}: rank must be 1 to {MAX_RANK}")
         row.ranks.append(seat.rank if seat.HasField("rank") else index + 1)
         row.kinds.append(_kind(seat))
         row.categories.append(seat.category)

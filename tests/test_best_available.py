@@ -222,6 +222,15 @@ async def test_limits_and_bad_requests(inventory: Inventory) -> None:
         assert refused.value.reason == "INVALID_ARGUMENT", request
 
 
+async def test_ranks_out_of_range_are_refused(inventory: Inventory) -> None:
+    for rank in (0, 10_000_000):
+        seats = _row("s", "A", "SS", "A", 1)
+        seats[1].rank = rank
+        with pytest.raises(InventoryError) as refused:
+            await _create(inventory, seats)
+        assert refused.value.reason == "INVALID_ARGUMENT"
+
+
 async def test_a_retry_returns_the_same_seats(inventory: Inventory) -> None:
     await _create(inventory, _row("s", "A", "SSSSSS", "A", 1))
     request = pb.HoldRequest(
@@ -264,7 +273,8 @@ async def test_rows_changed_since_their_last_refresh(inventory: Inventory, redis
 
 async def test_the_index_follows_every_kind_of_change(inventory: Inventory, redis: Redis) -> None:
     rows = [
-        _row("s", r, "SSWCSSSSCWSS", "A" if r < "C" else "B", 12 * i) for i, r in enumerate("ABCD")
+        _row("s", r, "SSWCSSSSCWSS", "A" if r < "C" else "B", 12 * i + 1)
+        for i, r in enumerate("ABCD")
     ]
     await _create(inventory, *rows)
     rng = random.Random(7)
@@ -298,7 +308,7 @@ async def test_the_index_follows_every_kind_of_change(inventory: Inventory, redi
 async def test_racing_best_available_holds_never_share_a_seat(
     inventory: Inventory, redis: Redis, stub: "pb_grpc.InventoryServiceAsyncStub"
 ) -> None:
-    rows = [_row("s", f"R{r:02d}", "S" * 20, "A", 20 * r) for r in range(10)]
+    rows = [_row("s", f"R{r:02d}", "S" * 20, "A", 20 * r + 1) for r in range(10)]
     await _create(inventory, *rows)
     row_of = {seat.seat_id: seat.row for row in rows for seat in row}
     position = {seat.seat_id: int(seat.number) for row in rows for seat in row}
