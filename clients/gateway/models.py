@@ -27,11 +27,21 @@ def status_name(status: "pb.SeatStatus.ValueType") -> str:
 
 
 class SeatIn(BaseModel):
+    """Seats of one (section, row) are listed left to right: adjacent in the list, adjacent in
+    the hall."""
+
     seat_id: Id
     section: str = ""
     row: str = ""
     number: str = ""
     category: str | None = None
+    rank: int | None = Field(
+        default=None, ge=1, le=9_999_999, description="Best available order, 1 = best."
+    )
+    wheelchair: bool = False
+    companion: bool = Field(
+        default=False, description="A companion seat beside a wheelchair space."
+    )
 
     def message(self) -> pb.Seat:
         return pb.Seat(**self.model_dump(exclude_none=True))
@@ -123,6 +133,9 @@ class EventOut(BaseModel):
                     row=seat.row,
                     number=seat.number,
                     category=seat.category if seat.HasField("category") else None,
+                    rank=seat.rank if seat.HasField("rank") else None,
+                    wheelchair=seat.wheelchair,
+                    companion=seat.companion,
                 )
                 for seat in seats
             ],

@@ -74,7 +74,13 @@ async def test_events(gateway: httpx.AsyncClient) -> None:
 
     found = await gateway.get("/v1/events/show", params={"include_seats": "true"})
     assert found.json()["version"] == 0 and len(found.json()["seats"]) == len(SEATS)
-    assert found.json()["seats"][0] == {**EVENT["seats"][0], "category": None}  # type: ignore[index]
+    assert found.json()["seats"][0] == {
+        **EVENT["seats"][0],  # type: ignore[index]
+        "category": None,
+        "rank": None,
+        "wheelchair": False,
+        "companion": False,
+    }
     assert (await gateway.get("/v1/events/show")).json()["seats"] is None
     problem(await gateway.get("/v1/events/nope"), 404, "EVENT_NOT_FOUND")
     problem(await gateway.get("/v1/events/bad%7Bid%7D"), 400, "INVALID_ARGUMENT")
