@@ -33,6 +33,7 @@ from clients.errors import (
     LimitExceeded,
     SeatsUnavailable,
 )
+from inventory.event_shape import area_of_place
 from inventory.layouts.errors import EventSetupError
 from inventory.layouts.events import read_event_layout
 
@@ -69,9 +70,8 @@ class Prices:
     by_area: dict[str, int]
 
     def of(self, seat_id: str) -> int:
-        # A general-admission place's seat id is "<area id>#<n>".
         price = self.by_seat.get(seat_id)
-        return self.by_area[seat_id.rpartition("#")[0]] if price is None else price
+        return self.by_area[area_of_place(seat_id)] if price is None else price
 
 
 class Checkout:

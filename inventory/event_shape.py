@@ -24,8 +24,13 @@ MAX_RANK = (
 _RESERVED = ("|", "*")
 
 
-def place_id(area_id: str, number: int) -> str:
+def place_id(area_id: str, number: int | str) -> str:
+    """A general-admission place's seat id; `place_id(area, "")` is the prefix of them all."""
     return f"{area_id}#{number}"
+
+
+def area_of_place(place: str) -> str:
+    return place.rpartition("#")[0]
 
 
 def bucket_cap(max_seats_per_hold: int) -> int:

@@ -10,6 +10,7 @@ import asyncpg
 from lml.inventory.v1 import inventory_pb2 as pb
 
 from inventory.engine import Inventory
+from inventory.event_shape import place_id
 from inventory.layouts.events import read_event_layout
 from inventory.layouts.export import export_document
 from inventory.layouts.lifecycle import Layouts
@@ -18,7 +19,7 @@ from inventory.layouts.lifecycle import Layouts
 async def availability(inventory: Inventory, event_id: str) -> dict[str, Any]:
     """Seats held and booked, and each general-admission area's count of free places."""
     snapshot = await inventory.availability(pb.GetAvailabilityRequest(event_id=event_id))
-    places = tuple(f"{area.area_id}#" for area in snapshot.areas)
+    places = tuple(place_id(area.area_id, "") for area in snapshot.areas)
     taken: dict[str, list[str]] = {"held": [], "booked": []}
     for seat in snapshot.seats:
         if places and seat.seat_id.startswith(places):

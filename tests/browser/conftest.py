@@ -18,6 +18,7 @@ from inventory.layouts.events import EventFromLayout, create_event_from_layout
 from inventory.layouts.lifecycle import Layouts
 from inventory.layouts.opera import DEFAULT_ID, opera_house
 from tests.clients import conftest as clients_fixtures
+from tests.layouts.samples import deployed
 
 service = clients_fixtures.service
 gateway = clients_fixtures.gateway
@@ -35,9 +36,7 @@ CHROMIUM = shutil.which("chromium")
 @pytest.fixture
 async def opera_event(pg_layouts: Layouts, pg_pool: asyncpg.Pool, inventory: Inventory) -> str:
     """The event EVENT in a freshly deployed opera house (2,078 seats)."""
-    draft = await pg_layouts.add(opera_house(DEFAULT_ID))
-    await pg_layouts.publish(draft.id, draft.version)
-    layout = await pg_layouts.deploy(draft.id, draft.version)
+    layout = await deployed(pg_layouts, opera_house(DEFAULT_ID))
     assert layout.hash is not None
     spec = EventFromLayout(EVENT, layout.id, layout.hash, "GBP", PRICES)
     await create_event_from_layout(pg_layouts, pg_pool, inventory, spec)

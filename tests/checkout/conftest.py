@@ -21,7 +21,7 @@ from inventory.layouts.events import EventFromLayout, create_event_from_layout
 from inventory.layouts.lifecycle import Layouts
 from tests.clients import conftest as clients_fixtures
 from tests.clients.conftest import Service, serve_gateway
-from tests.layouts.samples import LAYOUT_ID, small_layout
+from tests.layouts.samples import LAYOUT_ID, deployed, small_layout
 from tests.stripe_standin import SECRET_KEY, WEBHOOK_SECRET, StripeStandin, stripe_standin
 
 postgres_server = clients_fixtures.postgres_server
@@ -66,11 +66,9 @@ class Events:
 
 @pytest.fixture
 async def events(pg_layouts: Layouts, pg_pool: asyncpg.Pool, inventory: Inventory) -> Events:
-    await pg_layouts.add(small_layout())
-    await pg_layouts.publish(small_layout().id)
-    deployed = await pg_layouts.deploy(small_layout().id)
-    assert deployed.hash is not None
-    made = Events(pg_layouts, pg_pool, inventory, deployed.hash)
+    layout = await deployed(pg_layouts, small_layout())
+    assert layout.hash is not None
+    made = Events(pg_layouts, pg_pool, inventory, layout.hash)
     await made.make("gala")
     return made
 

@@ -15,19 +15,17 @@ from inventory.layouts.lifecycle import Layouts
 from inventory.layouts.model import Layout
 from tests.clients.conftest import Service, serve_gateway
 from tests.clients.test_gateway import problem
-from tests.layouts.samples import small_layout
+from tests.layouts.samples import deployed, small_layout
 
 
 @pytest.fixture
 async def layout(pg_layouts: Layouts, pg_pool: asyncpg.Pool, inventory: Inventory) -> Layout:
     """A deployed small layout and the event `gala` made from it."""
-    await pg_layouts.add(small_layout())
-    await pg_layouts.publish(small_layout().id)
-    deployed = await pg_layouts.deploy(small_layout().id)
-    assert deployed.hash is not None
-    spec = EventFromLayout("gala", deployed.id, deployed.hash, "GBP", {"A": 4500, "B": 2500})
+    layout = await deployed(pg_layouts, small_layout())
+    assert layout.hash is not None
+    spec = EventFromLayout("gala", layout.id, layout.hash, "GBP", {"A": 4500, "B": 2500})
     await create_event_from_layout(pg_layouts, pg_pool, inventory, spec)
-    return deployed
+    return layout
 
 
 @pytest.fixture

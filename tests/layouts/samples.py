@@ -5,6 +5,7 @@ import uuid
 from typing import Any
 
 from inventory.layouts.importing import parse_layout
+from inventory.layouts.lifecycle import Layouts
 from inventory.layouts.model import Layout
 
 LAYOUT_ID = "6f1c1a52-6a0e-4a53-9a0e-0a5b5f7c2d11"
@@ -60,3 +61,10 @@ def variant(edit: Any, layout_id: str = LAYOUT_ID) -> Layout:
 
 def fresh_id() -> str:
     return str(uuid.uuid4())
+
+
+async def deployed(layouts: Layouts, layout: Layout) -> Layout:
+    """The layout added as a draft, published and deployed."""
+    await layouts.add(layout)
+    await layouts.publish(layout.id)
+    return await layouts.deploy(layout.id)

@@ -18,15 +18,9 @@ from inventory.layouts.model import Layout
 from inventory.layouts.opera import opera_house
 from inventory.layouts.ranking import ranks
 from inventory.layouts.seatmap import seat_map
-from tests.layouts.samples import small_layout, variant
+from tests.layouts.samples import deployed, small_layout, variant
 
 PRICES = {"A": 4500, "B": 2500}
-
-
-async def deployed(layouts: Layouts, layout: Layout) -> Layout:
-    await layouts.add(layout)
-    await layouts.publish(layout.id)
-    return await layouts.deploy(layout.id)
 
 
 def spec(layout: Layout, event_id: str = "gala-2026", **changes: Any) -> EventFromLayout:
