@@ -1,34 +1,60 @@
-# Generated gRPC code lives beside the .proto files and is never committed: `make proto` makes it.
+# Every command runs in the project's virtual environment (.venv), installed exactly from
+# requirements.lock (every dependency, runtime and dev, pinned with hashes).
+# The generated gRPC code beside the .proto file is committed; `make proto` regenerates it and
+# `make lint` fails when it is stale.
 PROTO := protos/lml/inventory/v1/inventory.proto
+VENV := .venv
+BIN := $(VENV)/bin
+# Tools called by name (protoc-gen-mypy, lml-worker in tests) come from the venv too.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+# uv resolves and installs the lock; pinned so that every machine reads it the same way.
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo .uv-bootstrap/bin/uv)
+export UV_PYTHON_DOWNLOADS := never
 # Where googleapis-common-protos keeps google/rpc/status.proto (evaluated when used).
-GOOGLE_PROTOS = $(shell python -c "import google.rpc, os; print(os.path.dirname(os.path.dirname(google.rpc.__path__[0])))")
+GOOGLE_PROTOS = $(shell $(BIN)/python -c "import google.rpc, os; print(os.path.dirname(os.path.dirname(google.rpc.__path__[0])))")
 
-.PHONY: install proto lint test demo
+.PHONY: install system-packages lock proto lint test demo
 
-# System packages when missing (needs root), then the project and its dev tools.
-install:
+# System packages when missing (needs root), then the locked project and its dev tools in .venv.
+install: system-packages $(UV)
+	$(UV) venv --quiet --allow-existing $(VENV)
+	$(UV) pip sync --quiet --python $(BIN)/python requirements.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+
+system-packages:
 	@command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
 	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	@command -v luacheck >/dev/null || (apt-get update && apt-get install -y lua-check)
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && apt-get install -y postgresql)
-	pip install -q -e '.[dev,bench]'
-	$(MAKE) proto
+
+.uv-bootstrap/bin/uv:
+	python3 -m venv .uv-bootstrap
+	.uv-bootstrap/bin/pip install -q uv==$(UV_VERSION)
+
+# Updates requirements.lock to the newest versions pyproject.toml allows.
+lock: $(UV)
+	$(UV) pip compile pyproject.toml --all-extras --universal --python-version 3.11 \
+		--generate-hashes --no-header --upgrade -o requirements.lock
 
 proto:
-	python -m grpc_tools.protoc -Iprotos -I$(GOOGLE_PROTOS) \
+	$(BIN)/python -m grpc_tools.protoc -Iprotos -I$(GOOGLE_PROTOS) \
 		--python_out=protos --mypy_out=protos --grpc_python_out=protos --mypy_grpc_out=protos $(PROTO)
 
-lint: proto
-	ruff check .
-	ruff format --check .
-	mypy
+lint:
+	$(MAKE) proto
+	git diff --exit-code -- protos || (echo "generated gRPC code is stale: commit what 'make proto' made" && exit 1)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	@command -v buf >/dev/null || npm install -g @bufbuild/buf
-	python -m grpc_tools.protoc -Iprotos -I$(GOOGLE_PROTOS) --include_imports \
+	$(BIN)/python -m grpc_tools.protoc -Iprotos -I$(GOOGLE_PROTOS) --include_imports \
 		--descriptor_set_out=/tmp/lml-inventory.binpb $(PROTO)
 	buf lint /tmp/lml-inventory.binpb --path lml/inventory/v1/inventory.proto \
 		--config '{"version":"v2","lint":{"use":["STANDARD"]}}'
 
 test: install lint
-	python -m pytest -q
+	$(BIN)/python -m pytest -q
 
 demo: install
-	python -m inventory.cli demo
+	$(BIN)/python -m inventory.cli demo

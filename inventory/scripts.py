@@ -1,14 +1,17 @@
 """Loads the Lua scripts in ``lua/`` and runs them by SHA, reloading them when Redis lost them.
 
-A script file may pull in shared functions with a line ``-- @include NAME``, replaced by
-``lua/includes/NAME.lua`` (each include at most once per script).
+A script (or an include) pulls in shared functions with a line ``-- @include NAME``, replaced by
+``lua/includes/NAME.lua`` with its own includes resolved first; each include appears once per
+script. The scripts are package data (``inventory/lua`` links to the top-level ``lua/``), so an
+installed wheel carries them.
 """
 
 import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
@@ -17,7 +20,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from inventory.redis_client import PipedRedis
 from inventory.redis_pipe import Command
 
-LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
+LUA_DIR = files("inventory") / "lua"
 _INCLUDE = re.compile(r"^-- @include (\w+)$", re.MULTILINE)
 
 Arg = str | int | bytes
@@ -39,17 +42,20 @@ class Call:
     args: Sequence[Arg]
 
 
-def load_script(name: str, lua_dir: Path = LUA_DIR) -> Script:
+def load_script(name: str, lua_dir: Traversable = LUA_DIR) -> Script:
     included: set[str] = set()
+
+    def expand_includes(text: str) -> str:
+        return _INCLUDE.sub(expand, text)
 
     def expand(match: re.Match[str]) -> str:
         include = match.group(1)
         if include in included:
             return ""
         included.add(include)
-        return (lua_dir / "includes" / f"{include}.lua").read_text()
+        return expand_includes((lua_dir / "includes" / f"{include}.lua").read_text())
 
-    source = _INCLUDE.sub(expand, (lua_dir / f"{name}.lua").read_text())
+    source = expand_includes((lua_dir / f"{name}.lua").read_text())
     return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
 
 

@@ -477,7 +477,7 @@ class EngineMachine(RuleBasedStateMachine):
 
 def test_engine_follows_the_model(env: Env) -> None:
     EngineMachine.env = env
-    run_state_machine_as_test(  # type: ignore[no-untyped-call]
+    run_state_machine_as_test(
         EngineMachine,
         settings=settings(
             max_examples=50,
