@@ -15,9 +15,7 @@
   Cost: O(seats in the event): this is the one whole-event read, for seat maps.
 ]]
 -- @include clock
--- @include changelog
 -- @include free_index
--- @include end_hold
 -- @include sweep_due
 
 local meta = redis.call('HMGET', KEYS[1], 'changelog_max')

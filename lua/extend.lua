@@ -22,8 +22,6 @@
 ]]
 -- @include clock
 -- @include changelog
--- @include free_index
--- @include end_hold
 -- @include find_hold
 -- @include ttl
 

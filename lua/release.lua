@@ -18,8 +18,6 @@
   Cost: O(seats of the hold).
 ]]
 -- @include clock
--- @include changelog
--- @include free_index
 -- @include end_hold
 -- @include find_hold
 

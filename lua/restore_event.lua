@@ -18,6 +18,7 @@
     {"EVENT_NOT_FOUND", message}: nothing changed
   Cost: O(rows of the seats restored).
 ]]
+-- @include clock
 -- @include changelog
 -- @include free_index
 
@@ -28,8 +29,7 @@ if tonumber(meta[2]) < tonumber(ARGV[1]) then
   redis.call('HSET', KEYS[1], 'version', ARGV[1])
 end
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local restored, already, conflicts = 0, 0, {}
 for i = 2, #ARGV, 2 do
   local booking_id = ARGV[i]

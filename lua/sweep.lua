@@ -18,9 +18,7 @@
   Cost: O(batch size x seats per hold + rows refreshed x row length).
 ]]
 -- @include clock
--- @include changelog
 -- @include free_index
--- @include end_hold
 -- @include sweep_due
 
 local meta = redis.call('HMGET', KEYS[1], 'changelog_max')
