@@ -19,13 +19,13 @@
   Cost: O(rows of the seats restored).
 ]]
 -- @include clock
+-- @include event
 -- @include changelog
 -- @include free_index
 
-local meta = redis.call('HMGET', KEYS[1], 'changelog_max', 'version')
-if not meta[1] then return {'EVENT_NOT_FOUND', 'no event for these keys'} end
-changelog_max = meta[1]
-if tonumber(meta[2]) < tonumber(ARGV[1]) then
+local event = read_event()
+if not event then return EVENT_NOT_FOUND end
+if event.version < tonumber(ARGV[1]) then
   redis.call('HSET', KEYS[1], 'version', ARGV[1])
 end
 

@@ -6,7 +6,6 @@
 -- @include free_index
 
 local TOMBSTONE_MS = 3600000        -- ended holds answer HOLD_EXPIRED / released for an hour
-local CONFIRMED_RETENTION_MS = 86400000  -- a confirm retry returns the same booking for a day
 
 local function drop_from_holder(holder_id, hold_id)
   local list = redis.call('HGET', KEYS[5], holder_id)
