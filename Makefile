@@ -48,6 +48,7 @@ lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python -m tests.lint_lua
 	@command -v buf >/dev/null || npm install -g @bufbuild/buf
 	$(BIN)/python -m grpc_tools.protoc -Iprotos -I$(GOOGLE_PROTOS) --include_imports \
 		--descriptor_set_out=/tmp/lml-inventory.binpb $(PROTO)
