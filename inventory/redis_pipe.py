@@ -8,9 +8,11 @@ matches them. There is no pool or lock. Against redis-py's asyncio client in the
 Faults: a lost connection fails the calls waiting on it with redis-py's ConnectionError (a script
 may have run: only the caller can tell whether a retry is safe); the next call connects again.
 A Redis that stops answering without closing the connection (a frozen host, a partition) is
-caught by a deadline: when the oldest call has waited `timeout` seconds, every call waiting on
-the connection fails with TimeoutError and the connection is dropped (its replies could no
-longer be matched). TCP keepalive finds a dead peer on an idle connection. Commands waiting for
+caught by a deadline: when calls wait and Redis has sent nothing for `timeout` seconds, every
+call waiting on the connection fails with TimeoutError and the connection is dropped (its
+replies could no longer be matched). The deadline is on silence, not on a call's age: under
+overload replies keep coming, late, and dropping the connection then would fail every call in
+flight and turn a slowdown into an outage. TCP keepalive finds a dead peer on an idle connection. Commands waiting for
 replies are bounded: beyond `max_outstanding` a call fails at once with PipeOverloaded.
 Error replies are redis-py's exception classes (NoScriptError, ResponseError, ...).
 """
@@ -81,8 +83,10 @@ class _Protocol(asyncio.Protocol):
         self._reader = hiredis.Reader(
             replyError=parse_error, encoding="utf-8", notEnoughData=_NOT_ENOUGH_DATA
         )
-        # One entry per send: its future, how many replies it waits for, when it was sent.
-        self._waiting: deque[tuple[asyncio.Future[list[Any]], int, float]] = deque()
+        # One entry per send: its future and how many replies it waits for.
+        self._waiting: deque[tuple[asyncio.Future[list[Any]], int]] = deque()
+        # When Redis last sent something, or an idle connection was given a call.
+        self._heard_at = self._loop.time()
         self._replies: list[Any] = []
         self._outstanding = 0  # commands of the waiting entries
         self._watchdog: asyncio.TimerHandle | None = None
@@ -93,9 +97,10 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
+        self._heard_at = self._loop.time()
         while (reply := self._reader.gets()) is not _NOT_ENOUGH_DATA:
             self._replies.append(reply)
-            future, count, _sent = self._waiting[0]
+            future, count = self._waiting[0]
             if len(self._replies) == count:
                 self._waiting.popleft()
                 self._outstanding -= count
@@ -120,23 +125,24 @@ class _Protocol(asyncio.Protocol):
         # hiredis's stub types pack_command's argument as a tuple of one element.
         packed = [hiredis.pack_command(tuple(c)) for c in commands]  # type: ignore[arg-type]
         self.transport.write(b"".join(packed))
-        self._waiting.append((future, len(commands), self._loop.time()))
+        if not self._waiting:
+            self._heard_at = self._loop.time()
+        self._waiting.append((future, len(commands)))
         self._outstanding += len(commands)
         if self._watchdog is None:
             self._watchdog = self._loop.call_later(self._timeout / 4, self._check_deadline)
         return future
 
     def _check_deadline(self) -> None:
-        """Drops the connection when its oldest call has waited past the deadline.
+        """Drops the connection when calls wait and Redis has been silent past the deadline.
 
-        One timer per connection rather than one per call: every call has the same timeout, so
-        the head of the FIFO is always the first to expire.
+        One timer per connection rather than one per call. After the loop was blocked, asyncio
+        runs the socket's reads before due timers, so replies already received count as heard.
         """
         self._watchdog = None
         if not self._waiting or self.lost is not None:
             return
-        waited = self._loop.time() - self._waiting[0][2]
-        if waited >= self._timeout:
+        if self._loop.time() - self._heard_at >= self._timeout:
             assert self.transport is not None
             self._fail(rx.TimeoutError(f"no reply from Redis within {self._timeout:g} s"))
             self.transport.abort()
@@ -154,7 +160,7 @@ class _Protocol(asyncio.Protocol):
             self._watchdog.cancel()
             self._watchdog = None
         while self._waiting:
-            future, _count, _sent = self._waiting.popleft()
+            future, _count = self._waiting.popleft()
             if not future.done():
                 future.set_exception(error)
         self._outstanding = 0
