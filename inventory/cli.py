@@ -1,10 +1,7 @@
-"""`lml-inventory`: run the inventory service; run the whole system with a demo event."""
-
-import asyncio
+"""`lml-inventory`: run the inventory service."""
 
 import click
 
-from inventory.demo import DEMO_EVENT, create_demo_event, demo
 from inventory.server import ServerConfig, serve_processes
 
 
@@ -67,23 +64,6 @@ def serve(
     config = ServerConfig(listen, redis_url, sweep_interval, grace, redis_timeout=redis_timeout)
     serve_processes(config, workers)
 
-
-@main.command("create-demo-event")
-@click.option(
-    "--redis-url", envvar="LML_REDIS_URL", default="redis://127.0.0.1:6379/0", show_default=True
-)
-@click.option(
-    "--postgres-url",
-    envvar="LML_POSTGRES_URL",
-    default="postgresql://postgres@127.0.0.1:5432/lml",
-    show_default=True,
-)
-def create_demo_event_command(redis_url: str, postgres_url: str) -> None:
-    """Create the event `demo` in the sample opera house (idempotent; needs the schema)."""
-    click.echo(f"event {DEMO_EVENT!r}: " + asyncio.run(create_demo_event(postgres_url, redis_url)))
-
-
-main.add_command(demo)
 
 if __name__ == "__main__":
     main()

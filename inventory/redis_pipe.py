@@ -12,8 +12,9 @@ caught by a deadline: when calls wait and Redis has sent nothing for `timeout` s
 call waiting on the connection fails with TimeoutError and the connection is dropped (its
 replies could no longer be matched). The deadline is on silence, not on a call's age: under
 overload replies keep coming, late, and dropping the connection then would fail every call in
-flight and turn a slowdown into an outage. TCP keepalive finds a dead peer on an idle connection. Commands waiting for
-replies are bounded: beyond `max_outstanding` a call fails at once with PipeOverloaded.
+flight and turn a slowdown into an outage. TCP keepalive finds a dead peer on an idle
+connection. Commands waiting for replies are bounded: beyond `max_outstanding` a call fails at
+once with PipeOverloaded.
 Error replies are redis-py's exception classes (NoScriptError, ResponseError, ...).
 """
 

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from clients.client import InventoryClient
 from clients.errors import InventoryClientError
 from clients.gateway import problems
-from clients.gateway.checkout import StripeSettings, add_checkout_routes, open_checkout
+from clients.gateway.checkout_routes import StripeSettings, add_checkout_routes, open_checkout
 from clients.gateway.models import (
     MAX_VERSION,
     AvailabilityOut,
