@@ -26,8 +26,8 @@
             "area":  ARGV[6] general-admission area id, ARGV[7] quantity
 
   Output:
-    seats named: {"OK", hold id, expires at (ms since epoch)}
-    best, area:  {"OK", hold id, expires at, seat ids as JSON, split (1 when not side by side)}
+    {"OK", hold id, expires at (ms since epoch), seat ids as JSON, split (1 when best available
+    took seats that are not side by side, else 0)}
     A retry with a known request id returns the first hold: {"OK", hold id, its expiry as first
     granted, seat ids as JSON, split}.
     Errors, nothing changed by the request:
@@ -63,7 +63,7 @@ if request_id ~= '' then
   local earlier = redis.call('GET', KEYS[13])
   if earlier then
     local r = cjson.decode(earlier)
-    return {'OK', r[1], r[2], cjson.encode(r[3]), r[4] or 0}
+    return {'OK', r[1], r[2], cjson.encode(r[3]), r[4]}
   end
 end
 
@@ -188,5 +188,4 @@ append_change('held', 'HELD', hold_id, holder_id, seats, now)
 if request_id ~= '' then
   redis.call('SET', KEYS[13], cjson.encode({hold_id, expires_at, seats, split}), 'EX', 86400)
 end
-if mode == 'seats' then return {'OK', hold_id, expires_at} end
 return {'OK', hold_id, expires_at, cjson.encode(seats), split}
