@@ -28,8 +28,9 @@
   Output:
     {"OK", hold id, expires at (ms since epoch), seat ids as JSON, split (1 when best available
     took seats that are not side by side, else 0)}
-    A retry with a known request id returns the first hold: {"OK", hold id, its expiry as first
-    granted, seat ids as JSON, split}.
+    A retry with a known request id answers as the first call did while that hold is live (with
+    its current expiry); once it ended: HOLD_EXPIRED, HOLD_CONFIRMED, or HOLD_NOT_FOUND (released
+    or purged), never the old hold as if alive.
     Errors, nothing changed by the request:
     {"EVENT_NOT_FOUND", message}
     {"INVALID_ARGUMENT", message} duplicate seat ids, TTL out of range, unknown category,
@@ -38,6 +39,7 @@
     {"LIMIT_EXCEEDED", message, "max_seats_per_hold" | "max_seats_per_holder"}
     {"SEATS_UNAVAILABLE", message, seat ids...} named seats held or booked by others
     {"SEATS_UNAVAILABLE", message} no free block that fits, fewer places left than asked
+    {"HOLD_EXPIRED" | "HOLD_CONFIRMED" | "HOLD_NOT_FOUND", message} a retry of a hold that ended
 
   Holds found past their deadline along the way (this holder's, or on the requested seats) are
   ended as expired first, whatever the outcome: that is the lazy half of expiry. Best available
@@ -51,6 +53,7 @@
 -- @include changelog
 -- @include free_index
 -- @include end_hold
+-- @include find_hold
 -- @include sweep_due
 -- @include best_available
 -- @include ttl
@@ -59,11 +62,15 @@ local hold_id, holder_id, request_id, mode = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
 local event = read_event()
 if not event then return EVENT_NOT_FOUND end
 
+local now = now_ms()
 if request_id ~= '' then
   local earlier = redis.call('GET', KEYS[13])
   if earlier then
-    local r = cjson.decode(earlier)
-    return {'OK', r[1], r[2], cjson.encode(r[3]), r[4]}
+    local first = cjson.decode(earlier)
+    local rec, err = find_hold(first[1], holder_id, now)
+    if not rec then return err end
+    if rec.st ~= 'held' then return ended_error(first[1], rec) end
+    return {'OK', first[1], rec.e, cjson.encode(first[3]), first[4]}
   end
 end
 
@@ -85,7 +92,6 @@ end
 local ttl, ttl_err = resolve_ttl(ARGV[3], event.default_ttl_ms, event.max_ttl_ms)
 if not ttl then return ttl_err end
 
-local now = now_ms()
 if mode ~= 'seats' then sweep_due(now, 20) end
 
 -- This holder's live seats, for the per-holder limit.
