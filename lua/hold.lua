@@ -176,21 +176,16 @@ if #taken > 0 then
   return err
 end
 
+-- Every check passed: the change log first (the one write that can fail), then the hold.
+append_change('held', 'HELD', hold_id, holder_id, seats, now)
 local expires_at = now + ttl
-local marker = 'H:' .. hold_id
-local args = {}
-for _, seat in ipairs(seats) do
-  args[#args + 1] = seat
-  args[#args + 1] = marker
-end
-redis.call('HSET', KEYS[2], unpack(args))
+set_seats(seats, 'H:' .. hold_id)
 reindex(seats, false)
 redis.call('HSET', KEYS[3], hold_id,
   cjson.encode({h = holder_id, s = seats, e = expires_at, c = now, st = 'held'}))
 redis.call('ZADD', KEYS[4], expires_at, hold_id)
 live_ids[#live_ids + 1] = hold_id
 redis.call('HSET', KEYS[5], holder_id, table.concat(live_ids, ' '))
-append_change('held', 'HELD', hold_id, holder_id, seats, now)
 if request_id ~= '' then
   redis.call('SET', KEYS[13], cjson.encode({hold_id, expires_at, seats, split}), 'EX', 86400)
 end
