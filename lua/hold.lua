@@ -34,7 +34,8 @@
     Errors, nothing changed by the request:
     {"EVENT_NOT_FOUND", message}
     {"INVALID_ARGUMENT", message} duplicate seat ids, TTL out of range, unknown category,
-                                  section or area
+                                  section or area, best available on an event whose seats
+                                  have no rows (seats without a row are never picked)
     {"INVALID_ARGUMENT", message, seat ids...} unknown seats
     {"LIMIT_EXCEEDED", message, "max_seats_per_hold" | "max_seats_per_holder"}
     {"SEATS_UNAVAILABLE", message, seat ids...} named seats held or booked by others
@@ -131,7 +132,12 @@ if mode == 'area' then
   seats = places
 elseif mode == 'best' then
   local category, section, wheelchairs = ARGV[7], ARGV[8], tonumber(ARGV[9])
-  local known = redis.call('HMGET', KEYS[1], 'category:' .. category, 'section:' .. section)
+  local known = redis.call('HMGET', KEYS[1], 'category:' .. category, 'section:' .. section,
+    'row_count')
+  if known[3] == '0' then
+    return {'INVALID_ARGUMENT', 'best available picks seats in rows, and the seats of this event '
+      .. 'have no rows: hold them by seat id'}
+  end
   if category ~= '*' and not known[1] then
     return {'INVALID_ARGUMENT', 'no category ' .. category}
   end
