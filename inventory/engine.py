@@ -384,16 +384,15 @@ class Inventory:
     @staticmethod
     def _hold_response(request: pb.HoldRequest, reply: Any) -> pb.HoldResponse:
         ok = _check_reply(reply)
-        seat_ids = json.loads(ok[3]) if len(ok) > 3 else request.seat_ids
         return pb.HoldResponse(
             hold=pb.Hold(
                 hold_id=ok[1],
                 event_id=request.event_id,
                 holder_id=request.holder_id,
-                seat_ids=seat_ids,
+                seat_ids=json.loads(ok[3]),
                 expires_at=_timestamp(ok[2]),
             ),
-            split=len(ok) > 4 and ok[4] == 1,
+            split=ok[4] == 1,
         )
 
     def _extend_call(self, request: pb.ExtendRequest) -> Call:
