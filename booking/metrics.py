@@ -14,3 +14,10 @@ CONFLICTS = Counter("lml_booking_conflicts", "Seats Redis booked twice, kept on 
 AUDIT_ROWS = Counter("lml_seat_audit_rows", "Seat transitions appended to the audit log")
 DEAD_LETTERS = Counter("lml_dead_letters", "Stream entries given up on", ["group"])
 ENTRY_FAILURES = Counter("lml_entry_failures", "Entries left unacknowledged to retry", ["group"])
+WORKER_ERRORS = Counter(
+    "lml_worker_errors", "Unexpected failures of a consumer step, retried after a pause", ["group"]
+)
+EVENT_FAILURES = Counter(
+    "lml_event_failures",
+    "Failures to take an event on (its definition refused by Postgres, ...), retried with backoff",
+)
