@@ -14,8 +14,9 @@ import click
 import uvloop
 from prometheus_client import start_http_server
 
-from booking import migrations, recovery, store
+from booking import migrations, recovery, replay, store
 from booking.worker import AUDIT_GROUP, OUTBOX_GROUP, Worker, WorkerSettings
+from inventory import keys
 from inventory.engine import Inventory
 from inventory.redis_client import connect
 
@@ -229,6 +230,72 @@ def history(postgres_url: str, event_id: str, seat_id: str) -> None:
         )
     if not rows:
         click.echo(f"no transitions recorded for seat {seat_id} of event {event_id}")
+
+
+@main.group("dead-letters")
+def dead_letters() -> None:
+    """Entries the worker gave up on (Postgres refused their data): list, replay."""
+
+
+def _streams(event_id: str | None) -> list[str] | None:
+    if event_id is None:
+        return None
+    event_keys = keys.event_keys(event_id)
+    return [event_keys.outbox, event_keys.changes]
+
+
+@dead_letters.command("list")
+@postgres_url_option
+@click.option("--event", "event_id", help="Only this event's.")
+@click.option("--all", "replayed", is_flag=True, help="Also those already replayed.")
+def list_dead_letters(postgres_url: str, event_id: str | None, replayed: bool) -> None:
+    """One line per dead letter: id, when, group, event, entry, deliveries, state, reason."""
+
+    async def go() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            return await store.dead_letters(conn, _streams(event_id), (), replayed)
+        finally:
+            await conn.close()
+
+    letters = _run(go)
+    for letter in letters:
+        replayed_at = letter["replayed_at"]
+        state = f"replayed {replayed_at.isoformat()}" if replayed_at else "waiting"
+        click.echo(
+            f"{letter['id']} {letter['created_at'].isoformat()} {letter['consumer_group']} "
+            f"event={keys.event_of(letter['stream'])} entry={letter['entry_id']} "
+            f"deliveries={letter['deliveries']} {state}: {' '.join(letter['reason'].split())}"
+        )
+    click.echo(f"{len(letters)} dead letters")
+
+
+@dead_letters.command("replay")
+@postgres_url_option
+@click.option("--event", "event_id", help="Only this event's.")
+@click.option("--id", "ids", multiple=True, type=int, help="Only this letter (repeat).")
+@click.option("--again", is_flag=True, help="Also letters already replayed (idempotent).")
+def replay_dead_letters(
+    postgres_url: str, event_id: str | None, ids: tuple[int, ...], again: bool
+) -> None:
+    """Applies waiting dead letters to Postgres again, once their cause is fixed; exits 1 when
+    Postgres still refuses some (they keep waiting, with the new reason)."""
+
+    async def go() -> replay.ReplayReport:
+        pool = await asyncpg.create_pool(postgres_url, min_size=0, max_size=2)
+        try:
+            async with pool.acquire() as conn:
+                letters = await store.dead_letters(conn, _streams(event_id), ids, again)
+            return await replay.replay(pool, letters)
+        finally:
+            await pool.close()
+
+    report = _run(go)
+    for letter_id, reason in report.refused:
+        click.echo(f"{letter_id} still refused: {' '.join(reason.split())}", err=True)
+    click.echo(f"{len(report.replayed)} replayed, {len(report.refused)} still refused")
+    if report.refused:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
