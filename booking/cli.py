@@ -15,6 +15,7 @@ import uvloop
 from prometheus_client import start_http_server
 
 from booking import migrations, recovery, replay, store
+from booking.upkeep import DEFAULT_CHANGELOG_RETENTION
 from booking.worker import AUDIT_GROUP, OUTBOX_GROUP, Worker, WorkerSettings
 from inventory import keys
 from inventory.engine import Inventory
@@ -91,6 +92,14 @@ def migrate(postgres_url: str) -> None:
 )
 @click.option("--discovery-interval", default=1.0, show_default=True, type=click.FloatRange(0.01))
 @click.option("--trim-interval", default=5.0, show_default=True, type=click.FloatRange(0.01))
+@click.option(
+    "--changelog-retention",
+    default=DEFAULT_CHANGELOG_RETENTION,
+    show_default=True,
+    type=click.IntRange(1000),
+    help="Change-log entries kept per event even when a consumer group has not read them; "
+    "older ones are trimmed and reported lost (lml_changelog_entries_lost).",
+)
 @click.option("--metrics-port", type=click.IntRange(0, 65535), help="Serve Prometheus metrics.")
 @click.option(
     "--group",
@@ -112,6 +121,7 @@ def run(
     max_deliveries: int,
     discovery_interval: float,
     trim_interval: float,
+    changelog_retention: int,
     metrics_port: int | None,
     groups: tuple[str, ...],
 ) -> None:
@@ -124,6 +134,7 @@ def run(
         max_deliveries=max_deliveries,
         discovery_interval_s=discovery_interval,
         trim_interval_s=trim_interval,
+        changelog_retention=changelog_retention,
         groups=groups,
     )
     if metrics_port is not None:

@@ -24,6 +24,7 @@ from redis.exceptions import ResponseError
 from booking import metrics, store
 from booking.records import Entry
 from booking.retry import is_transient, retrying
+from booking.upkeep import Upkeep
 from inventory import keys
 
 # (event id, entry id): entry ids are unique within one stream, and there is one stream per event.
@@ -56,12 +57,7 @@ class ConsumerSettings:
     block_ms: int = 100
     claim_idle_ms: int = 30_000
     max_deliveries: int = 5
-    trim_interval_s: float | None = None  # None: never trim (the change log trims itself)
-
-
-def _id_order(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
+    upkeep_interval_s: float = 5.0  # lag reports and trimming
 
 
 class StreamConsumer:
@@ -70,18 +66,20 @@ class StreamConsumer:
         redis: Redis,
         pool: asyncpg.Pool,
         sink: Sink,
+        upkeep: Upkeep,
         stream_of: Callable[[str], str],
         settings: ConsumerSettings,
     ) -> None:
         self.redis = redis
         self.pool = pool
         self.sink = sink
+        self.upkeep = upkeep
         self.stream_of = stream_of
         self.settings = settings
         self.streams: dict[str, str] = {}  # stream key -> event id
         self.failures: dict[EntryKey, Failure] = {}  # last failure of entries not yet acknowledged
         self._next_reclaim = 0.0
-        self._next_trim = 0.0
+        self._next_upkeep = 0.0
 
     async def watch(self, event_id: str) -> None:
         """Joins the event's stream, creating the group at the start so nothing is missed."""
@@ -116,15 +114,15 @@ class StreamConsumer:
                     await asyncio.wait_for(stop.wait(), min(0.1 * 2**errors, 30.0))
 
     async def step(self, stop: asyncio.Event) -> int:
-        """One round: reclaim and trim when due, then read and apply one batch of new entries."""
+        """One round: reclaim and upkeep when due, then read and apply one batch of new entries."""
         now = time.monotonic()
         if now >= self._next_reclaim:
             more = await self.reclaim(stop)
             interval = min(max(self.settings.claim_idle_ms / 2000, 0.1), 10.0)
             self._next_reclaim = now + (0 if more else interval)
-        if self.settings.trim_interval_s is not None and now >= self._next_trim:
-            await self.trim()
-            self._next_trim = now + self.settings.trim_interval_s
+        if now >= self._next_upkeep:
+            await self.upkeep.run(self.streams)
+            self._next_upkeep = now + self.settings.upkeep_interval_s
         return await self.read(stop)
 
     async def read(self, stop: asyncio.Event) -> int:
@@ -271,23 +269,6 @@ class StreamConsumer:
         await pipe.execute()
         metrics.DEAD_LETTERS.labels(self.settings.group).inc(len(letters))
         await self._ack(dead)
-
-    async def trim(self) -> None:
-        """Drops acknowledged entries: everything older than the oldest entry some group still
-        needs (its oldest pending entry, else its last delivered one)."""
-        for stream in list(self.streams):
-            try:
-                groups = await self.redis.xinfo_groups(stream)
-            except ResponseError:
-                continue  # the stream is gone
-            bounds: list[str] = []
-            for group in groups:
-                if group["pending"]:
-                    bounds.append((await self.redis.xpending(stream, group["name"]))["min"])
-                else:
-                    bounds.append(group["last-delivered-id"])
-            if bounds:
-                await self.redis.xtrim(stream, minid=min(bounds, key=_id_order), approximate=False)
 
 
 def _letter(entry: Entry, group: str, deliveries: int, reason: str) -> dict[Any, Any]:

@@ -1,6 +1,6 @@
 """The worker's Prometheus metrics, served with --metrics-port."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 SYNC_LAG = Histogram(
     "lml_booking_sync_lag_seconds",
@@ -20,4 +20,14 @@ WORKER_ERRORS = Counter(
 EVENT_FAILURES = Counter(
     "lml_event_failures",
     "Failures to take an event on (its definition refused by Postgres, ...), retried with backoff",
+)
+GROUP_LAG = Gauge(
+    "lml_consumer_group_lag_entries",
+    "Entries of the watched streams a consumer group has not acknowledged (pending or unread)",
+    ["group"],
+)
+CHANGELOG_LOST = Gauge(
+    "lml_changelog_entries_lost",
+    "Change-log entries of the watched events trimmed beyond the retention before every "
+    "consumer group read them (their audit rows are missing)",
 )

@@ -14,6 +14,7 @@ from booking import metrics, store
 from booking.consumer import ConsumerSettings, StreamConsumer
 from booking.retry import is_transient, retrying
 from booking.sinks import AuditSink, OutboxSink
+from booking.upkeep import DEFAULT_CHANGELOG_RETENTION, ChangelogUpkeep, OutboxUpkeep
 from inventory import keys
 from inventory.engine import Inventory
 from inventory.errors import InventoryError
@@ -42,6 +43,7 @@ class WorkerSettings:
     max_deliveries: int = 5
     discovery_interval_s: float = 1.0
     trim_interval_s: float = 5.0
+    changelog_retention: int = DEFAULT_CHANGELOG_RETENTION
     # Which groups this process consumes: an audit backlog (say, after an outage) competes with
     # bookings for the process's CPU, so the two can run in separate processes.
     groups: tuple[str, ...] = (OUTBOX_GROUP, AUDIT_GROUP)
@@ -57,20 +59,22 @@ class Worker:
             redis,
             pool,
             OutboxSink(pool),
+            OutboxUpkeep(redis),
             lambda event_id: keys.event_keys(event_id).outbox,
-            self._consumer_settings(OUTBOX_GROUP, settings.trim_interval_s),
+            self._consumer_settings(OUTBOX_GROUP),
         )
         self.audit = StreamConsumer(
             redis,
             pool,
             AuditSink(pool),
+            ChangelogUpkeep(redis, settings.changelog_retention),
             lambda event_id: keys.event_keys(event_id).changes,
-            self._consumer_settings(AUDIT_GROUP, None),
+            self._consumer_settings(AUDIT_GROUP),
         )
         self.saved: set[str] = set()  # events whose definition is in Postgres
         self.failing: dict[str, _EventFailure] = {}  # events whose definition was refused
 
-    def _consumer_settings(self, group: str, trim_interval_s: float | None) -> ConsumerSettings:
+    def _consumer_settings(self, group: str) -> ConsumerSettings:
         s = self.settings
         return ConsumerSettings(
             group=group,
@@ -79,7 +83,7 @@ class Worker:
             block_ms=s.block_ms,
             claim_idle_ms=s.claim_idle_ms,
             max_deliveries=s.max_deliveries,
-            trim_interval_s=trim_interval_s,
+            upkeep_interval_s=s.trim_interval_s,
         )
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -31,7 +31,7 @@ DEFAULT_LIMITS = pb.EventLimits(
     max_ttl=Duration(seconds=30 * 60),
     max_hold_lifetime=Duration(seconds=2 * 3600),
 )
-CHANGELOG_MAX = 100_000  # change-log entries kept per event (approximately)
+CHANGELOG_MAX = 100_000  # change-log entries kept for watchers (lua/includes/changelog.lua)
 MAX_SEATS_PER_EVENT = 200_000
 MAX_SEATS_PER_REQUEST = 1_000  # beyond any event's limit: refused before reaching Redis
 MAX_ID_LENGTH = event_shape.MAX_ID_LENGTH

@@ -6,22 +6,11 @@ from typing import Any
 import asyncpg
 from redis.asyncio import Redis
 
-from booking.worker import AUDIT_GROUP, OUTBOX_GROUP
 from inventory import keys
+from tests.booking.helpers import drained
 from tests.faults.load import Told
 
-
-async def drained(redis: Redis, event_ids: Iterable[str]) -> bool:
-    """Both consumer groups have read everything of every event and have nothing pending."""
-    for event_id in event_ids:
-        event_keys = keys.event_keys(event_id)
-        for stream, group in ((event_keys.outbox, OUTBOX_GROUP), (event_keys.changes, AUDIT_GROUP)):
-            if not await redis.exists(stream):
-                continue
-            info = {g["name"]: g for g in await redis.xinfo_groups(stream)}
-            if group not in info or info[group]["lag"] != 0 or info[group]["pending"] != 0:
-                return False
-    return True
+__all__ = ["check", "drained"]
 
 
 async def check(redis: Redis, pg: asyncpg.Connection, told: Told, event_ids: Iterable[str]) -> None:
