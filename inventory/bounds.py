@@ -6,7 +6,7 @@ input out at the door. The HTTP gateway bounds its models with the same constant
 """
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from google.protobuf.duration_pb2 import Duration
 from lml.inventory.v1 import inventory_pb2 as pb
@@ -31,14 +31,20 @@ def check_text(value: str, what: str) -> None:
 
 
 def check_texts(values: Iterable[tuple[str, str]]) -> None:
-    """Checks (value, what) pairs; one pass over their concatenation, then the culprit named."""
-    pairs = list(values)
-    if _CONTROL.search("".join(value for value, _ in pairs)):
-        for value, what in pairs:
-            check_text(value, what)
+    """Checks (value, what) pairs."""
+    for value, what in values:
+        check_text(value, what)
 
 
-def event_texts(request: pb.CreateEventRequest) -> Iterable[tuple[str, str]]:
+def _event_values(request: pb.CreateEventRequest) -> Iterator[str]:
+    yield request.event_id
+    for seat in request.seats:
+        yield from (seat.seat_id, seat.section, seat.row, seat.number, seat.category)
+    for area in request.areas:
+        yield from (area.area_id, area.category)
+
+
+def _event_texts(request: pb.CreateEventRequest) -> Iterator[tuple[str, str]]:
     """Every id and label of a CreateEvent request, with what it is."""
     yield request.event_id, "event_id"
     for seat in request.seats:
@@ -71,4 +77,6 @@ def check_limits(limits: pb.EventLimits) -> None:
 
 def check_event(request: pb.CreateEventRequest) -> None:
     check_limits(request.limits)
-    check_texts(event_texts(request))
+    # One pass over everything (200,000 seats: a few hundred ms), then the culprit named.
+    if _CONTROL.search("".join(_event_values(request))):
+        check_texts(_event_texts(request))
