@@ -15,7 +15,7 @@ from importlib.resources.abc import Traversable
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from inventory.redis_client import PipedRedis
 from inventory.redis_pipe import Command
@@ -88,16 +88,29 @@ class ScriptRunner:
         """Runs each call as its own atomic script, all in one round trip.
 
         A failed call (an exception in its place in the result) never fails the others. A call
-        refused with NOSCRIPT did not run, so it is safe to load its script and send it again.
+        refused with NOSCRIPT did not run, so it is safe to load its script and send it again;
+        when the load or that second send fails, only those calls carry the error.
         """
         results = await self._send([_evalsha(call) for call in calls])
         missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-        if missing:
-            for script in {calls[i].script for i in missing}:
+        if not missing:
+            return results
+        # Only the calls that did not run may fail from here on: the others have their replies.
+        unloaded: dict[Script, RedisError] = {}
+        for script in {calls[i].script for i in missing}:
+            try:
                 await self._load(script)
-            retried = await self._send([_evalsha(calls[i]) for i in missing])
-            for i, result in zip(missing, retried, strict=True):
-                results[i] = result
+            except RedisError as error:
+                unloaded[script] = error
+        resend = [i for i in missing if calls[i].script not in unloaded]
+        for i in missing:
+            results[i] = unloaded.get(calls[i].script)
+        try:
+            retried = await self._send([_evalsha(calls[i]) for i in resend])
+        except RedisError as error:
+            retried = [error] * len(resend)
+        for i, result in zip(resend, retried, strict=True):
+            results[i] = result
         return results
 
     async def _execute(self, command: Command) -> Any:

@@ -7,7 +7,6 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 import uvloop
@@ -29,14 +28,6 @@ from inventory.redis_pipe import PipeOverloaded, RedisPipe
 async def client(redis: Redis) -> PipedRedis:
     assert isinstance(redis, PipedRedis)
     return redis
-
-
-@pytest.fixture
-def private_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
