@@ -5,6 +5,8 @@ import asyncio
 import click
 
 from inventory.demo import DEMO_EVENT, create_demo_event, demo
+from inventory.durability import Durability, DurabilityUnsupported, check_support
+from inventory.redis_client import connect
 from inventory.server import ServerConfig, serve_processes
 
 
@@ -55,6 +57,23 @@ def main() -> None:
     help="Seconds a Redis command may take before the call fails UNAVAILABLE and the "
     "connection is opened again; above the longest script (CreateEvent of the largest event).",
 )
+@click.option(
+    "--confirm-durability",
+    envvar="LML_CONFIRM_DURABILITY",
+    default=Durability.NONE.value,
+    show_default=True,
+    type=click.Choice([d.value for d in Durability]),
+    help="When Confirm answers: once the script ran (none), once a replica has the booking "
+    "(replica: WAIT 1), or once it is fsynced to the append-only file (aof: WAITAOF, "
+    "Redis >= 7.2).",
+)
+@click.option(
+    "--durability-timeout",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.001),
+    help="Seconds a confirm waits for its replica or fsync before failing UNAVAILABLE.",
+)
 def serve(
     listen: str,
     redis_url: str,
@@ -62,10 +81,34 @@ def serve(
     sweep_interval: float,
     grace: float,
     redis_timeout: float,
+    confirm_durability: str,
+    durability_timeout: float,
 ) -> None:
     """Serve InventoryService (with gRPC health and reflection) until SIGTERM."""
-    config = ServerConfig(listen, redis_url, sweep_interval, grace, redis_timeout=redis_timeout)
+    durability = Durability(confirm_durability)
+    if durability != Durability.NONE:
+        try:
+            asyncio.run(_check_durability(redis_url, durability))
+        except DurabilityUnsupported as error:
+            raise click.ClickException(str(error)) from error
+    config = ServerConfig(
+        listen,
+        redis_url,
+        sweep_interval,
+        grace,
+        redis_timeout=redis_timeout,
+        confirm_durability=durability,
+        durability_timeout=durability_timeout,
+    )
     serve_processes(config, workers)
+
+
+async def _check_durability(redis_url: str, durability: Durability) -> None:
+    redis = connect(redis_url, timeout=5)
+    try:
+        await check_support(redis, durability)
+    finally:
+        await redis.aclose()
 
 
 @main.command("create-demo-event")

@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection
 from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 from redis.exceptions import RedisError
 
+from inventory.durability import ConfirmWaiter, Durability
 from inventory.engine import Inventory
 from inventory.health_probe import SERVICE_NAME, probe_redis
 from inventory.redis_client import connect
@@ -34,6 +35,8 @@ class ServerConfig:
     redis_connections: int = 64
     redis_timeout: float = 2.0  # deadline of every Redis command (the pipe's and redis-py's)
     health_interval: float = 0.5  # seconds between health probes of Redis
+    confirm_durability: Durability = Durability.NONE
+    durability_timeout: float = 1.0  # how long a confirm waits for its replica or fsync
 
 
 async def run_sweeper(inventory: Inventory, interval: float) -> None:
@@ -49,11 +52,14 @@ async def run_sweeper(inventory: Inventory, interval: float) -> None:
 
 
 def create_server(
-    inventory: Inventory, listen: str, watch_hub: WatchHub | None = None
+    inventory: Inventory,
+    listen: str,
+    watch_hub: WatchHub | None = None,
+    confirm_waiter: ConfirmWaiter | None = None,
 ) -> tuple[grpc.aio.Server, Any]:
     """The gRPC server with every service added, bound to `listen`; returns it and its health."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
-    servicer = InventoryServicer(inventory, watch_hub)
+    servicer = InventoryServicer(inventory, watch_hub, confirm_waiter)
     pb_grpc.add_InventoryServiceServicer_to_server(servicer, server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -74,7 +80,12 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
     redis = connect(config.redis_url, config.redis_connections, config.redis_timeout)
     inventory = Inventory(redis)
     watch_hub = WatchHub(redis)
-    server, health_servicer = create_server(inventory, config.listen, watch_hub)
+    confirm_waiter = (
+        None
+        if config.confirm_durability == Durability.NONE
+        else ConfirmWaiter(config.redis_url, config.confirm_durability, config.durability_timeout)
+    )
+    server, health_servicer = create_server(inventory, config.listen, watch_hub, confirm_waiter)
     await server.start()
     log.info("inventory service listening on %s (redis %s)", config.listen, config.redis_url)
 
@@ -96,6 +107,8 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
     probe.cancel()
     await watch_hub.close()  # watch streams never end by themselves: end them before draining
     await server.stop(config.grace)
+    if confirm_waiter is not None:
+        await confirm_waiter.close()
     await redis.aclose()
     log.info("stopped")
 

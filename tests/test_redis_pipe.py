@@ -2,11 +2,8 @@
 a lost connection failing only the calls waiting on it, and reconnecting after a restart."""
 
 import asyncio
-import os
-import signal
 import socket
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 
 import pytest
 import uvloop
@@ -22,6 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeout
 from inventory.local_servers import RedisServer
 from inventory.redis_client import PipedRedis, connect
 from inventory.redis_pipe import PipeOverloaded, RedisPipe
+from tests.redis_replica import frozen
 
 
 @pytest.fixture
@@ -35,17 +33,6 @@ async def private_pipe(private_server: RedisServer) -> AsyncIterator[RedisPipe]:
     pipe = RedisPipe("127.0.0.1", private_server.port, timeout=0.5)
     yield pipe
     pipe.close()
-
-
-@contextmanager
-def frozen(server: RedisServer) -> Iterator[None]:
-    """Redis stopped by SIGSTOP: its connections stay open and nothing answers."""
-    assert server.process is not None
-    os.kill(server.process.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(server.process.pid, signal.SIGCONT)
 
 
 async def _concurrent_calls(pipe: RedisPipe, count: int) -> None:
