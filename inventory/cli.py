@@ -74,6 +74,21 @@ def main() -> None:
     type=click.FloatRange(min=0.001),
     help="Seconds a confirm waits for its replica or fsync before failing UNAVAILABLE.",
 )
+@click.option(
+    "--metrics-port",
+    envvar="LML_METRICS_PORT",
+    type=click.IntRange(1, 65535),
+    help="Serve Prometheus metrics on this port (on the --listen host); with --workers N the "
+    "first process serves every worker's.",
+)
+@click.option(
+    "--log-format",
+    envvar="LML_LOG_FORMAT",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "json"]),
+    help="Log lines as text or as JSON objects; both carry the request id of the call.",
+)
 def serve(
     listen: str,
     redis_url: str,
@@ -83,6 +98,8 @@ def serve(
     redis_timeout: float,
     confirm_durability: str,
     durability_timeout: float,
+    metrics_port: int | None,
+    log_format: str,
 ) -> None:
     """Serve InventoryService (with gRPC health and reflection) until SIGTERM."""
     durability = Durability(confirm_durability)
@@ -99,6 +116,8 @@ def serve(
         redis_timeout=redis_timeout,
         confirm_durability=durability,
         durability_timeout=durability_timeout,
+        metrics_port=metrics_port,
+        log_format=log_format,
     )
     serve_processes(config, workers)
 

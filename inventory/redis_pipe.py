@@ -24,6 +24,8 @@ from typing import Any, cast
 import hiredis
 from redis import exceptions as rx
 
+from inventory import metrics
+
 Command = Sequence[str | int | bytes]
 
 DEFAULT_TIMEOUT = 5.0
@@ -218,6 +220,7 @@ class RedisPipe:
         if not attempt.cancelled() and attempt.exception() is None:
             self._protocol = attempt.result()
             self.connects += 1
+            metrics.REDIS_CONNECTS.inc()
 
     async def _connect(self) -> _Protocol:
         loop = asyncio.get_running_loop()

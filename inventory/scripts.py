@@ -8,6 +8,7 @@ installed wheel carries them.
 
 import hashlib
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
@@ -17,6 +18,7 @@ from typing import Any
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
+from inventory import metrics
 from inventory.redis_client import PipedRedis
 from inventory.redis_pipe import Command
 
@@ -75,6 +77,7 @@ class ScriptRunner:
         A plain EVALSHA rather than a pipeline of one: the pipeline's bookkeeping cost a
         sizeable share of a unary call's time in the service.
         """
+        started = time.perf_counter()
         try:
             try:
                 return await self._execute(_evalsha(call))
@@ -82,7 +85,13 @@ class ScriptRunner:
                 await self._load(call.script)
                 return await self._execute(_evalsha(call))
         except ResponseError as error:
+            metrics.REDIS_ERRORS.labels(type(error).__name__).inc()
             return error
+        except RedisError as error:
+            metrics.REDIS_ERRORS.labels(type(error).__name__).inc()
+            raise
+        finally:
+            metrics.SCRIPT_SECONDS.labels(call.script.name).observe(time.perf_counter() - started)
 
     async def run_batch(self, calls: Sequence[Call]) -> list[Any]:
         """Runs each call as its own atomic script, all in one round trip.
@@ -91,6 +100,21 @@ class ScriptRunner:
         refused with NOSCRIPT did not run, so it is safe to load its script and send it again;
         when the load or that second send fails, only those calls carry the error.
         """
+        started = time.perf_counter()
+        try:
+            results = await self._run_batch(calls)
+        except RedisError as error:
+            metrics.REDIS_ERRORS.labels(type(error).__name__).inc()
+            raise
+        elapsed = time.perf_counter() - started
+        for script in {call.script.name for call in calls}:
+            metrics.SCRIPT_SECONDS.labels(script).observe(elapsed)
+        for result in results:
+            if isinstance(result, RedisError):
+                metrics.REDIS_ERRORS.labels(type(result).__name__).inc()
+        return results
+
+    async def _run_batch(self, calls: Sequence[Call]) -> list[Any]:
         results = await self._send([_evalsha(call) for call in calls])
         missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
         if not missing:

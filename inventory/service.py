@@ -12,6 +12,7 @@ from lml.inventory.v1 import inventory_pb2 as pb
 from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 from redis.exceptions import RedisError
 
+from inventory.call_metrics import count_operations
 from inventory.durability import ConfirmWaiter
 from inventory.engine import Inventory
 from inventory.errors import InventoryError, redis_status
@@ -146,6 +147,7 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
         async def run(batch: pb.ExecuteRequest) -> None:
             try:
                 results = await self._durable(await self.inventory.execute(batch.operations))
+                count_operations(batch.operations, results)
             finally:
                 slots.release()
             await responses.put(pb.ExecuteResponse(results=results))
