@@ -53,8 +53,11 @@ lint:
 	buf lint /tmp/lml-inventory.binpb --path lml/inventory/v1/inventory.proto \
 		--config '{"version":"v2","lint":{"use":["STANDARD"]}}'
 
+# The fault-injection tests (tests/faults/, marked slow) are left out; CI runs everything:
+# make test PYTEST_ARGS=
+PYTEST_ARGS ?= -m "not slow"
 test: install lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 demo: install
 	$(BIN)/python -m inventory.cli demo

@@ -83,7 +83,7 @@ class _Protocol(asyncio.Protocol):
         self._reader = hiredis.Reader(
             replyError=parse_error, encoding="utf-8", notEnoughData=_NOT_ENOUGH_DATA
         )
-        # One entry per send: its future, how many replies it waits for, when it was sent.
+        # One entry per send: its future, how many replies it waits for, its deadline.
         self._waiting: deque[tuple[asyncio.Future[list[Any]], int, float]] = deque()
         self._replies: list[Any] = []
         self._outstanding = 0  # commands of the waiting entries
@@ -97,7 +97,7 @@ class _Protocol(asyncio.Protocol):
         self._reader.feed(data)
         while (reply := self._reader.gets()) is not _NOT_ENOUGH_DATA:
             self._replies.append(reply)
-            future, count, _sent = self._waiting[0]
+            future, count, _deadline = self._waiting[0]
             if len(self._replies) == count:
                 self._waiting.popleft()
                 self._outstanding -= count
@@ -109,7 +109,9 @@ class _Protocol(asyncio.Protocol):
         if self.lost is None:
             self._fail(rx.ConnectionError(f"connection to Redis lost: {exc or 'closed'}"))
 
-    def send(self, commands: Sequence[Command]) -> asyncio.Future[list[Any]]:
+    def send(
+        self, commands: Sequence[Command], max_wait: float | None = None
+    ) -> asyncio.Future[list[Any]]:
         assert self.transport is not None
         if self.lost is not None:
             raise self.lost
@@ -122,27 +124,36 @@ class _Protocol(asyncio.Protocol):
         # hiredis's stub types pack_command's argument as a tuple of one element.
         packed = [hiredis.pack_command(tuple(c)) for c in commands]  # type: ignore[arg-type]
         self.transport.write(b"".join(packed))
-        self._waiting.append((future, len(commands), self._loop.time()))
+        deadline = self._loop.time() + (max_wait or self._timeout)
+        self._waiting.append((future, len(commands), deadline))
         self._outstanding += len(commands)
         if self._watchdog is None:
             self._watchdog = self._loop.call_later(self._timeout / 4, self._check_deadline)
         return future
 
     def _check_deadline(self) -> None:
-        """Drops the connection when its oldest call has waited past the deadline.
+        """Drops the connection when the oldest call is past its deadline; fails alone a call
+        past its deadline behind an older one that may still take longer (a large script).
 
-        One timer per connection rather than one per call: every call has the same timeout, so
-        the head of the FIFO is always the first to expire.
+        One timer per connection rather than one per call: Redis answers in order, so while the
+        oldest call waits for its reply, every call behind it waits too.
         """
         self._watchdog = None
         if not self._waiting or self.lost is not None:
             return
-        waited = self._loop.time() - self._waiting[0][2]
-        if waited >= self._timeout:
+        now = self._loop.time()
+        head_deadline = self._waiting[0][2]
+        if now >= head_deadline:
             assert self.transport is not None
             self._fail(rx.TimeoutError(f"no reply from Redis within {self._timeout:g} s"))
             self.transport.abort()
             return
+        for future, _count, deadline in self._waiting:  # behind a longer call
+            if deadline <= now and not future.done():
+                # Its replies are still read off the connection and dropped.
+                future.set_exception(
+                    rx.TimeoutError(f"no reply from Redis within {self._timeout:g} s")
+                )
         self._watchdog = self._loop.call_later(self._timeout / 4, self._check_deadline)
 
     def _fail(self, error: rx.ConnectionError | rx.TimeoutError) -> None:
@@ -156,7 +167,7 @@ class _Protocol(asyncio.Protocol):
             self._watchdog.cancel()
             self._watchdog = None
         while self._waiting:
-            future, _count, _sent = self._waiting.popleft()
+            future, _count, _deadline = self._waiting.popleft()
             if not future.done():
                 future.set_exception(error)
         self._outstanding = 0
@@ -187,18 +198,20 @@ class RedisPipe:
         self._connecting: asyncio.Future[_Protocol] | None = None
         self.connects = 0  # connections opened: more than one means reconnects
 
-    async def send(self, commands: Sequence[Command]) -> list[Any]:
-        """The replies to `commands` in order, error replies as exception objects in place."""
+    async def send(self, commands: Sequence[Command], max_wait: float | None = None) -> list[Any]:
+        """The replies to `commands` in order, error replies as exception objects in place.
+
+        `max_wait` (seconds) replaces the pipe's timeout for these commands (a large script)."""
         if not commands:
             return []
         protocol = self._protocol
         if protocol is None or protocol.lost is not None:
             protocol = await self._connected()
-        return await protocol.send(commands)
+        return await protocol.send(commands, max_wait)
 
-    async def execute(self, *command: str | int | bytes) -> Any:
+    async def execute(self, *command: str | int | bytes, max_wait: float | None = None) -> Any:
         """The reply to one command; an error reply is raised."""
-        reply = (await self.send((command,)))[0]
+        reply = (await self.send((command,), max_wait))[0]
         if isinstance(reply, Exception):
             raise reply
         return reply

@@ -42,6 +42,7 @@ class Call:
     script: Script
     keys: Sequence[str]
     args: Sequence[Arg]
+    timeout: float | None = None  # the connection's deadline when None
 
 
 def load_script(name: str, lua_dir: Traversable = LUA_DIR) -> Script:
@@ -80,10 +81,10 @@ class ScriptRunner:
         started = time.perf_counter()
         try:
             try:
-                return await self._execute(_evalsha(call))
+                return await self._execute(_evalsha(call), call.timeout)
             except NoScriptError:  # it did not run: load the script and send it again
                 await self._load(call.script)
-                return await self._execute(_evalsha(call))
+                return await self._execute(_evalsha(call), call.timeout)
         except ResponseError as error:
             metrics.REDIS_ERRORS.labels(type(error).__name__).inc()
             return error
@@ -137,9 +138,9 @@ class ScriptRunner:
             results[i] = result
         return results
 
-    async def _execute(self, command: Command) -> Any:
+    async def _execute(self, command: Command, max_wait: float | None) -> Any:
         if self._pipe is not None:
-            return await self._pipe.execute(*command)
+            return await self._pipe.execute(*command, max_wait=max_wait)
         return await self.redis.execute_command(*command)
 
     async def _load(self, script: Script) -> None:

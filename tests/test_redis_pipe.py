@@ -223,3 +223,20 @@ async def test_the_connection_has_tcp_keepalive(private_pipe: RedisPipe) -> None
     sock = protocol.transport.get_extra_info("socket")
     assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 10
+
+
+async def test_a_long_call_keeps_its_own_deadline_and_the_calls_behind_it_fail_alone(
+    private_pipe: RedisPipe,
+) -> None:
+    """A large script (CreateEvent of a big event) may take seconds: the calls queued behind it
+    fail at their own deadline, the connection and the long call go on."""
+    assert await private_pipe.execute("PING") == "PONG"
+    spin = "local start = redis.call('TIME')[1] "
+    spin += "while redis.call('TIME')[1] - start < 2 do end return 'done'"
+    long_call = asyncio.ensure_future(private_pipe.execute("EVAL", spin, 0, max_wait=30))
+    await asyncio.sleep(0.05)
+    with pytest.raises(RedisTimeout):
+        await private_pipe.execute("PING")  # 0.5 s deadline, behind a 1-2 s script
+    assert await long_call == "done"
+    assert await private_pipe.execute("PING") == "PONG"
+    assert private_pipe.connects == 1
