@@ -34,6 +34,7 @@ WARMUP = 1.0  # seconds of load before measuring: connections opened, scripts lo
 @dataclass(frozen=True)
 class _Round:
     setting: str
+    callers: int
     confirms: int
     seconds: float
     latencies_ms: list[float]
@@ -95,7 +96,7 @@ async def _load(target: str, event_id: str, concurrency: int, duration: float) -
 
         await asyncio.gather(*(caller(index) for index in range(concurrency)))
         seconds = time.monotonic() - measured_from
-    return _Round("", len(latencies), seconds, latencies, failed)
+    return _Round("", concurrency, len(latencies), seconds, latencies, failed)
 
 
 async def _create(redis_url: str, event_id: str) -> None:
@@ -106,7 +107,7 @@ async def _create(redis_url: str, event_id: str) -> None:
         await client.aclose()
 
 
-def durability(duration: float, concurrency: int, rounds: int, workers: int) -> Report:
+def durability(duration: float, concurrency: list[int], rounds: int, workers: int) -> Report:
     rows: list[_Round] = []
     with tempfile.TemporaryDirectory(prefix="lml-bench-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
@@ -116,60 +117,70 @@ def durability(duration: float, concurrency: int, rounds: int, workers: int) -> 
         settings = ["none", "replica"] + (["aof"] if _has_waitaof(primary) else [])
         for index in range(rounds):
             for setting in settings:
-                event_id = f"durability-{index}-{setting}"
-                asyncio.run(_create(primary.url, event_id))
                 target = local_target()
                 command = inventory_command(target, primary.url, workers)
                 command += ["--confirm-durability", setting]
                 with server_process(command, target, workdir / f"{setting}.log"):
-                    measured = asyncio.run(_load(target, event_id, concurrency, duration))
-                rows.append(replace(measured, setting=setting))
+                    for callers in concurrency:
+                        event_id = f"durability-{index}-{setting}-{callers}"
+                        asyncio.run(_create(primary.url, event_id))
+                        measured = asyncio.run(_load(target, event_id, callers, duration))
+                        rows.append(replace(measured, setting=setting))
     return _report(rows, settings, duration, concurrency, rounds, workers)
+
+
+def _row(round_number: int, measured: _Round) -> list[object]:
+    return [
+        round_number,
+        measured.setting,
+        measured.callers,
+        measured.rate,
+        measured.percentile(50),
+        measured.percentile(99),
+        measured.failed,
+    ]
 
 
 def _report(
     rows: list[_Round],
     settings: list[str],
     duration: float,
-    concurrency: int,
+    concurrency: list[int],
     rounds: int,
     workers: int,
 ) -> Report:
     report = Report("durability", "Confirm durability: what waiting for a replica costs")
     report.text(
         f"A primary Redis and one replica (both private, on this machine); the service with "
-        f"{workers} process(es), `--confirm-durability` as the row says; {concurrency} callers "
-        f"each doing unary Hold then Confirm of one seat, {duration:.0f} s per round, {rounds} "
-        f"rounds alternating between settings, each after {WARMUP:.0f} s of unmeasured load. "
-        "Latency is the Confirm call's, as the caller sees it. `aof` (WAITAOF) needs Redis >= 7.2"
+        f"{workers} process(es), `--confirm-durability` as the row says; callers each doing "
+        f"unary Hold then Confirm of one seat ({' and '.join(map(str, concurrency))} callers "
+        f"at once), {duration:.0f} s per measure after {WARMUP:.0f} s of unmeasured load, "
+        f"{rounds} rounds alternating between settings. Latency is the Confirm call's, as the "
+        "caller sees it. `aof` (WAITAOF) needs Redis >= 7.2"
         + ("." if "aof" in settings else ": this Redis lacks it, so it is not measured.")
     )
     report.table(
-        ["round", "setting", "confirms/s", "p50 ms", "p99 ms", "failed"],
-        [
-            [
-                i // len(settings) + 1,
-                r.setting,
-                r.rate,
-                r.percentile(50),
-                r.percentile(99),
-                r.failed,
-            ]
-            for i, r in enumerate(rows)
-        ],
+        ["round", "setting", "callers", "confirms/s", "p50 ms", "p99 ms", "failed"],
+        [_row(index // (len(settings) * len(concurrency)) + 1, r) for index, r in enumerate(rows)],
     )
 
-    def median(setting: str, value: str) -> float:
-        picked = [r for r in rows if r.setting == setting]
+    def median(setting: str, callers: int, value: str) -> float:
+        picked = [r for r in rows if r.setting == setting and r.callers == callers]
         if value == "rate":
             return statistics.median(r.rate for r in picked)
         return statistics.median(r.percentile(99) for r in picked)
 
-    base_rate, base_p99 = median("none", "rate"), median("none", "p99")
-    summary = [["none", base_rate, base_p99, "x1.00", "x1.00"]]
-    for setting in settings[1:]:
-        rate, p99 = median(setting, "rate"), median(setting, "p99")
-        summary.append([setting, rate, p99, f"x{rate / base_rate:.2f}", f"x{p99 / base_p99:.2f}"])
-    report.text("Medians over the rounds, ratios against `none` in the same run:")
-    report.table(["setting", "confirms/s", "p99 ms", "confirms/s vs none", "p99 vs none"], summary)
+    summary: list[list[object]] = []
+    for callers in concurrency:
+        base_rate, base_p99 = median("none", callers, "rate"), median("none", callers, "p99")
+        for setting in settings:
+            rate, p99 = median(setting, callers, "rate"), median(setting, callers, "p99")
+            summary.append(
+                [setting, callers, rate, p99, f"x{rate / base_rate:.2f}", f"x{p99 / base_p99:.2f}"]
+            )
+    report.text("Medians over the rounds, ratios against `none` at the same load in the same run:")
+    report.table(
+        ["setting", "callers", "confirms/s", "p99 ms", "confirms/s vs none", "p99 vs none"],
+        summary,
+    )
     return report

@@ -116,12 +116,15 @@ def service(options: Options, duration: float, concurrency: int, rounds: int) ->
 
 @main.command("durability")
 @click.option("--duration", default=10.0, show_default=True)
-@click.option("--concurrency", default=32, show_default=True, help="Callers at once.")
+@click.option(
+    "--concurrency", default="1,32", show_default=True, help="Callers at once, one measure each."
+)
 @click.option("--rounds", default=3, show_default=True, help="Alternating rounds of each.")
 @click.pass_obj
-def durability_command(options: Options, duration: float, concurrency: int, rounds: int) -> None:
+def durability_command(options: Options, duration: float, concurrency: str, rounds: int) -> None:
     """Confirm with --confirm-durability none / replica (/ aof): confirms/s and p99, ratios."""
-    _done(durability_harness(duration, concurrency, rounds, options.workers))
+    levels = [int(level) for level in concurrency.split(",")]
+    _done(durability_harness(duration, levels, rounds, options.workers))
 
 
 @main.command()

@@ -12,7 +12,7 @@ def test_durability_harness_measures_none_and_replica(
 ) -> None:
     monkeypatch.setenv("LML_BENCH_RESULTS", str(tmp_path))
     monkeypatch.setattr("bench.durability_bench.ROUND_SEATS", 20_000)
-    text = durability(duration=1, concurrency=4, rounds=1, workers=1).write().read_text()
+    text = durability(duration=1, concurrency=[4], rounds=1, workers=1).write().read_text()
     rows = {
         cells[2]: cells
         for line in text.splitlines()
@@ -20,6 +20,6 @@ def test_durability_harness_measures_none_and_replica(
     }
     assert set(rows) >= {"none", "replica"}
     for cells in rows.values():
-        confirms_per_second, failed = float(cells[3].replace(",", "")), int(cells[6])
+        confirms_per_second, failed = float(cells[4].replace(",", "")), int(cells[7])
         assert confirms_per_second > 0 and failed == 0
     assert "| replica |" in text and "vs none" in text
