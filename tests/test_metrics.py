@@ -2,6 +2,7 @@
 metrics of both on one port, and JSON log lines carrying the call's request id."""
 
 import json
+import re
 import subprocess
 import sys
 import urllib.request
@@ -13,6 +14,7 @@ import pytest
 import redis as sync_redis
 from lml.inventory.v1 import inventory_pb2 as pb
 from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from inventory.local_servers import RedisServer, free_port
@@ -121,3 +123,17 @@ async def test_metrics_of_every_worker_and_json_logs_with_request_ids(
     about_the_call = [line for line in lines if line.get("request_id") == "req-oom-1"]
     assert about_the_call and "OOM" in about_the_call[0]["message"]
     assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+
+
+def test_the_dashboard_names_only_metrics_that_exist() -> None:
+    import booking.metrics
+    import inventory.metrics
+
+    assert booking.metrics and inventory.metrics  # imported for their metrics
+    exposed = {family.name for family in REGISTRY.collect()}
+    dashboard = (Path(__file__).parents[1] / "bench" / "grafana-dashboard.json").read_text()
+    named = {
+        re.sub(r"_(total|bucket)$", "", name) for name in re.findall(r"\blml_\w+", dashboard)
+    }
+    assert named and named <= exposed, named - exposed
+    json.loads(dashboard)
