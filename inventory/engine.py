@@ -33,6 +33,9 @@ DEFAULT_LIMITS = pb.EventLimits(
 )
 CHANGELOG_MAX = 100_000  # change-log entries kept for watchers (lua/includes/changelog.lua)
 MAX_SEATS_PER_EVENT = 200_000
+# create_event writes every seat in one script: seconds for the largest events, beyond the
+# Redis deadline of other calls (which fail alone meanwhile, see inventory/redis_pipe.py).
+CREATE_EVENT_TIMEOUT = 60.0
 MAX_SEATS_PER_REQUEST = 1_000  # beyond any event's limit: refused before reaching Redis
 MAX_ID_LENGTH = event_shape.MAX_ID_LENGTH
 SWEEP_BATCH = 500
@@ -198,6 +201,7 @@ class Inventory:
                         CHANGELOG_MAX,
                         *shape_args,
                     ),
+                    timeout=CREATE_EVENT_TIMEOUT,
                 )
             )
         )
