@@ -28,6 +28,7 @@ from clients.gateway.models import (
     ReleaseOut,
     status_name,
 )
+from clients.gateway.metrics import MetricsMiddleware
 from clients.gateway.page import add_page_routes
 from clients.gateway.seatmap import add_seatmap_routes
 from clients.gateway.state import client_of
@@ -121,6 +122,7 @@ def create_app(
     app.state.backends = backends
     app.add_exception_handler(InventoryClientError, problems.inventory_error)
     app.add_exception_handler(RequestValidationError, problems.validation_error)
+    app.add_middleware(MetricsMiddleware)
     _add_routes(app)
     add_seatmap_routes(app, ERRORS)
     add_checkout_routes(app, ERRORS)
