@@ -13,6 +13,7 @@ from clients.client import InventoryClient
 from clients.errors import InventoryClientError
 from clients.gateway import problems
 from clients.gateway.checkout_routes import StripeSettings, add_checkout_routes, open_checkout
+from clients.gateway.metrics import MetricsMiddleware
 from clients.gateway.models import (
     MAX_VERSION,
     AvailabilityOut,
@@ -28,7 +29,6 @@ from clients.gateway.models import (
     ReleaseOut,
     status_name,
 )
-from clients.gateway.metrics import MetricsMiddleware
 from clients.gateway.page import add_page_routes
 from clients.gateway.seatmap import add_seatmap_routes
 from clients.gateway.state import client_of
