@@ -40,7 +40,8 @@
     {"LIMIT_EXCEEDED", message, "max_seats_per_hold" | "max_seats_per_holder"}
     {"SEATS_UNAVAILABLE", message, seat ids...} named seats held or booked by others
     {"SEATS_UNAVAILABLE", message} no free block that fits, fewer places left than asked
-    {"HOLD_EXPIRED" | "HOLD_CONFIRMED" | "HOLD_NOT_FOUND", message} a retry of a hold that ended
+    {"HOLD_EXPIRED" | "HOLD_CONFIRMED" | "HOLD_NOT_FOUND", message, hold id} a retry of a hold
+      that ended: the hold its first call made
 
   Holds found past their deadline along the way (this holder's, or on the requested seats) are
   ended as expired first, whatever the outcome: that is the lazy half of expiry. Best available
