@@ -182,6 +182,8 @@ def rebuild(redis_url: str, postgres_url: str, event_id: str) -> None:
         f"event {event_id} {state}; {report.restored} seats booked again, "
         f"{report.already_booked} were already booked"
     )
+    if report.cancelled:
+        click.echo(f"{report.cancelled} seats left available: their booking was cancelled")
     click.echo(
         "holds are not kept in Postgres: every hold of this event is lost, and its seats "
         "are available"

@@ -33,6 +33,9 @@ DEFAULT_LIMITS = pb.EventLimits(
 )
 CHANGELOG_MAX = 100_000  # change-log entries kept for watchers (lua/includes/changelog.lua)
 MAX_SEATS_PER_EVENT = 200_000
+# create_event writes every seat in one script: seconds for the largest events, beyond the
+# Redis deadline of other calls (which fail alone meanwhile, see inventory/redis_pipe.py).
+CREATE_EVENT_TIMEOUT = 60.0
 MAX_SEATS_PER_REQUEST = 1_000  # beyond any event's limit: refused before reaching Redis
 MAX_ID_LENGTH = event_shape.MAX_ID_LENGTH
 SWEEP_BATCH = 500
@@ -198,6 +201,7 @@ class Inventory:
                         CHANGELOG_MAX,
                         *shape_args,
                     ),
+                    timeout=CREATE_EVENT_TIMEOUT,
                 )
             )
         )
@@ -212,7 +216,7 @@ class Inventory:
             pipe.hgetall(keys.event_keys(request.event_id).seat_info)
         meta, *infos = await pipe.execute()
         if not meta:
-            raise InventoryError("EVENT_NOT_FOUND", f"no event {request.event_id}")
+            raise InventoryError(pb.ERROR_REASON_EVENT_NOT_FOUND, f"no event {request.event_id}")
         event = pb.Event(
             event_id=request.event_id,
             limits=pb.EventLimits(
@@ -388,16 +392,15 @@ class Inventory:
     @staticmethod
     def _hold_response(request: pb.HoldRequest, reply: Any) -> pb.HoldResponse:
         ok = _check_reply(reply)
-        seat_ids = json.loads(ok[3]) if len(ok) > 3 else request.seat_ids
         return pb.HoldResponse(
             hold=pb.Hold(
                 hold_id=ok[1],
                 event_id=request.event_id,
                 holder_id=request.holder_id,
-                seat_ids=seat_ids,
+                seat_ids=json.loads(ok[3]),
                 expires_at=_timestamp(ok[2]),
             ),
-            split=len(ok) > 4 and ok[4] == 1,
+            split=ok[4] == 1,
         )
 
     def _extend_call(self, request: pb.ExtendRequest) -> Call:

@@ -51,3 +51,8 @@ def dead_letter_key(event_id: str) -> str:
 def cancelled_key(event_id: str) -> str:
     """Hash booking id -> JSON record of its cancellation (seats, time, reason)."""
     return f"lml:{{{event_id}}}:cancelled"
+
+
+# Written before each WAIT / WAITAOF of --confirm-durability, on the waiting connection: a write
+# of that connection is what WAIT counts (inventory/durability.py).
+DURABILITY_MARKER = "lml:durability-marker"

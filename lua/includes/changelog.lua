@@ -1,6 +1,10 @@
--- Appends one seat state change to the event's change log and returns its version.
--- The stream entry id is "0-<version>", so a reader resumes after version v with XREAD from "0-v".
--- Needs KEYS[1] (meta) and KEYS[6] (changes); `changelog_max` is set by the including script.
+-- The event's change log, KEYS[6] changes: a stream whose entry ids are "0-<version>", so a
+-- reader resumes after version v with XREAD from "0-v". Versions are never reused: KEYS[1]
+-- meta "version" is the last one issued, and create_event / restore_event raise it to at least
+-- the stream's last id (last_logged_version).
+-- Needs KEYS[1] meta and KEYS[6] changes; read_event (event.lua) sets `changelog_max`.
+-- Functions a command may leave unused, for luacheck:
+-- luacheck: ignore 211/append_change 211/last_logged_version
 --
 -- Trimming never drops an entry a consumer group has not acknowledged, unless it is beyond the
 -- retention, and then it is counted. Meta fields, written by the booking worker:
@@ -47,15 +51,33 @@ local function trim_unread(version, retention)
   redis.call('XTRIM', KEYS[6], 'MINID', '0-' .. keep_from)
 end
 
+-- Appends one seat state change and returns its version. A change calls it before its own
+-- writes: the XADD is the one write that can fail (an id not above the stream's last one), and
+-- failing first it leaves nothing of the change behind.
 local function append_change(reason, status, hold_id, holder_id, seats, now, booking_id)
-  local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+  local version = tonumber(redis.call('HGET', KEYS[1], 'version')) + 1
   local trim = redis.call('HMGET', KEYS[1], 'changelog_acked', 'changelog_retention')
   local acked = tonumber(trim[1]) or 0
   local retention = tonumber(trim[2]) or CHANGELOG_RETENTION
-  if version - retention > acked then trim_unread(version, retention) end
   local keep_from = math.max(math.min(acked, version - changelog_max) + 1, 0)
   redis.call('XADD', KEYS[6], 'MINID', '~', '0-' .. keep_from, '0-' .. version,
     'r', reason, 'st', status, 'h', hold_id, 'by', holder_id,
     's', cjson.encode(seats), 't', now, 'b', booking_id or '')
+  redis.call('HSET', KEYS[1], 'version', version)
+  -- After the XADD, so that a failing append leaves nothing behind.
+  if version - retention > acked then trim_unread(version, retention) end
   return version
+end
+
+-- The last version the change log ever took (its last generated id, even when that entry was
+-- trimmed since), 0 when there is no log.
+local function last_logged_version()
+  if redis.call('EXISTS', KEYS[6]) == 0 then return 0 end
+  local info = redis.call('XINFO', 'STREAM', KEYS[6])
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then
+      return tonumber(string.match(info[i + 1], '%-(%d+)$'))
+    end
+  end
+  return 0
 end

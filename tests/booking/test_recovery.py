@@ -10,7 +10,7 @@ import pytest
 from lml.inventory.v1 import inventory_pb2 as pb
 from redis.asyncio import Redis
 
-from booking import migrations, recovery
+from booking import migrations, recovery, store
 from inventory import keys
 from inventory.engine import Inventory
 from inventory.local_servers import RedisServer
@@ -208,3 +208,57 @@ async def test_rebuild_keeps_ranks_accessibility_and_sold_places(
     snapshot = await inventory.availability(pb.GetAvailabilityRequest(event_id="gig-1"))
     assert [(a.area_id, a.available) for a in snapshot.areas] == [("floor", 2)]
     assert cli(redis_server.url, pg_url, "reconcile", "--event", "gig-1").returncode == 0
+
+
+async def test_rebuild_leaves_a_booking_cancelled_in_redis_cancelled(
+    redis: Redis, inventory: Inventory, pg: asyncpg.Connection, pg_url: str
+) -> None:
+    seats = await make_event(inventory, "show-1", 10)
+    kept, cancelled = await book(inventory, "show-1", [seats[:2], seats[2:4]])
+    async with running_worker(redis, pg_url, **FAST):
+
+        async def synced() -> bool:
+            return int(await pg.fetchval("SELECT count(*) FROM booked_seats")) == 4
+
+        await wait_for(synced)
+    # Cancelled while the worker is down: Postgres still holds the booking active.
+    await inventory.cancel_booking(pb.CancelBookingRequest(event_id="show-1", booking_id=cancelled))
+    report = await recovery.rebuild(inventory, pg, "show-1")
+    assert (report.restored, report.already_booked, report.cancelled) == (0, 2, 2)
+    states = await seat_states(redis, "show-1")
+    assert [states[s] for s in seats[:4]] == [f"B:{kept}"] * 2 + ["A"] * 2
+
+    # Redis lost the seats but kept the cancellation: the rebuild still leaves them available.
+    await redis.delete(keys.event_keys("show-1").meta, keys.event_keys("show-1").seats)
+    report = await recovery.rebuild(inventory, pg, "show-1")
+    assert (report.created, report.restored, report.cancelled) == (True, 2, 2)
+    async with running_worker(redis, pg_url, **FAST):
+
+        async def cancel_synced() -> bool:
+            n = await pg.fetchval("SELECT count(*) FROM booked_seats WHERE state = 'active'")
+            return int(n) == 2
+
+        await wait_for(cancel_synced)
+    assert await booked_in_redis(redis, "show-1") == dict.fromkeys(seats[:2], kept)
+
+
+async def test_versions_after_a_rebuild_are_above_any_a_watcher_saw(
+    redis: Redis, inventory: Inventory, pg: asyncpg.Connection, pg_url: str
+) -> None:
+    seats = await make_event(inventory, "show-1", 100)
+    await book(inventory, "show-1", pairs(seats[:10]))
+    async with running_worker(redis, pg_url, **FAST):
+
+        async def audited() -> bool:
+            return int(await pg.fetchval("SELECT count(*) FROM seat_audit")) == 20
+
+        await wait_for(audited)
+    # Changes Postgres never hears of, but a watcher did: versions up to `seen`.
+    await hold(inventory, "show-1", pairs(seats[10:50]))
+    seen = int(await redis.hget(keys.event_keys("show-1").meta, "version") or 0)
+    assert seen > await store.last_version(pg, "show-1")
+    await redis.flushall()
+    report = await recovery.rebuild(inventory, pg, "show-1")
+    assert report.restored == 10
+    log: Any = await redis.xrange(keys.event_keys("show-1").changes)
+    assert all(int(entry_id.split("-")[1]) > seen for entry_id, _ in log)
