@@ -8,23 +8,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from lml.inventory.v1 import inventory_pb2 as pb
 from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
-from redis.exceptions import RedisError
 
 from inventory.engine import Inventory
+from inventory.health import SERVICE_NAME, HealthServicer, report_health
 from inventory.redis_client import connect
 from inventory.service import InventoryServicer
+from inventory.sweeper import run_sweeper
 from inventory.watch import WatchHub
 
 log = logging.getLogger(__name__)
-
-# grpc-stubs predates grpc_health's asyncio servicer, so mypy sees it as Any.
-HealthServicer: Any = health.aio.HealthServicer  # type: ignore[attr-defined]
-
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InventoryService"].full_name
 
 
 @dataclass(frozen=True)
@@ -34,24 +29,6 @@ class ServerConfig:
     sweep_interval: float = 0.5
     grace: float = 10.0
     redis_connections: int = 64
-
-
-async def run_sweeper(inventory: Inventory, health_servicer: Any, interval: float) -> None:
-    """Expires due holds of every event periodically; reports Redis's reachability as health."""
-    serving = health_pb2.HealthCheckResponse.SERVING
-    not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
-    while True:
-        try:
-            expired = await inventory.sweep()
-            if expired:
-                log.info("sweeper expired %d holds", expired)
-            status = serving
-        except RedisError as error:
-            log.warning("sweeper: redis unavailable: %s", error)
-            status = not_serving
-        for name in ("", SERVICE_NAME):
-            await health_servicer.set(name, status)
-        await asyncio.sleep(interval)
 
 
 def create_server(
@@ -88,12 +65,16 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    sweeper = asyncio.create_task(run_sweeper(inventory, health_servicer, config.sweep_interval))
+    sweeper = asyncio.create_task(
+        run_sweeper(inventory.redis, inventory.runner, config.sweep_interval)
+    )
+    health_reporter = asyncio.create_task(report_health(redis, health_servicer))
     if started is not None:
         started.set()
     await stop.wait()
 
     log.info("draining calls in flight (up to %.0f s)", config.grace)
+    health_reporter.cancel()
     await health_servicer.enter_graceful_shutdown()
     sweeper.cancel()
     await watch_hub.close()  # watch streams never end by themselves: end them before draining

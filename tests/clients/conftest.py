@@ -20,9 +20,10 @@ from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 from clients import InventoryClient
 from clients.gateway.app import create_app
 from inventory.engine import Inventory
+from inventory.health import HealthServicer, report_health
 from inventory.local_servers import free_port
-from inventory.server import HealthServicer, run_sweeper
 from inventory.service import InventoryServicer
+from inventory.sweeper import run_sweeper
 from inventory.watch import WatchHub
 from tests.layouts import conftest as layouts_fixtures
 
@@ -109,9 +110,11 @@ async def service(inventory: Inventory) -> AsyncIterator[Service]:
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     server.add_insecure_port(target)
     await server.start()
-    sweeper = asyncio.create_task(run_sweeper(inventory, health, 0.05))
+    sweeper = asyncio.create_task(run_sweeper(inventory.redis, inventory.runner, 0.05))
+    health_reporter = asyncio.create_task(report_health(inventory.redis, health, 0.05))
     yield Service(target, hub, faults)
     sweeper.cancel()
+    health_reporter.cancel()
     await hub.close()
     await server.stop(None)
 
