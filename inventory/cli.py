@@ -43,9 +43,26 @@ def main() -> None:
     type=click.FloatRange(min=0),
     help="Seconds SIGTERM waits for calls in flight.",
 )
-def serve(listen: str, redis_url: str, workers: int, sweep_interval: float, grace: float) -> None:
+@click.option(
+    "--redis-timeout",
+    envvar="LML_REDIS_TIMEOUT",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0.05),
+    help="Seconds a Redis command may take before the call fails UNAVAILABLE and the "
+    "connection is opened again; above the longest script (CreateEvent of the largest event).",
+)
+def serve(
+    listen: str,
+    redis_url: str,
+    workers: int,
+    sweep_interval: float,
+    grace: float,
+    redis_timeout: float,
+) -> None:
     """Serve InventoryService (with gRPC health and reflection) until SIGTERM."""
-    serve_processes(ServerConfig(listen, redis_url, sweep_interval, grace), workers)
+    config = ServerConfig(listen, redis_url, sweep_interval, grace, redis_timeout=redis_timeout)
+    serve_processes(config, workers)
 
 
 if __name__ == "__main__":

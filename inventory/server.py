@@ -8,18 +8,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 
 from inventory.engine import Inventory
-from inventory.health import SERVICE_NAME, HealthServicer, report_health
+from inventory.health_probe import SERVICE_NAME, probe_redis
 from inventory.redis_client import connect
 from inventory.service import InventoryServicer
 from inventory.sweeper import run_sweeper
 from inventory.watch import WatchHub
 
 log = logging.getLogger(__name__)
+
+# grpc-stubs predates grpc_health's asyncio servicer, so mypy sees it as Any.
+HealthServicer: Any = health.aio.HealthServicer  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,8 @@ class ServerConfig:
     sweep_interval: float = 0.5
     grace: float = 10.0
     redis_connections: int = 64
+    redis_timeout: float = 2.0  # deadline of every Redis command (the pipe's and redis-py's)
+    health_interval: float = 0.5  # seconds between health probes of Redis
 
 
 def create_server(
@@ -54,7 +59,7 @@ def create_server(
 
 async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> None:
     """Serves until SIGTERM or SIGINT, then stops taking calls and drains the ones in flight."""
-    redis = connect(config.redis_url, config.redis_connections)
+    redis = connect(config.redis_url, config.redis_connections, config.redis_timeout)
     inventory = Inventory(redis)
     watch_hub = WatchHub(redis)
     server, health_servicer = create_server(inventory, config.listen, watch_hub)
@@ -68,15 +73,17 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
     sweeper = asyncio.create_task(
         run_sweeper(inventory.redis, inventory.runner, config.sweep_interval)
     )
-    health_reporter = asyncio.create_task(report_health(redis, health_servicer))
+    probe = asyncio.create_task(
+        probe_redis(redis, health_servicer, config.health_interval, min(1.0, config.redis_timeout))
+    )
     if started is not None:
         started.set()
     await stop.wait()
 
     log.info("draining calls in flight (up to %.0f s)", config.grace)
-    health_reporter.cancel()
     await health_servicer.enter_graceful_shutdown()
     sweeper.cancel()
+    probe.cancel()
     await watch_hub.close()  # watch streams never end by themselves: end them before draining
     await server.stop(config.grace)
     await redis.aclose()

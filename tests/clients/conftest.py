@@ -20,8 +20,9 @@ from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 from clients import InventoryClient
 from clients.gateway.app import create_app
 from inventory.engine import Inventory
-from inventory.health import HealthServicer, report_health
+from inventory.health_probe import probe_redis
 from inventory.local_servers import free_port
+from inventory.server import HealthServicer
 from inventory.service import InventoryServicer
 from inventory.sweeper import run_sweeper
 from inventory.watch import WatchHub
@@ -111,10 +112,10 @@ async def service(inventory: Inventory) -> AsyncIterator[Service]:
     server.add_insecure_port(target)
     await server.start()
     sweeper = asyncio.create_task(run_sweeper(inventory.redis, inventory.runner, 0.05))
-    health_reporter = asyncio.create_task(report_health(inventory.redis, health, 0.05))
+    probe = asyncio.create_task(probe_redis(inventory.redis, health, 0.05, 1.0))
     yield Service(target, hub, faults)
     sweeper.cancel()
-    health_reporter.cancel()
+    probe.cancel()
     await hub.close()
     await server.stop(None)
 
