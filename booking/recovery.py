@@ -23,12 +23,14 @@ class RebuildReport:
     created: bool  # False: the event was still in Redis (a rebuild run again)
     restored: int  # seats booked again
     already_booked: int
+    cancelled: int  # seats left available: their booking's cancellation is in Redis, not yet synced
     conflicts: list[tuple[str, str]] = field(default_factory=list)  # (seat id, Redis value)
 
 
 async def rebuild(inventory: Inventory, conn: store.Conn, event_id: str) -> RebuildReport:
     """Recreates the event with its saved seats and limits, then books again, atomically, every
-    seat Postgres holds booked. Holds are not in Postgres: they are lost."""
+    seat Postgres holds booked, except bookings cancelled in Redis (the cancellation may not have
+    reached Postgres yet). Holds are not in Postgres: they are lost."""
     request = await store.load_event(conn, event_id)
     if request is None:
         raise RecoveryError(f"event {event_id} is not in Postgres: nothing to rebuild from")
@@ -47,7 +49,9 @@ async def rebuild(inventory: Inventory, conn: store.Conn, event_id: str) -> Rebu
         raise RecoveryError(f"restoring booked seats failed: {error.message}") from error
     except ResponseError as error:  # a fault in the script
         raise RecoveryError(f"restoring booked seats failed: {error}") from error
-    return RebuildReport(created, restored.restored, restored.already_booked, restored.conflicts)
+    return RebuildReport(
+        created, restored.restored, restored.already_booked, restored.cancelled, restored.conflicts
+    )
 
 
 @dataclass

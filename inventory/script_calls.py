@@ -19,7 +19,10 @@ from inventory.errors import from_script_error
 from inventory.scripts import Call, Script, load_script
 from inventory.times import timestamp
 
-CHANGELOG_MAX = 100_000  # change-log entries kept per event (approximately)
+CHANGELOG_MAX = 100_000  # change-log entries kept for watchers (lua/includes/changelog.lua)
+# create_event writes every seat in one script: seconds for the largest events, beyond the
+# Redis deadline of other calls (which fail alone meanwhile, see inventory/redis_pipe.py).
+CREATE_EVENT_TIMEOUT = 60.0
 SWEEP_BATCH = 500  # holds one sweep call ends at most
 SWEEP_ROWS = 20  # best-available index rows refreshed per sweep call: keeps each call short
 
@@ -73,6 +76,7 @@ def create_event_call(request: pb.CreateEventRequest) -> Call:
             CHANGELOG_MAX,
             *shape_args,
         ),
+        timeout=CREATE_EVENT_TIMEOUT,
     )
 
 
@@ -125,16 +129,15 @@ def _hold_choice(request: pb.HoldRequest) -> list[str | int]:
 
 def hold_response(request: pb.HoldRequest, reply: Any) -> pb.HoldResponse:
     reply = ok(reply)
-    seat_ids = json.loads(reply[3]) if len(reply) > 3 else request.seat_ids
     return pb.HoldResponse(
         hold=pb.Hold(
             hold_id=reply[1],
             event_id=request.event_id,
             holder_id=request.holder_id,
-            seat_ids=seat_ids,
+            seat_ids=json.loads(reply[3]),
             expires_at=timestamp(reply[2]),
         ),
-        split=len(reply) > 4 and reply[4] == 1,
+        split=reply[4] == 1,
     )
 
 
@@ -276,6 +279,7 @@ def sweep_result(reply: Any) -> Swept | None:
 class Restored:
     restored: int  # seats booked again
     already_booked: int  # seats already booked by their booking
+    cancelled: int  # seats left available: their booking was cancelled in Redis
     conflicts: list[tuple[str, str]]  # (seat id, its value in Redis): left as they are
 
 
@@ -287,10 +291,12 @@ def restore_event_call(
     args: list[str | int] = [version_floor]
     for booking_id, seat_ids in bookings.items():
         args += [booking_id, json.dumps(sorted(seat_ids))]
-    return Call(SCRIPTS["restore_event"], keys.event_keys(event_id), args)
+    return Call(
+        SCRIPTS["restore_event"], (*keys.event_keys(event_id), keys.cancelled_key(event_id)), args
+    )
 
 
 def restore_event_result(reply: Any) -> Restored:
     reply = ok(reply)
     conflicts = [(seat, value) for seat, value in json.loads(reply[3])]
-    return Restored(int(reply[1]), int(reply[2]), conflicts)
+    return Restored(int(reply[1]), int(reply[2]), int(reply[4]), conflicts)

@@ -7,9 +7,10 @@ import logging
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from inventory import keys
+from inventory import keys, metrics
 from inventory.script_calls import sweep_call, sweep_result
 from inventory.scripts import ScriptRunner
+from inventory.sweep_lag import oldest_due_seconds
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +38,13 @@ async def sweep(redis: Redis, runner: ScriptRunner) -> int:
 
 
 async def run_sweeper(redis: Redis, runner: ScriptRunner, interval: float) -> None:
-    """Sweeps every `interval` seconds until cancelled; a round that fails is retried at the
-    next one (the health reporter says when Redis is unreachable)."""
+    """Sweeps every `interval` seconds until cancelled, with the sweeper's lag and expiries as
+    metrics; a round that fails is retried at the next one (health is the probe's job)."""
     while True:
         try:
+            metrics.SWEEPER_LAG.set(await oldest_due_seconds(redis))
             expired = await sweep(redis, runner)
+            metrics.EXPIRED_HOLDS.inc(expired)
             if expired:
                 log.info("sweeper expired %d holds", expired)
         except RedisError as error:

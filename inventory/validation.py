@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from google.protobuf.duration_pb2 import Duration
 from lml.inventory.v1 import inventory_pb2 as pb
 
-from inventory import event_shape
+from inventory import bounds, event_shape
 from inventory.errors import invalid
 
 DEFAULT_LIMITS = pb.EventLimits(
@@ -32,6 +32,7 @@ def check_id(value: str, name: str) -> None:
         raise invalid(f"{name} is required")
     if len(value) > MAX_ID_LENGTH:
         raise invalid(f"{name} is longer than {MAX_ID_LENGTH} characters")
+    bounds.check_text(value, name)
 
 
 def check_event_id(event_id: str) -> None:
@@ -62,11 +63,13 @@ def ttl_ms(duration: Duration) -> int:
 def _check_request_id(request_id: str) -> None:
     if len(request_id) > MAX_ID_LENGTH:
         raise invalid(f"request_id is longer than {MAX_ID_LENGTH} characters")
+    bounds.check_text(request_id, "request_id")
 
 
 def _check_text(value: str, name: str) -> None:
     if len(value) > MAX_TEXT_LENGTH:
         raise invalid(f"{name} is longer than {MAX_TEXT_LENGTH} characters")
+    bounds.check_text(value, name)
 
 
 def resolve_limits(limits: pb.EventLimits) -> pb.EventLimits:
@@ -89,6 +92,7 @@ def resolve_limits(limits: pb.EventLimits) -> pb.EventLimits:
 def check_create_event(request: pb.CreateEventRequest) -> None:
     """The checks of the request as a whole; event_shape checks each seat and area."""
     check_event_id(request.event_id)
+    bounds.check_event(request)
     places = sum(area.capacity for area in request.areas)
     if len(request.seats) + places > MAX_SEATS_PER_EVENT:
         raise invalid(f"more than {MAX_SEATS_PER_EVENT} seats and places")
