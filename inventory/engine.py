@@ -20,6 +20,7 @@ from inventory import keys, reads, script_calls, sweeper, validation
 from inventory.errors import InventoryError, invalid, redis_status
 from inventory.script_calls import SCRIPTS
 from inventory.scripts import Call, Script, ScriptRunner
+from inventory.snapshots import SnapshotCache
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Inventory:
         self.redis = redis
         self.runner = ScriptRunner(redis)
         self.scripts: dict[str, Script] = SCRIPTS
+        self.snapshots = SnapshotCache(redis, self.runner)
 
     # -- events -------------------------------------------------------------------------------
 
@@ -63,8 +65,7 @@ class Inventory:
         return await reads.get_event(self.redis, request)
 
     async def availability(self, request: pb.GetAvailabilityRequest) -> pb.GetAvailabilityResponse:
-        reply = await self.runner.run(script_calls.availability_call(request))
-        return script_calls.availability_response(reply)
+        return await self.snapshots.availability(request.event_id)
 
     async def sweep(self) -> int:
         """One sweeper round over every event; returns how many holds expired."""

@@ -35,7 +35,8 @@ SCRIPTS: dict[str, Script] = {
         "release",
         "confirm",
         "sweep",
-        "availability",
+        "availability_chunk",
+        "availability_version",
         "cancel_booking",
         "restore_event",
     )
@@ -210,23 +211,48 @@ def confirm_response(request: pb.ConfirmRequest, reply: Any) -> pb.ConfirmRespon
     )
 
 
-# -- availability ---------------------------------------------------------------------------------
+# -- availability: a snapshot in bounded chunks (inventory/snapshots.py) ---------------------------
+
+AVAILABILITY_CHUNK = 200  # HSCAN COUNT per availability_chunk call: keeps each call short
+AVAILABILITY_SWEEP = 10  # due holds one availability_version call ends at most
 
 
-def availability_call(request: pb.GetAvailabilityRequest) -> Call:
-    validation.check_event_id(request.event_id)
-    return Call(SCRIPTS["availability"], keys.event_keys(request.event_id), ())
+@dataclass(frozen=True)
+class Chunk:
+    version: int  # the change-log version the states are as of
+    cursor: str  # "0" when the scan is complete
+    states: list[tuple[str, pb.SeatStatus.ValueType]]
 
 
-def availability_response(reply: Any) -> pb.GetAvailabilityResponse:
+def availability_chunk_call(event_id: str, cursor: str) -> Call:
+    return Call(
+        SCRIPTS["availability_chunk"], keys.event_keys(event_id), (cursor, AVAILABILITY_CHUNK)
+    )
+
+
+def availability_chunk_result(reply: Any) -> Chunk:
     reply = ok(reply)
-    response = pb.GetAvailabilityResponse(version=int(reply[1]))
-    for area_id, capacity, _category, available in event_shape.stored_areas(reply[2]):
-        response.areas.add(area_id=area_id, capacity=capacity, available=available)
-    add = response.seats.add
-    for i in range(3, len(reply), 2):
-        add(seat_id=reply[i], status=_SEAT_STATUS[reply[i + 1][0]])
-    return response
+    states = [(reply[i], _SEAT_STATUS[reply[i + 1][0]]) for i in range(3, len(reply), 2)]
+    return Chunk(int(reply[1]), str(reply[2]), states)
+
+
+@dataclass(frozen=True)
+class Version:
+    version: int
+    more_due: bool  # the batch of due holds was full: call again before trusting `version`
+    areas: list[tuple[str, int]]  # (area id, capacity) in the event's order
+    created_at_ms: int  # tells a re-created event from the one a cache knew
+
+
+def availability_version_call(event_id: str) -> Call:
+    validation.check_event_id(event_id)
+    return Call(SCRIPTS["availability_version"], keys.event_keys(event_id), (AVAILABILITY_SWEEP,))
+
+
+def availability_version_result(reply: Any) -> Version:
+    reply = ok(reply)
+    areas = [(area[0], int(area[1])) for area in event_shape.stored_areas(reply[3])]
+    return Version(int(reply[1]), reply[2] == 1, areas, int(reply[4]))
 
 
 # -- cancel_booking -------------------------------------------------------------------------------
