@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.middleware.gzip import GZipMiddleware
 
 from clients.client import InventoryClient
 from clients.errors import InventoryClientError
@@ -123,6 +124,8 @@ def create_app(
     app.add_exception_handler(InventoryClientError, problems.inventory_error)
     app.add_exception_handler(RequestValidationError, problems.validation_error)
     app.add_middleware(MetricsMiddleware)
+    # Seat maps and availability shrink several-fold; Starlette leaves text/event-stream as is.
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
     _add_routes(app)
     add_seatmap_routes(app, ERRORS)
     add_checkout_routes(app, ERRORS)
