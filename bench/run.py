@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import click
 
 from bench import scenarios
+from bench.availability_bench import availability as availability_harness
 from bench.driver import DriverConfig
 from bench.durability_bench import durability as durability_harness
 from bench.engine_bench import engine as engine_harness
@@ -135,6 +136,16 @@ def durability_command(options: Options, duration: float, concurrency: str, roun
 def peers(duration: float, concurrency: int, seats: int, rounds: int) -> None:
     """The engine beside per-seat SET NX EX and Postgres SELECT ... FOR UPDATE."""
     _done(peers_harness(duration, concurrency, seats, rounds))
+
+
+@main.command()
+@click.option("--sizes", default="1000,20000,100000", show_default=True)
+@click.option("--readers", default=16, show_default=True, help="Concurrent callers per measure.")
+@click.option("--duration", default=5.0, show_default=True, help="Seconds per measure.")
+@click.option("--rounds", default=2, show_default=True, help="Alternating rounds of each.")
+def availability(sizes: str, readers: int, duration: float, rounds: int) -> None:
+    """GetAvailability chunked and cached vs the one-script read; holds beside 100 readers."""
+    _done(availability_harness([int(size) for size in sizes.split(",")], readers, duration, rounds))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from inventory import keys, script_calls
 from inventory.engine import Inventory
 from inventory.errors import InventoryError
-from inventory.snapshots import SnapshotCache
+from inventory.snapshots import SnapshotCache, Status
 from inventory.watch import WatchHub
 
 EVENT = "race"
@@ -36,13 +36,13 @@ async def _create(inventory: Inventory, event_id: str, seats: int, places: int =
     await inventory.create_event(request)
 
 
-def _states(snapshot: pb.GetAvailabilityResponse) -> dict[str, int]:
+def _states(snapshot: pb.GetAvailabilityResponse) -> dict[str, Status]:
     states = {seat.seat_id: seat.status for seat in snapshot.seats}
     assert len(states) == len(snapshot.seats), "a seat listed twice"
     return states
 
 
-async def _replayed(redis: Redis, event_id: str, seats: list[str], version: int) -> dict[str, int]:
+async def _replayed(redis: Redis, event_id: str, seats: list[str], version: int) -> dict[str, Status]:
     """Every seat available at version 0, then each logged change up to `version` applied."""
     states = dict.fromkeys(seats, pb.SEAT_STATUS_AVAILABLE)
     entries: Any = await redis.xrange(keys.event_keys(event_id).changes, "-", f"0-{version}")
