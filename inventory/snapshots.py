@@ -18,7 +18,7 @@ import asyncio
 import json
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeAlias
 
 from lml.inventory.v1 import inventory_pb2 as pb
@@ -48,8 +48,30 @@ class _LogGap(Exception):
 class _Snapshot:
     created_at_ms: int
     version: int
-    states: dict[str, Status]  # seat id -> SeatStatus, in the order first read
+    states: dict[str, Status]  # seat id -> status, in the order first read
     response: pb.GetAvailabilityResponse
+    # Fixed for the event: where each seat sits in `response.seats`, and the area of each
+    # general-admission place, so that a change updates both without a pass over every seat.
+    positions: dict[str, int]
+    place_areas: dict[str, int]  # place id -> index in `response.areas`
+
+    def advanced(self, version: int, changes: list[tuple[int, Status, list[str]]]) -> "_Snapshot":
+        """This snapshot with `changes` applied, at `version`; the response copied in C, then
+        only the changed seats and areas set."""
+        response = pb.GetAvailabilityResponse()
+        response.CopyFrom(self.response)
+        response.version = version
+        states = dict(self.states)
+        for _version, status, seats in changes:
+            for seat in seats:
+                before, states[seat] = states.get(seat), status
+                response.seats[self.positions[seat]].status = status
+                area = self.place_areas.get(seat)
+                if area is not None:
+                    was_free = before == pb.SEAT_STATUS_AVAILABLE
+                    is_free = status == pb.SEAT_STATUS_AVAILABLE
+                    response.areas[area].available += int(is_free) - int(was_free)
+        return replace(self, version=version, states=states, response=response)
 
 
 @dataclass
@@ -119,11 +141,7 @@ class SnapshotCache:
             changes = [change async for change in self._changes(event_id, cached.version, settled)]
         except _LogGap:
             return await self._fresh(event_id)
-        states = dict(cached.states)
-        for _version, status, seats in changes:
-            for seat in seats:
-                states[seat] = status
-        return _snapshot(settled, states)
+        return cached.advanced(settled.version, changes)
 
     async def _settle(self, event_id: str) -> script_calls.Version:
         """The event's version once no hold is due any more (each call ends a bounded batch)."""
@@ -190,11 +208,13 @@ def _snapshot(settled: script_calls.Version, states: dict[str, Status]) -> _Snap
     response.seats.extend(
         pb.SeatAvailability(seat_id=seat, status=status) for seat, status in states.items()
     )
-    for area_id, capacity in settled.areas:
-        taken = sum(
-            1
-            for number in range(1, capacity + 1)
-            if states.get(event_shape.place_id(area_id, number)) != pb.SEAT_STATUS_AVAILABLE
-        )
-        response.areas.add(area_id=area_id, capacity=capacity, available=capacity - taken)
-    return _Snapshot(settled.created_at_ms, settled.version, states, response)
+    place_areas: dict[str, int] = {}
+    for index, (area_id, capacity) in enumerate(settled.areas):
+        places = [event_shape.place_id(area_id, number) for number in range(1, capacity + 1)]
+        place_areas.update(dict.fromkeys(places, index))
+        available = sum(1 for place in places if states.get(place) == pb.SEAT_STATUS_AVAILABLE)
+        response.areas.add(area_id=area_id, capacity=capacity, available=available)
+    positions = {seat: position for position, seat in enumerate(states)}
+    return _Snapshot(
+        settled.created_at_ms, settled.version, states, response, positions, place_areas
+    )
