@@ -11,6 +11,7 @@ another process read its availability in a loop, with no readers as the referenc
 
 import asyncio
 import contextlib
+import math
 import multiprocessing
 import tempfile
 import time
@@ -107,7 +108,7 @@ async def _throughput(
         calls / elapsed,
         await _redis_us(redis) / calls,
         len(scripts) / calls,
-        median(scripts),
+        median(scripts) if scripts else math.nan,
         _percentile(scripts, 99),
     )
 
@@ -172,7 +173,8 @@ async def _holds_beside_readers(
 
 
 def _percentile(values: list[float], share: int) -> float:
-    return quantiles(values, n=100)[share - 1]
+    """NaN (shown as "-") for fewer than two values."""
+    return quantiles(values, n=100)[share - 1] if len(values) > 1 else math.nan
 
 
 async def _run(
