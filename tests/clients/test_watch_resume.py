@@ -144,7 +144,7 @@ async def test_watch_resumes_after_the_server_restarts(
             await churn(inventory, rng, 40)
             await until(partial(watcher.reached, 40), 20)
             first.send_signal(stop)
-            first.wait(30)
+            await asyncio.to_thread(first.wait, 30)
             # While the server is away, the inventory goes on changing.
             await churn(inventory, rng, 40)
             with serving(redis_server.url, target):
