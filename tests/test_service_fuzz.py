@@ -30,7 +30,7 @@ from lml.inventory.v1 import inventory_pb2 as pb
 from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 from redis import Redis
 
-from inventory.errors import DOMAIN, STATUS_CODES
+from inventory.errors import DOMAIN, STATUS_CODES, wire_reason
 from inventory.local_servers import RedisServer, free_port
 from tests.grpc_errors import error_info, status_info
 from tests.proto_strategies import messages, near
@@ -40,13 +40,8 @@ SERVICE = pb.DESCRIPTOR.services_by_name["InventoryService"]
 HOUR = Duration(seconds=3600)
 # Keys that a request may rewrite without changing any state: the best-available index.
 INDEX_KEYS = ("row_runs", "free", "dirty_rows")
-# Every refusal a request may get: the service's reasons, and WatchEvent's own.
-DOCUMENTED = {
-    **STATUS_CODES,
-    "CHANGES_TRIMMED": grpc.StatusCode.OUT_OF_RANGE,
-    "VERSION_AHEAD": grpc.StatusCode.OUT_OF_RANGE,
-    "WATCHER_TOO_SLOW": grpc.StatusCode.RESOURCE_EXHAUSTED,
-}
+# Every refusal a request may get, by its reason on the wire (WatchEvent's own included).
+DOCUMENTED = {wire_reason(reason): code for reason, code in STATUS_CODES.items()}
 WATCH_SECONDS = 0.2  # how long a WatchEvent stream is read before the test lets go
 
 

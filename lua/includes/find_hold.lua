@@ -2,7 +2,9 @@
 -- error reply: HOLD_NOT_FOUND, NOT_HOLDER; for a live hold past its deadline it ends the hold
 -- as expired first and answers HOLD_EXPIRED. Ended holds are returned as they are: each caller
 -- decides what a released, expired or confirmed hold means for it.
--- Needs KEYS[3] holds and end_hold.lua.
+-- Needs KEYS[3] holds.
+-- @include end_hold
+
 local function find_hold(hold_id, holder_id, now)
   local raw = redis.call('HGET', KEYS[3], hold_id)
   if not raw then return nil, {'HOLD_NOT_FOUND', 'no hold ' .. hold_id} end
@@ -16,11 +18,14 @@ local function find_hold(hold_id, holder_id, now)
   return rec
 end
 
--- The error for a hold that is no longer live, by what ended it.
+-- The error for a hold that is no longer live, by what ended it, naming the hold (a retried
+-- Hold learns which hold its first call made, e.g. to confirm it again idempotently).
 local function ended_error(hold_id, rec)
-  if rec.st == 'expired' then return {'HOLD_EXPIRED', 'hold ' .. hold_id .. ' expired'} end
-  if rec.st == 'confirmed' then
-    return {'HOLD_CONFIRMED', 'hold ' .. hold_id .. ' is already confirmed'}
+  if rec.st == 'expired' then
+    return {'HOLD_EXPIRED', 'hold ' .. hold_id .. ' expired', hold_id}
   end
-  return {'HOLD_NOT_FOUND', 'hold ' .. hold_id .. ' was released'}
+  if rec.st == 'confirmed' then
+    return {'HOLD_CONFIRMED', 'hold ' .. hold_id .. ' is already confirmed', hold_id}
+  end
+  return {'HOLD_NOT_FOUND', 'hold ' .. hold_id .. ' was released', hold_id}
 end

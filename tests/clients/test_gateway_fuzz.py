@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from lml.inventory.v1 import inventory_pb2 as pb
 
 from clients.gateway.app import create_app
-from clients.gateway.checkout import WEBHOOK_PATH
+from clients.gateway.checkout_routes import WEBHOOK_PATH
 from inventory.engine import Inventory
 from inventory.layouts.events import EventFromLayout, create_event_from_layout
 from inventory.layouts.lifecycle import Layouts
