@@ -17,12 +17,8 @@
             and places (E), "rows": row count (R), "bucket_cap": see free_index.lua,
             "areas": [[area id, capacity, category or ""], ...], "categories": [...],
             "sections": [...]}
-    ARGV[9 .. 8 + 2E] seat id, description JSON, ...: a seat's description carries its row
-            number "r" (none for a seat without a row), a place's its area's index "a"
-            (1-based, in the order of "areas")
-    ARGV[9 + 2E ..] each row's JSON, rows numbered from 1 in this order: {"x": section,
-            "s": seat ids left to right, "r": their ranks, "k": their kinds ("S" standard,
-            "W" wheelchair space, "C" companion seat), "c": their categories}
+    ARGV[9 .. 8 + 2E] seat id, its description (lua/RECORDS.md), ...
+    ARGV[9 + 2E ..] each row's JSON, rows numbered from 1 in this order (lua/RECORDS.md)
 
   Output:
     {"OK", 1} created; {"OK", 0} existed with identical input
@@ -82,7 +78,7 @@ for r = 1, rows do reindex_row(r) end
 -- Places are free from the start: each goes into the index under its area.
 local places = {}
 for i = 1, entries do
-  local area = cjson.decode(description(i)).a
+  local area = cjson.decode(description(i)).area_no
   if area then places[#places + 1] = place_member(area, seat_id(i)) end
 end
 write_chunks('ZADD', KEYS[11], #places, function(i) return 0, places[i] end)

@@ -7,14 +7,14 @@
 -- luacheck: ignore 211/append_change 211/last_logged_version
 local changelog_max = 100000
 
--- Appends one seat state change and returns its version. A change calls it before its own
--- writes: the XADD is the one write that can fail (an id not above the stream's last one), and
--- failing first it leaves nothing of the change behind.
+-- Appends one seat state change (fields in lua/RECORDS.md) and returns its version. A change
+-- calls it before its own writes: the XADD is the one write that can fail (an id not above the
+-- stream's last one), and failing first it leaves nothing of the change behind.
 local function append_change(reason, status, hold_id, holder_id, seats, now, booking_id)
   local version = tonumber(redis.call('HGET', KEYS[1], 'version')) + 1
   redis.call('XADD', KEYS[6], 'MAXLEN', '~', changelog_max, '0-' .. version,
-    'r', reason, 'st', status, 'h', hold_id, 'by', holder_id,
-    's', cjson.encode(seats), 't', now, 'b', booking_id or '')
+    'reason', reason, 'status', status, 'hold_id', hold_id, 'holder_id', holder_id,
+    'seat_ids', cjson.encode(seats), 'changed_at', now, 'booking_id', booking_id or '')
   redis.call('HSET', KEYS[1], 'version', version)
   return version
 end
