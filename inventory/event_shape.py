@@ -171,6 +171,10 @@ def script_args(request: pb.CreateEventRequest, max_seats_per_hold: int) -> list
             {s.category for s in request.seats if s.HasField("category")}
             | {a.category for a in request.areas if a.HasField("category")}
         ),
-        "sections": sorted({seat.section for seat in request.seats}),
+        "sections": sorted({seat.section for seat in request.seats if seat.row}),
+        "rowless_sections": sorted(
+            {seat.section for seat in request.seats if not seat.row}
+            - {seat.section for seat in request.seats if seat.row}
+        ),
     }
     return [_json(shape), *seat_args, *place_args, *rows]

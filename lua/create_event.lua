@@ -16,7 +16,8 @@
     ARGV[8] the event's shape as JSON: {"seat_count": seats without places, "entries": seats
             and places (E), "rows": row count (R), "bucket_cap": see free_index.lua,
             "areas": [[area id, capacity, category or ""], ...], "categories": [...],
-            "sections": [...]}
+            "sections": [sections with rows], "rowless_sections": [sections whose seats
+            have no row]}
     ARGV[9 .. 8 + 2E] seat id, its description (lua/RECORDS.md), ...
     ARGV[9 + 2E ..] each row's JSON, rows numbered from 1 in this order (lua/RECORDS.md)
 
@@ -51,6 +52,9 @@ for _, category in ipairs(shape.categories) do
 end
 for _, section in ipairs(shape.sections) do
   redis.call('HSET', KEYS[1], 'section:' .. section, 1)
+end
+for _, section in ipairs(shape.rowless_sections) do
+  redis.call('HSET', KEYS[1], 'section:' .. section, 0)
 end
 
 -- Lua's unpack is limited to a few thousand values: write in chunks.

@@ -143,6 +143,10 @@ elseif mode == 'best' then
     return {'INVALID_ARGUMENT', 'no category ' .. category}
   end
   if section ~= '*' and not known[2] then return {'INVALID_ARGUMENT', 'no section ' .. section} end
+  if known[2] == '0' then
+    return {'INVALID_ARGUMENT', 'best available picks seats in rows, and the seats of section '
+      .. section .. ' have no rows: hold them by seat id'}
+  end
   local picked
   picked, split = pick_best('|' .. category .. '|' .. section .. '|', quantity, wheelchairs,
     ARGV[10] == '1')
