@@ -12,7 +12,8 @@
     ARGV[4] default_ttl_ms
     ARGV[5] max_ttl_ms
     ARGV[6] max_lifetime_ms
-    ARGV[7] changelog_max: change-log entries kept (approximately)
+    ARGV[7] changelog_max: change-log entries kept for watchers (approximately; entries a
+            consumer group has not read are kept longer: includes/changelog.lua)
     ARGV[8] the event's shape as JSON: {"seat_count": seats without places, "entries": seats
             and places (E), "rows": row count (R), "bucket_cap": see free_index.lua,
             "areas": [[area id, capacity, category or ""], ...], "categories": [...],

@@ -18,6 +18,7 @@ from inventory.watch import to_change
 from tests.booking.helpers import (
     book,
     booked_in_redis,
+    drained,
     hold,
     make_event,
     pairs,
@@ -48,11 +49,8 @@ async def _synced_event(
     await book(inventory, "show-1", pairs(seats[:40]))
     await hold(inventory, "show-1", pairs(seats[40:50]))
     async with running_worker(redis, pg_url, **FAST):
-
-        async def audited() -> bool:
-            return int(await pg.fetchval("SELECT count(*) FROM seat_audit")) == 90
-
-        await wait_for(audited)
+        await wait_for(lambda: drained(redis, ["show-1"]))
+    assert int(await pg.fetchval("SELECT count(*) FROM seat_audit")) == 90
     return await booked_in_redis(redis, "show-1")
 
 
@@ -96,12 +94,9 @@ async def test_flushall_then_rebuild_books_the_seats_again_and_reconcile_is_clea
 
     # The rebuilt event is watched again, and its restoration is in the audit trail.
     async with running_worker(redis, pg_url, **FAST):
-
-        async def restored() -> bool:
-            n = await pg.fetchval("SELECT count(*) FROM seat_audit WHERE reason = 'restored'")
-            return int(n) == 40
-
-        await wait_for(restored)
+        await wait_for(lambda: drained(redis, ["show-1"]))
+    restored = await pg.fetchval("SELECT count(*) FROM seat_audit WHERE reason = 'restored'")
+    assert restored == 40
     seat = sorted(booked)[0]
     history = cli(None, pg_url, "history", "--event", "show-1", "--seat", seat)
     reasons = [line.split()[2] for line in history.stdout.splitlines()]
@@ -168,11 +163,9 @@ async def test_a_running_worker_carries_on_after_flushall_and_rebuild(
         await book(inventory, "show-1", pairs(seats[20:40]))
         await wait_for(lambda: synced(40))
 
-        async def restored_audited() -> bool:
-            n = await pg.fetchval("SELECT count(*) FROM seat_audit WHERE reason = 'restored'")
-            return int(n) == 20
-
-        await wait_for(restored_audited)
+        await wait_for(lambda: drained(redis, ["show-1"]))
+    restored = await pg.fetchval("SELECT count(*) FROM seat_audit WHERE reason = 'restored'")
+    assert restored == 20
     assert await booked_in_redis(redis, "show-1") == {
         r["seat_id"]: r["booking_id"] for r in await pg.fetch("SELECT * FROM booked_seats")
     }
@@ -203,11 +196,8 @@ async def test_rebuild_keeps_ranks_accessibility_and_sold_places(
     await inventory.confirm(pb.ConfirmRequest(**ref))
     described = await inventory.get_event(pb.GetEventRequest(event_id="gig-1", include_seats=True))
     async with running_worker(redis, pg_url, **FAST):
-
-        async def synced() -> bool:
-            return int(await pg.fetchval("SELECT count(*) FROM booked_seats")) == 4
-
-        await wait_for(synced)
+        await wait_for(lambda: drained(redis, ["gig-1"]))
+    assert int(await pg.fetchval("SELECT count(*) FROM booked_seats")) == 4
 
     await redis.flushall()
     rebuilt = cli(redis_server.url, pg_url, "rebuild", "--event", "gig-1")
