@@ -18,7 +18,8 @@ local function members_from(prefix, limit)
     'LIMIT', 0, limit)
 end
 
--- The start of the best window of `want` seats in the run row.s[start .. start + length - 1]:
+-- The start of the best window of `want` seats in the run
+-- row.seat_ids[start .. start + length - 1]:
 -- the least sum of ranks, among windows that `fits` (when given) and, unless gaps_ok, that
 -- leave no single free seat of the run on either side.
 local function best_window(row, start, length, want, gaps_ok, fits)
@@ -28,7 +29,7 @@ local function best_window(row, start, length, want, gaps_ok, fits)
     local first = start + left
     if (gaps_ok or (left ~= 1 and right ~= 1)) and (not fits or fits(row, first, want)) then
       local sum = 0
-      for i = first, first + want - 1 do sum = sum + row.r[i] end
+      for i = first, first + want - 1 do sum = sum + row.ranks[i] end
       if not best_sum or sum < best_sum then best_at, best_sum = first, sum end
     end
   end
@@ -37,7 +38,7 @@ end
 
 local function seats_at(row, first, want)
   local ids = {}
-  for i = first, first + want - 1 do ids[#ids + 1] = row.s[i] end
+  for i = first, first + want - 1 do ids[#ids + 1] = row.seat_ids[i] end
   return ids
 end
 
@@ -69,7 +70,7 @@ local function pick_accessible(scope, want, wheelchairs)
   local function fits(row, first, n)
     local count = 0
     for i = first, first + n - 1 do
-      if row.k[i] == 'W' then count = count + 1 end
+      if row.kinds[i] == 'W' then count = count + 1 end
     end
     return count == wheelchairs
   end

@@ -289,8 +289,8 @@ def check_invariants(redis_port: int, outcomes: Outcomes) -> dict[str, int]:
             assert owner.get(seat) == value[2:], f"seat {seat} booked without its record"
         elif value.startswith("H:"):
             record = json.loads(holds.get(value[2:], "null"))
-            assert record is not None and record["st"] == "held", f"{seat} held by a dead hold"
-            assert seat in record["s"]
+            assert record is not None and record["state"] == "held", f"{seat} held by a dead hold"
+            assert seat in record["seat_ids"]
             held += 1
     assert changes, "no change log"
     assert changes == list(range(changes[0], changes[0] + len(changes))), "change-log gap"
