@@ -3,19 +3,21 @@
 Concurrent calls share the connection: each writes its commands (packed by hiredis) and waits
 for its replies, which Redis sends back in the order the commands came, so a FIFO of waiters
 matches them. There is no pool or lock. Against redis-py's asyncio client in the same run
-(bench/results/20261124-unary-profile.md) it costs the service a third less CPU per call.
+it costs the service much less CPU per call (figures in bench/results/20261124-unary-profile.md).
 
 Faults: a lost connection fails the calls waiting on it with redis-py's ConnectionError (a script
 may have run: only the caller can tell whether a retry is safe); the next call connects again.
 A Redis that stops answering without closing the connection (a frozen host, a partition) is
-caught by a deadline: when the oldest call has waited `timeout` seconds, every call waiting on
-the connection fails with TimeoutError and the connection is dropped (its replies could no
-longer be matched). TCP keepalive finds a dead peer on an idle connection. Commands waiting for
+caught by a deadline: when the oldest call has waited `timeout` seconds (or its own `max_wait`),
+every call waiting on the connection fails with TimeoutError and the connection is dropped (its
+replies could no longer be matched); without a timeout (tools, the worker) calls wait as long
+as Redis takes. TCP keepalive finds a dead peer on an idle connection. Commands waiting for
 replies are bounded: beyond `max_outstanding` a call fails at once with PipeOverloaded.
 Error replies are redis-py's exception classes (NoScriptError, ResponseError, ...).
 """
 
 import asyncio
+import math
 import socket
 from collections import deque
 from collections.abc import Sequence
@@ -72,11 +74,17 @@ def _keepalive(transport: asyncio.BaseTransport) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
 
 
+def _timed_out() -> rx.TimeoutError:
+    return rx.TimeoutError("no reply from Redis before the call's deadline")
+
+
 class _Protocol(asyncio.Protocol):
-    def __init__(self, timeout: float, max_outstanding: int) -> None:
+    def __init__(self, timeout: float | None, max_outstanding: int) -> None:
         # Kept: asyncio.get_running_loop() costs a getpid() system call per call on Python 3.11.
         self._loop = asyncio.get_running_loop()
         self._timeout = timeout
+        # How often the deadlines are checked while calls wait (a fraction of the timeout).
+        self._tick = timeout / 4 if timeout else 1.0
         self._max_outstanding = max_outstanding
         self.transport: asyncio.Transport | None = None
         self.lost: rx.ConnectionError | None = None
@@ -124,11 +132,11 @@ class _Protocol(asyncio.Protocol):
         # hiredis's stub types pack_command's argument as a tuple of one element.
         packed = [hiredis.pack_command(tuple(c)) for c in commands]  # type: ignore[arg-type]
         self.transport.write(b"".join(packed))
-        deadline = self._loop.time() + (max_wait or self._timeout)
+        deadline = self._loop.time() + (max_wait or self._timeout or math.inf)
         self._waiting.append((future, len(commands), deadline))
         self._outstanding += len(commands)
         if self._watchdog is None:
-            self._watchdog = self._loop.call_later(self._timeout / 4, self._check_deadline)
+            self._watchdog = self._loop.call_later(self._tick, self._check_deadline)
         return future
 
     def _check_deadline(self) -> None:
@@ -145,16 +153,14 @@ class _Protocol(asyncio.Protocol):
         head_deadline = self._waiting[0][2]
         if now >= head_deadline:
             assert self.transport is not None
-            self._fail(rx.TimeoutError(f"no reply from Redis within {self._timeout:g} s"))
+            self._fail(_timed_out())
             self.transport.abort()
             return
         for future, _count, deadline in self._waiting:  # behind a longer call
             if deadline <= now and not future.done():
                 # Its replies are still read off the connection and dropped.
-                future.set_exception(
-                    rx.TimeoutError(f"no reply from Redis within {self._timeout:g} s")
-                )
-        self._watchdog = self._loop.call_later(self._timeout / 4, self._check_deadline)
+                future.set_exception(_timed_out())
+        self._watchdog = self._loop.call_later(self._tick, self._check_deadline)
 
     def _fail(self, error: rx.ConnectionError | rx.TimeoutError) -> None:
         # A timeout marks the connection lost too, so that the next call opens a new one.
@@ -183,7 +189,7 @@ class RedisPipe:
         db: int = 0,
         username: str | None = None,
         password: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float | None = DEFAULT_TIMEOUT,
         max_outstanding: int = DEFAULT_MAX_OUTSTANDING,
     ) -> None:
         self._address = (host, port)
@@ -239,7 +245,7 @@ class RedisPipe:
         loop = asyncio.get_running_loop()
         host, port = self._address
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout or DEFAULT_TIMEOUT):
                 _transport, protocol = await loop.create_connection(
                     lambda: _Protocol(self.timeout, self._max_outstanding), host, port
                 )

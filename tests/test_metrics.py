@@ -132,8 +132,6 @@ def test_the_dashboard_names_only_metrics_that_exist() -> None:
     assert booking.metrics and inventory.metrics  # imported for their metrics
     exposed = {family.name for family in REGISTRY.collect()}
     dashboard = (Path(__file__).parents[1] / "bench" / "grafana-dashboard.json").read_text()
-    named = {
-        re.sub(r"_(total|bucket)$", "", name) for name in re.findall(r"\blml_\w+", dashboard)
-    }
+    named = {re.sub(r"_(total|bucket)$", "", name) for name in re.findall(r"\blml_\w+", dashboard)}
     assert named and named <= exposed, named - exposed
     json.loads(dashboard)
