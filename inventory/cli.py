@@ -1,10 +1,9 @@
-"""`lml-inventory`: run the inventory service; run the whole system with a demo event."""
+"""`lml-inventory`: run the inventory service."""
 
 import asyncio
 
 import click
 
-from inventory.demo import DEMO_EVENT, create_demo_event, demo
 from inventory.durability import Durability, DurabilityUnsupported, check_support
 from inventory.redis_client import connect
 from inventory.server import ServerConfig, serve_processes
@@ -129,23 +128,6 @@ async def _check_durability(redis_url: str, durability: Durability) -> None:
     finally:
         await redis.aclose()
 
-
-@main.command("create-demo-event")
-@click.option(
-    "--redis-url", envvar="LML_REDIS_URL", default="redis://127.0.0.1:6379/0", show_default=True
-)
-@click.option(
-    "--postgres-url",
-    envvar="LML_POSTGRES_URL",
-    default="postgresql://postgres@127.0.0.1:5432/lml",
-    show_default=True,
-)
-def create_demo_event_command(redis_url: str, postgres_url: str) -> None:
-    """Create the event `demo` in the sample opera house (idempotent; needs the schema)."""
-    click.echo(f"event {DEMO_EVENT!r}: " + asyncio.run(create_demo_event(postgres_url, redis_url)))
-
-
-main.add_command(demo)
 
 if __name__ == "__main__":
     main()

@@ -7,12 +7,17 @@ it costs the service much less CPU per call (figures in bench/results/20261124-u
 
 Faults: a lost connection fails the calls waiting on it with redis-py's ConnectionError (a script
 may have run: only the caller can tell whether a retry is safe); the next call connects again.
-A Redis that stops answering without closing the connection (a frozen host, a partition) is
-caught by a deadline: when the oldest call has waited `timeout` seconds (or its own `max_wait`),
-every call waiting on the connection fails with TimeoutError and the connection is dropped (its
-replies could no longer be matched); without a timeout (tools, the worker) calls wait as long
-as Redis takes. TCP keepalive finds a dead peer on an idle connection. Commands waiting for
-replies are bounded: beyond `max_outstanding` a call fails at once with PipeOverloaded.
+Every call has a deadline (`timeout`, or its own `max_wait` for a long command): past it the
+call fails alone with TimeoutError, and its replies are read and dropped when they come. A
+Redis that stops answering without closing the connection (a frozen host, a partition) is
+caught when the oldest call is past its deadline and Redis has sent nothing for `timeout`
+seconds: every call waiting on the connection fails and the connection is dropped (its replies
+could no longer be matched). Silence, not age alone, drops the connection: under overload
+replies keep coming, late, and dropping the connection then would fail every call in flight
+and turn a slowdown into an outage. Without a `timeout` (the worker, tools: a rebuild's large
+script) calls wait as long as Redis takes, unless they bring a `max_wait`. TCP keepalive finds a
+dead peer on an idle connection. Commands waiting for replies are bounded: beyond
+`max_outstanding` a call fails at once with PipeOverloaded.
 Error replies are redis-py's exception classes (NoScriptError, ResponseError, ...).
 """
 
@@ -83,8 +88,9 @@ class _Protocol(asyncio.Protocol):
         # Kept: asyncio.get_running_loop() costs a getpid() system call per call on Python 3.11.
         self._loop = asyncio.get_running_loop()
         self._timeout = timeout
-        # How often the deadlines are checked while calls wait (a fraction of the timeout).
+        # How often deadlines are checked while calls wait, and how long a silence is one.
         self._tick = timeout / 4 if timeout else 1.0
+        self._silence = timeout or 4 * self._tick
         self._max_outstanding = max_outstanding
         self.transport: asyncio.Transport | None = None
         self.lost: rx.ConnectionError | None = None
@@ -93,6 +99,8 @@ class _Protocol(asyncio.Protocol):
         )
         # One entry per send: its future, how many replies it waits for, its deadline.
         self._waiting: deque[tuple[asyncio.Future[list[Any]], int, float]] = deque()
+        # When Redis last sent something, or an idle connection was given a call.
+        self._heard_at = self._loop.time()
         self._replies: list[Any] = []
         self._outstanding = 0  # commands of the waiting entries
         self._watchdog: asyncio.TimerHandle | None = None
@@ -103,6 +111,7 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
+        self._heard_at = self._loop.time()
         while (reply := self._reader.gets()) is not _NOT_ENOUGH_DATA:
             self._replies.append(reply)
             future, count, _deadline = self._waiting[0]
@@ -132,7 +141,10 @@ class _Protocol(asyncio.Protocol):
         # hiredis's stub types pack_command's argument as a tuple of one element.
         packed = [hiredis.pack_command(tuple(c)) for c in commands]  # type: ignore[arg-type]
         self.transport.write(b"".join(packed))
-        deadline = self._loop.time() + (max_wait or self._timeout or math.inf)
+        now = self._loop.time()
+        if not self._waiting:
+            self._heard_at = now
+        deadline = now + (max_wait or self._timeout or math.inf)
         self._waiting.append((future, len(commands), deadline))
         self._outstanding += len(commands)
         if self._watchdog is None:
@@ -140,23 +152,22 @@ class _Protocol(asyncio.Protocol):
         return future
 
     def _check_deadline(self) -> None:
-        """Drops the connection when the oldest call is past its deadline; fails alone a call
-        past its deadline behind an older one that may still take longer (a large script).
+        """Drops the connection when the oldest call is past its deadline and Redis has been
+        silent as long; else fails alone each call past its deadline.
 
-        One timer per connection rather than one per call: Redis answers in order, so while the
-        oldest call waits for its reply, every call behind it waits too.
+        One timer per connection rather than one per call. After the loop was blocked, asyncio
+        runs the socket's reads before due timers, so replies already received count as heard.
         """
         self._watchdog = None
         if not self._waiting or self.lost is not None:
             return
         now = self._loop.time()
-        head_deadline = self._waiting[0][2]
-        if now >= head_deadline:
+        if now >= self._waiting[0][2] and now - self._heard_at >= self._silence:
             assert self.transport is not None
             self._fail(_timed_out())
             self.transport.abort()
             return
-        for future, _count, deadline in self._waiting:  # behind a longer call
+        for future, _count, deadline in self._waiting:
             if deadline <= now and not future.done():
                 # Its replies are still read off the connection and dropped.
                 future.set_exception(_timed_out())
