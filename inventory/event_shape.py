@@ -10,6 +10,7 @@ and best available never picks them.
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from lml.inventory.v1 import inventory_pb2 as pb
 
@@ -32,6 +33,12 @@ def place_id(area_id: str, number: int | str) -> str:
 
 def area_of_place(place: str) -> str:
     return place.rpartition("#")[0]
+
+
+def stored_areas(encoded: str) -> list[list[Any]]:
+    """The event's areas as create_event.lua stores them: [area id, capacity, category, ...]."""
+    # Lua's cjson writes an empty list as {}.
+    return json.loads(encoded) or []
 
 
 def bucket_cap(max_seats_per_hold: int) -> int:

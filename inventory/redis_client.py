@@ -10,8 +10,8 @@ from inventory.redis_pipe import DEFAULT_TIMEOUT, RedisPipe
 
 
 class HiredisPackingConnection(Connection):
-    """Encodes commands with hiredis (C) instead of redis-py's pure-Python RESP encoder, which
-    was 15% of the service's time on the Execute path (bench/results/20261124-profile.md)."""
+    """Encodes commands with hiredis (C) instead of redis-py's pure-Python RESP encoder, a large
+    share of the service's time on the Execute path (bench/results/20261124-profile.md)."""
 
     def pack_command(self, *args: Any) -> list[bytes]:
         if isinstance(args[0], str) and " " in args[0]:  # "SCRIPT LOAD" and the like

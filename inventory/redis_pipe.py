@@ -2,8 +2,8 @@
 
 Concurrent calls share the connection: each writes its commands (packed by hiredis) and waits
 for its replies, which Redis sends back in the order the commands came, so a FIFO of waiters
-matches them. There is no pool or lock. Against redis-py's asyncio client in the same run
-(bench/results/20261124-unary-profile.md) it costs the service a third less CPU per call.
+matches them. There is no pool or lock: that is the server CPU per call it saves against
+redis-py's asyncio client (measured in bench/results/20261124-unary-profile.md).
 
 Faults: a lost connection fails the calls waiting on it with redis-py's ConnectionError (a script
 may have run: only the caller can tell whether a retry is safe); the next call connects again.

@@ -19,8 +19,8 @@ from redis.exceptions import RedisError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from inventory import keys
-from inventory.engine import _check_event_id
 from inventory.errors import InventoryError
+from inventory.validation import check_event_id
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class WatchHub:
     async def watch(self, event_id: str, from_version: int) -> AsyncIterator[Changes]:
         """Every change of the event after `from_version`, in order, in batches; never ends
         by itself, raises WatchEnded (or another InventoryError for a bad request)."""
-        _check_event_id(event_id)
+        check_event_id(event_id)
         event_keys = keys.event_keys(event_id)
         latest: str | None = await self.redis.hget(event_keys.meta, "version")  # type: ignore[assignment]
         if latest is None:
