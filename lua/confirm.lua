@@ -18,10 +18,9 @@
     {"OK", booking id, confirmed at (ms since epoch), seat ids as JSON, payment reference}
     Errors, nothing changed:
     {"EVENT_NOT_FOUND", message}
-    {"HOLD_NOT_FOUND", message} unknown or purged hold
-    {"HOLD_NOT_FOUND", message, hold id} released hold
+    {"HOLD_NOT_FOUND", message} unknown, purged or released hold
     {"NOT_HOLDER", message}
-    {"HOLD_EXPIRED", message, hold id} (a live hold past its deadline is ended as expired first)
+    {"HOLD_EXPIRED", message} (a live hold found past its deadline is ended as expired first)
     {"BOOKING_CANCELLED", message} the hold was confirmed, and its booking cancelled since
 
   Outbox entry fields: kind=confirmed, booking_id, event_id, hold_id, holder_id,

@@ -12,11 +12,10 @@
     {"OK", expires at (ms since epoch), seat ids as JSON}
     Errors, nothing changed:
     {"EVENT_NOT_FOUND", message}
-    {"HOLD_NOT_FOUND", message} unknown or purged hold
-    {"HOLD_NOT_FOUND", message, hold id} released hold
+    {"HOLD_NOT_FOUND", message} unknown, purged or released hold
     {"NOT_HOLDER", message}
-    {"HOLD_EXPIRED", message, hold id} (a live hold past its deadline is ended as expired first)
-    {"HOLD_CONFIRMED", message, hold id}
+    {"HOLD_EXPIRED", message} (a live hold found past its deadline is ended as expired first)
+    {"HOLD_CONFIRMED", message}
     {"INVALID_ARGUMENT", message} TTL out of range
     {"LIMIT_EXCEEDED", message, "max_hold_lifetime"}
   Cost: O(seats of the hold).

@@ -29,9 +29,11 @@
   Output:
     {"OK", hold id, expires at (ms since epoch), seat ids as JSON, split (1 when best available
     took seats that are not side by side, else 0)}
-    A retry with a known request id answers as the first call did while that hold is live (with
-    its current expiry); once it ended: HOLD_EXPIRED, HOLD_CONFIRMED, or HOLD_NOT_FOUND (released
-    or purged), naming the hold, never the old hold as if alive.
+    A retry with a known request id answers as the first call did (with the hold's current
+    expiry) while that hold is live, or confirmed: its seats are then this holder's booking, and
+    a confirm retry with that hold id returns it (a "hold, then confirm" sequence is retried
+    whole). Once the hold was released or expired: HOLD_NOT_FOUND or HOLD_EXPIRED, never the old
+    hold as if alive while its seats may be another buyer's.
     Errors, nothing changed by the request:
     {"EVENT_NOT_FOUND", message}
     {"INVALID_ARGUMENT", message} duplicate seat ids, TTL out of range, unknown category,
@@ -41,8 +43,7 @@
     {"LIMIT_EXCEEDED", message, "max_seats_per_hold" | "max_seats_per_holder"}
     {"SEATS_UNAVAILABLE", message, seat ids...} named seats held or booked by others
     {"SEATS_UNAVAILABLE", message} no free block that fits, fewer places left than asked
-    {"HOLD_EXPIRED" | "HOLD_CONFIRMED" | "HOLD_NOT_FOUND", message, hold id} a retry of a hold
-      that ended: the hold its first call made
+    {"HOLD_EXPIRED" | "HOLD_NOT_FOUND", message} a retry of a hold that expired or was released
 
   Holds found past their deadline along the way (this holder's, or on the requested seats) are
   ended as expired first, whatever the outcome: that is the lazy half of expiry. Best available
@@ -72,7 +73,9 @@ if request_id ~= '' then
     local first = cjson.decode(earlier)
     local rec, err = find_hold(first.hold_id, holder_id, now)
     if not rec then return err end
-    if rec.state ~= 'held' then return ended_error(first.hold_id, rec) end
+    if rec.state ~= 'held' and rec.state ~= 'confirmed' then
+      return ended_error(first.hold_id, rec)
+    end
     return {'OK', first.hold_id, rec.expires_at, cjson.encode(first.seat_ids), first.split}
   end
 end

@@ -13,8 +13,8 @@
     {"EVENT_NOT_FOUND", message}
     {"HOLD_NOT_FOUND", message} unknown or purged hold
     {"NOT_HOLDER", message}
-    {"HOLD_EXPIRED", message, hold id} (a live hold past its deadline is ended as expired first)
-    {"HOLD_CONFIRMED", message, hold id}
+    {"HOLD_EXPIRED", message} (a live hold found past its deadline is ended as expired first)
+    {"HOLD_CONFIRMED", message}
   Cost: O(seats of the hold).
 ]]
 -- @include clock

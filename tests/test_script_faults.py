@@ -108,10 +108,12 @@ async def test_a_hold_retry_returns_the_first_answer_only_while_the_hold_is_live
 
     kept = (await inventory.hold(_hold("ann", seats[6:7], request_id="r3"))).hold
     ref = {"event_id": EVENT, "holder_id": "ann"}
-    await inventory.confirm(pb.ConfirmRequest(**ref, hold_id=kept.hold_id))
-    assert await _refused(inventory.hold(_hold("ann", seats[6:7], request_id="r3"))) == (
-        "HOLD_CONFIRMED"
-    )
+    booked = (await inventory.confirm(pb.ConfirmRequest(**ref, hold_id=kept.hold_id))).booking
+    # Confirmed: the seats are ann's booking, and "hold, then confirm" retried whole gives it.
+    retried = (await inventory.hold(_hold("ann", seats[6:7], request_id="r3"))).hold
+    assert retried.hold_id == kept.hold_id
+    again_booked = await inventory.confirm(pb.ConfirmRequest(**ref, hold_id=retried.hold_id))
+    assert again_booked.booking == booked
 
 
 # -- 7. seats without rows --------------------------------------------------------------------

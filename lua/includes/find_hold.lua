@@ -18,14 +18,11 @@ local function find_hold(hold_id, holder_id, now)
   return rec
 end
 
--- The error for a hold that is no longer live, by what ended it, naming the hold (a retried
--- Hold learns which hold its first call made, e.g. to confirm it again idempotently).
+-- The error for a hold that is no longer live, by what ended it.
 local function ended_error(hold_id, rec)
-  if rec.state == 'expired' then
-    return {'HOLD_EXPIRED', 'hold ' .. hold_id .. ' expired', hold_id}
-  end
+  if rec.state == 'expired' then return {'HOLD_EXPIRED', 'hold ' .. hold_id .. ' expired'} end
   if rec.state == 'confirmed' then
-    return {'HOLD_CONFIRMED', 'hold ' .. hold_id .. ' is already confirmed', hold_id}
+    return {'HOLD_CONFIRMED', 'hold ' .. hold_id .. ' is already confirmed'}
   end
-  return {'HOLD_NOT_FOUND', 'hold ' .. hold_id .. ' was released', hold_id}
+  return {'HOLD_NOT_FOUND', 'hold ' .. hold_id .. ' was released'}
 end

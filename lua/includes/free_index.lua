@@ -9,8 +9,8 @@
 -- Rows are brought up to date lazily: a seat change only marks its row in KEYS[12] dirty_rows,
 -- a sorted set by the row's best rank (about 3 us of Redis per seat, where rewriting the row's
 -- entries at once cost about 50); best-available requests and the sweeper refresh dirty rows,
--- best rows first, in bounded batches. Until then a row's entries may list seats taken since (best
--- available checks what it picks) or miss seats freed since.
+-- best rows first, in bounded batches. Until then a row's entries may list seats taken since or
+-- miss seats freed since (best available refreshes a dirty row it picked from, and picks again).
 -- A free general-admission place is listed once, at once: G|<area index, 6 digits>|<place id>.
 -- KEYS[10] row_runs keeps each row's members, so that a refresh replaces only what changed.
 -- Needs KEYS[1] meta, KEYS[2] seats, KEYS[8] seat_info, KEYS[9] rows, KEYS[10] row_runs,
