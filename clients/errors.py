@@ -41,7 +41,6 @@ class InventoryClientError(Exception):
         metadata = metadata or {}
         self.seat_ids = [seat for seat in metadata.get("seat_ids", "").split(",") if seat]
         self.limit = metadata.get("limit", "")
-        self.hold_id = metadata.get("hold_id", "")  # a hold that ended: which one
 
 
 class SeatsUnavailable(InventoryClientError):

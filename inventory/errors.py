@@ -61,7 +61,6 @@ class InventoryError(Exception):
         message: str,
         seat_ids: Sequence[str] = (),
         limit: str = "",
-        hold_id: str = "",
     ) -> None:
         super().__init__(message)
         self.error_reason = error_reason
@@ -69,7 +68,6 @@ class InventoryError(Exception):
         self.message = message
         self.seat_ids = list(seat_ids)
         self.limit = limit
-        self.hold_id = hold_id
 
     @property
     def code(self) -> grpc.StatusCode:
@@ -81,8 +79,6 @@ class InventoryError(Exception):
             info.metadata["seat_ids"] = ",".join(self.seat_ids)
         if self.limit:
             info.metadata["limit"] = self.limit
-        if self.hold_id:
-            info.metadata["hold_id"] = self.hold_id
         detail = any_pb2.Any()
         detail.Pack(info)
         message = self.message
@@ -101,15 +97,7 @@ def from_script_error(reply: list[str]) -> InventoryError:
     reason = reason_of(wire)
     if reason == pb.ERROR_REASON_LIMIT_EXCEEDED:
         return InventoryError(reason, message, limit=extra[0])
-    if reason in _ENDED_HOLD and extra:
-        return InventoryError(reason, message, hold_id=extra[0])
     return InventoryError(reason, message, seat_ids=extra)
-
-
-# What a hold that is no longer live answers; the script names the hold.
-_ENDED_HOLD = frozenset(
-    (pb.ERROR_REASON_HOLD_EXPIRED, pb.ERROR_REASON_HOLD_CONFIRMED, pb.ERROR_REASON_HOLD_NOT_FOUND)
-)
 
 
 # Replies of a Redis that cannot run the command now and will later: a script running too long

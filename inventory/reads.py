@@ -42,10 +42,10 @@ async def get_event(redis: Redis, request: pb.GetEventRequest) -> pb.GetEventRes
     if infos:
         described = sorted(
             ((json.loads(info), seat_id) for seat_id, info in infos[0].items()),
-            key=lambda pair: pair[0]["i"],
+            key=lambda pair: pair[0]["order"],
         )
         for info, seat_id in described:
-            if "a" not in info:  # places are described by their area
+            if "area_no" not in info:  # places are described by their area
                 response.seats.append(_seat(seat_id, info))
     return response
 

@@ -6,7 +6,7 @@ import hiredis
 from redis.asyncio import BlockingConnectionPool, Connection, ConnectionPool, Redis
 from redis.maint_notifications import MaintNotificationsConfig
 
-from inventory.redis_pipe import DEFAULT_TIMEOUT, RedisPipe
+from inventory.redis_pipe import RedisPipe
 
 
 class HiredisPackingConnection(Connection):
@@ -42,16 +42,16 @@ def _pipe(pool: ConnectionPool, timeout: float | None) -> RedisPipe | None:
         int(options.get("db", 0)),
         options.get("username"),
         options.get("password"),
-        timeout=timeout or DEFAULT_TIMEOUT,
+        timeout=timeout,
     )
 
 
 def connect(url: str, max_connections: int | None = None, timeout: float | None = None) -> Redis:
     """A client that survives a Redis restart, optionally with a bounded, waiting pool.
 
-    `timeout` bounds every command (the pipe's deadline, redis-py's socket timeout); without it
-    the pipe takes its default and redis-py's commands may wait as long as they need (a blocking
-    XREADGROUP of the booking worker). TCP keepalive is on either way (redis-py's default).
+    `timeout` bounds every command (the pipe's deadline, redis-py's socket timeout), as the
+    service wants; without it commands wait as long as they need (the booking worker's blocking
+    XREADGROUP, a rebuild's large script). TCP keepalive is on either way (redis-py's default).
 
     redis-py's default ("auto") maintenance notifications make the pool skip its check for
     connections the server has closed, so after a restart every pooled connection would fail

@@ -197,7 +197,7 @@ class SnapshotCache:
                 if int(entry_id.partition("-")[2]) != start:
                     raise _LogGap
                 # cjson encodes an empty Lua table as {}, hence `or []`.
-                yield start, _STATUSES[fields["st"]], json.loads(fields["s"]) or []
+                yield start, _STATUSES[fields["status"]], json.loads(fields["seat_ids"]) or []
                 start += 1
             if not entries:
                 raise _LogGap

@@ -67,16 +67,16 @@ def _version(entry_id: str) -> int:
 
 
 def to_change(entry_id: str, fields: dict[str, str]) -> pb.SeatChange:
-    """A change-log entry (fields documented in lua/includes/changelog.lua) as a SeatChange."""
-    ms = int(fields["t"])
+    """A change-log entry (its fields are documented in lua/RECORDS.md) as a SeatChange."""
+    ms = int(fields["changed_at"])
     return pb.SeatChange(
         version=_version(entry_id),
-        reason=_REASONS.get(fields["r"], pb.CHANGE_REASON_UNSPECIFIED),
-        status=_STATUSES.get(fields["st"], pb.SEAT_STATUS_UNSPECIFIED),
+        reason=_REASONS.get(fields["reason"], pb.CHANGE_REASON_UNSPECIFIED),
+        status=_STATUSES.get(fields["status"], pb.SEAT_STATUS_UNSPECIFIED),
         # cjson encodes an empty Lua table as {}, hence `or []`.
-        seat_ids=json.loads(fields["s"]) or [],
-        hold_id=fields.get("h", ""),
-        booking_id=fields.get("b", ""),
+        seat_ids=json.loads(fields["seat_ids"]) or [],
+        hold_id=fields.get("hold_id", ""),
+        booking_id=fields.get("booking_id", ""),
         changed_at=Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000),
     )
 

@@ -42,14 +42,16 @@ def _states(snapshot: pb.GetAvailabilityResponse) -> dict[str, Status]:
     return states
 
 
-async def _replayed(redis: Redis, event_id: str, seats: list[str], version: int) -> dict[str, Status]:
+async def _replayed(
+    redis: Redis, event_id: str, seats: list[str], version: int
+) -> dict[str, Status]:
     """Every seat available at version 0, then each logged change up to `version` applied."""
     states = dict.fromkeys(seats, pb.SEAT_STATUS_AVAILABLE)
     entries: Any = await redis.xrange(keys.event_keys(event_id).changes, "-", f"0-{version}")
     assert [int(entry_id.split("-")[1]) for entry_id, _ in entries] == list(range(1, version + 1))
     for _entry_id, fields in entries:
-        for seat in json.loads(fields["s"]) or []:
-            states[seat] = STATUS[fields["st"]]
+        for seat in json.loads(fields["seat_ids"]) or []:
+            states[seat] = STATUS[fields["status"]]
     return states
 
 

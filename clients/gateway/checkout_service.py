@@ -243,10 +243,17 @@ class Checkout:
         """The payment outlived its hold: hold and confirm the same seats anew, or refund."""
         intent_id = record.payment_intent_id
         try:
-            hold_id = await self._hold_again(record)
+            # The same request id on every delivery: a delivery after one that held (and even
+            # confirmed) the seats anew gets that hold again, and its booking from Confirm.
+            hold = await self.inventory.hold(
+                record.event_id,
+                record.holder_id,
+                record.seat_ids,
+                request_id=f"stripe:{intent_id}:hold-again",
+            )
             booking = await self.inventory.confirm(
                 record.event_id,
-                hold_id,
+                hold.hold_id,
                 record.holder_id,
                 payment_ref=intent_id,
                 request_id=f"stripe:{intent_id}:confirm-again",
@@ -264,25 +271,8 @@ class Checkout:
             "booked after the hold ended",
             "booked",
             booking_id=booking.booking_id,
-            rebooked_hold_id=hold_id,
+            rebooked_hold_id=hold.hold_id,
         )
-
-    async def _hold_again(self, record: CheckoutRecord) -> str:
-        """The id of a new hold of the record's seats (the same on every delivery)."""
-        try:
-            hold = await self.inventory.hold(
-                record.event_id,
-                record.holder_id,
-                record.seat_ids,
-                request_id=f"stripe:{record.payment_intent_id}:hold-again",
-            )
-        except HoldConfirmed as error:
-            if not error.hold_id:
-                raise
-            # An earlier delivery held the seats anew and confirmed them, then failed before
-            # its commit: confirming that hold again answers its booking (or BookingCancelled).
-            return error.hold_id
-        return hold.hold_id
 
     async def _refund(self, record: CheckoutRecord, reason: str) -> Outcome:
         refund = await self.stripe.v1.refunds.create_async(
