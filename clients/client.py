@@ -106,8 +106,11 @@ class InventoryClient:
         request = pb.GetEventRequest(event_id=event_id, include_seats=include_seats)
         return await self._unary(self._stub.GetEvent, request)
 
-    async def availability(self, event_id: str) -> pb.GetAvailabilityResponse:
-        request = pb.GetAvailabilityRequest(event_id=event_id)
+    async def availability(
+        self, event_id: str, unavailable_only: bool = False
+    ) -> pb.GetAvailabilityResponse:
+        """The event's snapshot; with `unavailable_only`, its held and booked seats only."""
+        request = pb.GetAvailabilityRequest(event_id=event_id, unavailable_only=unavailable_only)
         return await self._unary(self._stub.GetAvailability, request)
 
     async def ready(self) -> bool:

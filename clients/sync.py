@@ -63,8 +63,10 @@ class SyncInventoryClient:
     def get_event(self, event_id: str, include_seats: bool = False) -> pb.GetEventResponse:
         return self._run(self._client.get_event(event_id, include_seats))
 
-    def availability(self, event_id: str) -> pb.GetAvailabilityResponse:
-        return self._run(self._client.availability(event_id))
+    def availability(
+        self, event_id: str, unavailable_only: bool = False
+    ) -> pb.GetAvailabilityResponse:
+        return self._run(self._client.availability(event_id, unavailable_only))
 
     def ready(self) -> bool:
         return self._run(self._client.ready())

@@ -65,7 +65,7 @@ class Inventory:
         return await reads.get_event(self.redis, request)
 
     async def availability(self, request: pb.GetAvailabilityRequest) -> pb.GetAvailabilityResponse:
-        return await self.snapshots.availability(request.event_id)
+        return await self.snapshots.availability(request.event_id, request.unavailable_only)
 
     async def sweep(self) -> int:
         """One sweeper round over every event; returns how many holds expired."""

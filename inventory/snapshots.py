@@ -18,7 +18,7 @@ import asyncio
 import json
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeAlias
 
 from lml.inventory.v1 import inventory_pb2 as pb
@@ -54,6 +54,22 @@ class _Snapshot:
     # general-admission place, so that a change updates both without a pass over every seat.
     positions: dict[str, int]
     place_areas: dict[str, int]  # place id -> index in `response.areas`
+    taken: dict[str, Status]  # the held and booked seats: the unavailable_only response
+    # That response, made on first request for this version.
+    compact: dict[str, pb.GetAvailabilityResponse] = field(default_factory=dict)
+
+    def response_for(self, unavailable_only: bool) -> pb.GetAvailabilityResponse:
+        if not unavailable_only:
+            return self.response
+        if not self.compact:
+            compact = pb.GetAvailabilityResponse(
+                version=self.version, available_count=self.response.available_count
+            )
+            compact.areas.extend(self.response.areas)
+            for seat in sorted(self.taken, key=self.positions.__getitem__):
+                compact.seats.add(seat_id=seat, status=self.taken[seat])
+            self.compact["unavailable_only"] = compact
+        return self.compact["unavailable_only"]
 
     def advanced(self, version: int, changes: list[tuple[int, Status, list[str]]]) -> "_Snapshot":
         """This snapshot with `changes` applied, at `version`; the response copied in C, then
@@ -61,23 +77,31 @@ class _Snapshot:
         response = pb.GetAvailabilityResponse()
         response.CopyFrom(self.response)
         response.version = version
-        states = dict(self.states)
+        states, taken = dict(self.states), dict(self.taken)
         for _version, status, seats in changes:
             for seat in seats:
                 before, states[seat] = states.get(seat), status
                 response.seats[self.positions[seat]].status = status
+                freed = int(status == pb.SEAT_STATUS_AVAILABLE) - int(
+                    before == pb.SEAT_STATUS_AVAILABLE
+                )
+                response.available_count += freed
                 area = self.place_areas.get(seat)
                 if area is not None:
-                    was_free = before == pb.SEAT_STATUS_AVAILABLE
-                    is_free = status == pb.SEAT_STATUS_AVAILABLE
-                    response.areas[area].available += int(is_free) - int(was_free)
-        return replace(self, version=version, states=states, response=response)
+                    response.areas[area].available += freed
+                if status == pb.SEAT_STATUS_AVAILABLE:
+                    taken.pop(seat, None)
+                else:
+                    taken[seat] = status
+        return replace(
+            self, version=version, states=states, response=response, taken=taken, compact={}
+        )
 
 
 @dataclass
 class _Entry:
     snapshot: _Snapshot | None = None
-    waiting: "asyncio.Future[pb.GetAvailabilityResponse] | None" = None  # the next refresh's
+    waiting: "asyncio.Future[_Snapshot] | None" = None  # the next refresh's
     task: "asyncio.Task[None] | None" = None  # the refresh loop, while it runs
 
 
@@ -89,9 +113,12 @@ class SnapshotCache:
         self.runner = runner
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
 
-    async def availability(self, event_id: str) -> pb.GetAvailabilityResponse:
-        """The event's snapshot at a version no older than the call. The message is shared
-        between callers: read it, never change it."""
+    async def availability(
+        self, event_id: str, unavailable_only: bool = False
+    ) -> pb.GetAvailabilityResponse:
+        """The event's snapshot at a version no older than the call (with `unavailable_only`,
+        its held and booked seats only). The message is shared between callers: read it, never
+        change it."""
         validation.check_event_id(event_id)
         entry = self._entry(event_id)
         if entry.waiting is None:
@@ -101,7 +128,7 @@ class SnapshotCache:
         waiting = entry.waiting
         if entry.task is None:
             entry.task = asyncio.create_task(self._refresh_loop(event_id, entry))
-        return await asyncio.shield(waiting)
+        return (await asyncio.shield(waiting)).response_for(unavailable_only)
 
     def _entry(self, event_id: str) -> _Entry:
         entry = self._entries.get(event_id)
@@ -123,7 +150,7 @@ class SnapshotCache:
                     entry.snapshot = None
                     waiting.set_exception(error)
                 else:
-                    waiting.set_result(entry.snapshot.response)
+                    waiting.set_result(entry.snapshot)
         finally:
             entry.task = None
 
@@ -215,6 +242,8 @@ def _snapshot(settled: script_calls.Version, states: dict[str, Status]) -> _Snap
         available = sum(1 for place in places if states.get(place) == pb.SEAT_STATUS_AVAILABLE)
         response.areas.add(area_id=area_id, capacity=capacity, available=available)
     positions = {seat: position for position, seat in enumerate(states)}
+    taken = {seat: status for seat, status in states.items() if status != pb.SEAT_STATUS_AVAILABLE}
+    response.available_count = len(states) - len(taken)
     return _Snapshot(
-        settled.created_at_ms, settled.version, states, response, positions, place_areas
+        settled.created_at_ms, settled.version, states, response, positions, place_areas, taken
     )

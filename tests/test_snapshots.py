@@ -91,12 +91,14 @@ async def test_chunked_snapshots_equal_the_replayed_log_while_writes_race(
     writers = [asyncio.create_task(_writer(inventory, n, stop)) for n in range(6)]
     hub = WatchHub(redis)
     snapshots: list[pb.GetAvailabilityResponse] = []
+    compacts: list[pb.GetAvailabilityResponse] = []
     try:
         for _round in range(6):
             # A fresh cache: a full chunked read; then the same cache, brought forward by the log.
             cache = SnapshotCache(redis, inventory.runner)
             snapshots.append(await cache.availability(EVENT))
             snapshots.append(await cache.availability(EVENT))
+            compacts.append(await cache.availability(EVENT, unavailable_only=True))
         first = snapshots[0]
         watched: list[pb.SeatChange] = []
         progressed = asyncio.Event()
@@ -121,7 +123,14 @@ async def test_chunked_snapshots_equal_the_replayed_log_while_writes_race(
     versions = [snapshot.version for snapshot in snapshots]
     assert writes > 50 and len(set(versions)) > 6, (writes, versions)  # reads raced with writes
     for snapshot in [*snapshots, final]:
-        assert _states(snapshot) == await _replayed(redis, EVENT, seats, snapshot.version)
+        replayed = await _replayed(redis, EVENT, seats, snapshot.version)
+        assert _states(snapshot) == replayed
+        available = sum(status == pb.SEAT_STATUS_AVAILABLE for status in replayed.values())
+        assert snapshot.available_count == available
+    for compact in compacts:  # held and booked seats only, and how many are available
+        replayed = await _replayed(redis, EVENT, seats, compact.version)
+        taken = {s: status for s, status in replayed.items() if status != pb.SEAT_STATUS_AVAILABLE}
+        assert _states(compact) == taken and compact.available_count == SEATS - len(taken)
     # A watcher continuing from the first snapshot: every later change once, in order.
     assert [change.version for change in watched] == list(
         range(first.version + 1, final.version + 1)
@@ -248,3 +257,21 @@ async def test_chunk_calls_cost_the_same_whatever_the_event_size(
     assert "hscan" not in big_refresh and "hgetall" not in big_refresh
     # HSCAN's COUNT is a hint: a chunk reads about that many seats, never the whole event.
     assert max(small_read, big_read) <= 3 * script_calls.AVAILABILITY_CHUNK
+
+
+async def test_unavailable_only_over_grpc(inventory: Inventory, stub: Any) -> None:
+    await _create(inventory, EVENT, 300, places=20)
+    await inventory.hold(pb.HoldRequest(event_id=EVENT, holder_id="a", seat_ids=["s3", "s1"]))
+    places = pb.GeneralAdmission(area_id="floor", quantity=2)
+    await inventory.hold(pb.HoldRequest(event_id=EVENT, holder_id="b", general_admission=places))
+    full = await stub.GetAvailability(pb.GetAvailabilityRequest(event_id=EVENT))
+    compact = await stub.GetAvailability(
+        pb.GetAvailabilityRequest(event_id=EVENT, unavailable_only=True)
+    )
+    assert len(full.seats) == 320 and full.available_count == 316 == compact.available_count
+    listed = [seat.seat_id for seat in compact.seats]
+    assert [seat.seat_id for seat in full.seats if seat.seat_id in listed] == listed  # same order
+    assert {"s1", "s3"} < set(listed)
+    assert {seat.status for seat in compact.seats} == {pb.SEAT_STATUS_HELD}
+    assert len(compact.seats) == 4 and compact.version == full.version == 2
+    assert list(compact.areas) == list(full.areas) and full.areas[0].available == 18

@@ -820,15 +820,22 @@ class GetAvailabilityRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_ID_FIELD_NUMBER: _builtins.int
+    UNAVAILABLE_ONLY_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
+    unavailable_only: _builtins.bool
+    """List only the seats and places that are held or booked: every other one of the event is
+    available. For callers that know the event's seats already (GetEvent): a large event's
+    snapshot shrinks to what is taken.
+    """
     def __init__(
         self,
         *,
         event_id: _builtins.str = ...,
+        unavailable_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "unavailable_only", b"unavailable_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -841,11 +848,16 @@ class GetAvailabilityResponse(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     SEATS_FIELD_NUMBER: _builtins.int
     AREAS_FIELD_NUMBER: _builtins.int
+    AVAILABLE_COUNT_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     """Change-log version the snapshot is consistent with."""
+    available_count: _builtins.int
+    """Seats and places available, whether listed or not."""
     @_builtins.property
     def seats(self) -> _containers.RepeatedCompositeFieldContainer[Global___SeatAvailability]:
-        """Every seat and general-admission place."""
+        """Every seat and general-admission place, or only the held and booked ones when the request
+        asked for `unavailable_only`.
+        """
 
     @_builtins.property
     def areas(self) -> _containers.RepeatedCompositeFieldContainer[Global___AreaAvailability]: ...
@@ -855,10 +867,11 @@ class GetAvailabilityResponse(_message.Message):
         version: _builtins.int = ...,
         seats: _abc.Iterable[Global___SeatAvailability] | None = ...,
         areas: _abc.Iterable[Global___AreaAvailability] | None = ...,
+        available_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["areas", b"areas", "seats", b"seats", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["areas", b"areas", "available_count", b"available_count", "seats", b"seats", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
