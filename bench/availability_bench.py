@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from statistics import median, quantiles
 
+from google.protobuf.duration_pb2 import Duration
 from lml.inventory.v1 import inventory_pb2 as pb
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -34,6 +35,8 @@ from inventory.snapshots import SnapshotCache
 
 _STATUS = {"A": pb.SEAT_STATUS_AVAILABLE, "H": pb.SEAT_STATUS_HELD, "B": pb.SEAT_STATUS_BOOKED}
 HOLD_EVENT_SEATS = 20_000
+HELD_SHARE = 100  # one seat in this many is held in the events read
+HOLD_SIZE = 10  # seats per hold (the benchmark events' limit)
 SLOWLOG_LENGTH = 200_000  # every call of a measure, timed by Redis (slowlog-log-slower-than 0)
 
 
@@ -68,6 +71,8 @@ def _readers(inventory: Inventory, mode: str) -> Reader:
         return lambda event_id: whole_read(inventory, event_id)
     if mode == "cached":
         return inventory.snapshots.availability
+    if mode == "compact":
+        return lambda event_id: inventory.snapshots.availability(event_id, unavailable_only=True)
     # "fresh": every call starts from nothing, a full chunked read
     return lambda event_id: SnapshotCache(inventory.redis, inventory.runner).availability(event_id)
 
@@ -81,9 +86,9 @@ async def _redis_us(redis: Redis) -> float:
 
 async def _throughput(
     inventory: Inventory, mode: str, event_id: str, readers: int, duration: float
-) -> tuple[float, float, float, float, float]:
+) -> tuple[float, float, float, float, float, int]:
     """(snapshots/s, Redis µs per snapshot, script calls per snapshot, median and p99 µs of one
-    script call as SLOWLOG timed it)."""
+    script call as SLOWLOG timed it, bytes of a response)."""
     redis, read = inventory.redis, _readers(inventory, mode)
     await read(event_id)  # the cache warm, the scripts loaded
     await redis.config_resetstat()
@@ -91,10 +96,12 @@ async def _throughput(
     calls = 0
     deadline = time.perf_counter() + duration
 
+    size = 0
+
     async def loop() -> None:
-        nonlocal calls
+        nonlocal calls, size
         while time.perf_counter() < deadline:
-            (await read(event_id)).SerializeToString()
+            size = len((await read(event_id)).SerializeToString())
             calls += 1
 
     started = time.perf_counter()
@@ -110,6 +117,7 @@ async def _throughput(
         len(scripts) / calls,
         median(scripts) if scripts else math.nan,
         _percentile(scripts, 99),
+        size,
     )
 
 
@@ -172,6 +180,17 @@ async def _holds_beside_readers(
             process.kill()
 
 
+async def _hold_some(inventory: Inventory, event_id: str, seats: int) -> None:
+    """Holds `seats` seats, spread over the event, for the whole run."""
+    ttl = Duration(seconds=30 * 60)  # the events' longest
+    for first in range(0, seats, HOLD_SIZE):
+        seat_ids = [f"s{n * HELD_SHARE}" for n in range(first, min(first + HOLD_SIZE, seats))]
+        holder = f"reader-bench-{first}"
+        await inventory.hold(
+            pb.HoldRequest(event_id=event_id, holder_id=holder, seat_ids=seat_ids, ttl=ttl)
+        )
+
+
 def _percentile(values: list[float], share: int) -> float:
     """NaN (shown as "-") for fewer than two values."""
     return quantiles(values, n=100)[share - 1] if len(values) > 1 else math.nan
@@ -187,12 +206,13 @@ async def _run(
     try:
         for seats in sizes:
             await create_events(redis, [f"read{seats}"], seats)
+            await _hold_some(inventory, f"read{seats}", seats // HELD_SHARE)
         await create_events(redis, [f"holds{HOLD_EVENT_SEATS}"], HOLD_EVENT_SEATS)
         rows: list[list[object]] = []
         for seats in sizes:
-            measured: dict[str, list[tuple[float, float, float, float, float]]] = {}
+            measured: dict[str, list[tuple[float, float, float, float, float, int]]] = {}
             for _round in range(rounds):  # modes alternate: the machine's noise falls on all
-                for mode in ("whole", "fresh", "cached"):
+                for mode in ("whole", "fresh", "cached", "compact"):
                     result = await _throughput(inventory, mode, f"read{seats}", readers, duration)
                     measured.setdefault(mode, []).append(result)
             base = median(r[0] for r in measured["whole"])
@@ -208,6 +228,7 @@ async def _run(
                         median(r[2] for r in results),
                         median(r[3] for r in results),
                         median(r[4] for r in results),
+                        results[-1][5],
                     ]
                 )
         report.text(
@@ -215,7 +236,8 @@ async def _run(
             f"response serialized), {rounds} alternating rounds of {duration:g} s; medians",
             "`whole`: the replaced one-script read; `fresh`: a chunked read from nothing on "
             "every call (a cache miss); `cached`: the service's path (no writes meanwhile, so "
-            "each refresh is one availability_version call). Redis µs: INFO commandstats "
+            "each refresh is one availability_version call); `compact`: the same with "
+            f"unavailable_only (1 seat in {HELD_SHARE} is held). Redis µs: INFO commandstats "
             "(EVALSHA and XRANGE); one script call: every EVALSHA as SLOWLOG timed it (on a "
             "shared machine its p99 includes Redis being descheduled).",
         )
@@ -229,6 +251,7 @@ async def _run(
                 "script calls/snapshot",
                 "one call µs, median",
                 "one call µs, p99",
+                "response bytes",
             ],
             rows,
         )
