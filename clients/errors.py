@@ -19,6 +19,7 @@ class InventoryClientError(Exception):
         message: str,
         reason: str = "",
         metadata: Mapping[str, str] | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -27,6 +28,9 @@ class InventoryClientError(Exception):
         metadata = metadata or {}
         self.seat_ids = [seat for seat in metadata.get("seat_ids", "").split(",") if seat]
         self.limit = metadata.get("limit", "")
+        self.scope = metadata.get("scope", "")
+        # Seconds the service asks to wait before trying again (google.rpc.RetryInfo), if any.
+        self.retry_after = retry_after
 
 
 class SeatsUnavailable(InventoryClientError):
@@ -65,6 +69,18 @@ class LimitExceeded(InventoryClientError):
     """A per-hold or per-holder limit: `limit` names it."""
 
 
+class Unauthenticated(InventoryClientError):
+    """No API key, or one the service does not know (check LML_API_KEY / api_key=)."""
+
+
+class ScopeRequired(InventoryClientError):
+    """The API key lacks the scope the call needs: `scope` names it."""
+
+
+class RateLimited(InventoryClientError):
+    """The API key is over its rate: wait `retry_after` seconds."""
+
+
 class InvalidArgument(InventoryClientError):
     pass
 
@@ -101,6 +117,9 @@ _BY_REASON: dict[str, type[InventoryClientError]] = {
     "LIMIT_EXCEEDED": LimitExceeded,
     "INVALID_ARGUMENT": InvalidArgument,
     "WATCHER_TOO_SLOW": WatcherTooSlow,
+    "UNAUTHENTICATED": Unauthenticated,
+    "SCOPE_REQUIRED": ScopeRequired,
+    "RATE_LIMITED": RateLimited,
 }
 _BY_CODE: dict[grpc.StatusCode, type[InventoryClientError]] = {
     grpc.StatusCode.UNAVAILABLE: ServiceUnavailable,
@@ -114,11 +133,15 @@ def _error(
     code: grpc.StatusCode, message: str, status: status_pb2.Status | None
 ) -> InventoryClientError:
     info = error_details_pb2.ErrorInfo()
+    retry = error_details_pb2.RetryInfo()
+    retry_after = None
     for detail in status.details if status else ():
-        if detail.Unpack(info):
-            break
+        if detail.Is(info.DESCRIPTOR):
+            detail.Unpack(info)
+        elif detail.Unpack(retry):
+            retry_after = retry.retry_delay.ToTimedelta().total_seconds()
     cls = _BY_REASON.get(info.reason) or _BY_CODE.get(code, InventoryClientError)
-    return cls(code, message, info.reason, info.metadata)
+    return cls(code, message, info.reason, info.metadata, retry_after)
 
 
 def from_status(status: status_pb2.Status) -> InventoryClientError:

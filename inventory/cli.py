@@ -1,11 +1,17 @@
 """`lml-inventory`: run the inventory service; run the whole system with a demo event."""
 
 import asyncio
+import sys
+from pathlib import Path
 
 import click
 
+from inventory.auth import KeyFileError, hash_secret, load_keys
+from inventory.caps import DEFAULT_CAPS, Caps
 from inventory.demo import DEMO_EVENT, create_demo_event, demo
-from inventory.server import ServerConfig, serve_processes
+from inventory.server import ExposureError, ServerConfig, TlsFiles, check_exposure, serve_processes
+
+_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 @click.group()
@@ -46,9 +52,114 @@ def main() -> None:
     type=click.FloatRange(min=0),
     help="Seconds SIGTERM waits for calls in flight.",
 )
-def serve(listen: str, redis_url: str, workers: int, sweep_interval: float, grace: float) -> None:
+@click.option(
+    "--api-keys",
+    envvar="LML_API_KEYS",
+    type=_FILE,
+    help="JSON key file (ids, SHA-256 of secrets, scopes, rates); SIGHUP re-reads it.",
+)
+@click.option(
+    "--insecure-no-auth",
+    is_flag=True,
+    help="Serve a non-loopback address without API keys (anyone reaching it may do anything).",
+)
+@click.option("--tls-cert", type=_FILE, help="Server certificate (PEM).")
+@click.option("--tls-key", type=_FILE, help="Server private key (PEM).")
+@click.option(
+    "--tls-client-ca",
+    type=_FILE,
+    help="CA certificate (PEM) that clients' certificates must chain to: mutual TLS.",
+)
+@click.option(
+    "--max-batch-operations",
+    default=DEFAULT_CAPS.batch_operations,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Operations in one Execute batch.",
+)
+@click.option(
+    "--max-batches-in-flight",
+    default=DEFAULT_CAPS.batches_in_flight,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Batches of one Execute stream running at once (then the stream waits).",
+)
+@click.option(
+    "--max-streams-per-connection",
+    default=DEFAULT_CAPS.streams_per_connection,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Execute and WatchEvent calls open on one client connection.",
+)
+@click.option(
+    "--max-watch-streams",
+    default=DEFAULT_CAPS.watch_streams,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="WatchEvent calls open in one server process.",
+)
+@click.option(
+    "--quota-lease",
+    default=0.05,
+    show_default=True,
+    type=click.FloatRange(min=0, max=1),
+    help="Share of a key's rate budget a process takes from Redis at once (0: ask per call).",
+)
+def serve(
+    listen: str,
+    redis_url: str,
+    workers: int,
+    sweep_interval: float,
+    grace: float,
+    api_keys: Path | None,
+    insecure_no_auth: bool,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_client_ca: Path | None,
+    max_batch_operations: int,
+    max_batches_in_flight: int,
+    max_streams_per_connection: int,
+    max_watch_streams: int,
+    quota_lease: float,
+) -> None:
     """Serve InventoryService (with gRPC health and reflection) until SIGTERM."""
-    serve_processes(ServerConfig(listen, redis_url, sweep_interval, grace), workers)
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    if tls_client_ca is not None and tls_cert is None:
+        raise click.UsageError("--tls-client-ca needs --tls-cert and --tls-key")
+    if api_keys is not None:
+        try:
+            load_keys(api_keys)  # a bad file fails here, once, not in every worker
+        except KeyFileError as error:
+            raise click.UsageError(str(error)) from error
+    tls = TlsFiles(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
+    caps = Caps(
+        max_batch_operations, max_batches_in_flight, max_streams_per_connection, max_watch_streams
+    )
+    config = ServerConfig(
+        listen,
+        redis_url,
+        sweep_interval,
+        grace,
+        api_keys=api_keys,
+        insecure_no_auth=insecure_no_auth,
+        tls=tls,
+        caps=caps,
+        quota_lease=quota_lease,
+    )
+    try:
+        check_exposure(config)
+    except ExposureError as error:
+        raise click.UsageError(str(error)) from error
+    serve_processes(config, workers)
+
+
+@main.command("hash-key")
+@click.argument("secret", required=False)
+def hash_key(secret: str | None) -> None:
+    """The SHA-256 for a key file of SECRET (read from stdin when not given)."""
+    value = secret if secret is not None else sys.stdin.read().strip()
+    click.echo(hash_secret(value))
 
 
 @main.command("create-demo-event")

@@ -7,20 +7,21 @@ from typing import TypeVar
 
 import grpc
 from google.protobuf.message import Message
+from google.rpc import status_pb2
 from grpc_status import rpc_status
 from lml.inventory.v1 import inventory_pb2 as pb
 from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 from redis.exceptions import RedisError
 
+from inventory.caps import DEFAULT_CAPS, Caps, cap_exceeded
 from inventory.engine import Inventory
 from inventory.errors import InventoryError, redis_status
 from inventory.watch import WatchEnded, WatchHub
 
 log = logging.getLogger(__name__)
 
-# Batches of one Execute stream that run at once; beyond it the stream stops reading, so a fast
-# client is slowed down by HTTP/2 flow control instead of piling up work.
-MAX_BATCHES_IN_FLIGHT = 32
+# Whether an Execute stream may run a batch of N operations: None, or the status refusing it.
+BatchGate = Callable[[int], Awaitable[status_pb2.Status | None]]
 
 Request = TypeVar("Request", bound=Message)
 Response = TypeVar("Response", bound=Message)
@@ -44,9 +45,26 @@ async def _unary(
 
 
 class InventoryServicer(pb_grpc.InventoryServiceServicer):
-    def __init__(self, inventory: Inventory, watch_hub: WatchHub | None = None) -> None:
+    def __init__(
+        self,
+        inventory: Inventory,
+        watch_hub: WatchHub | None = None,
+        caps: Caps = DEFAULT_CAPS,
+        batch_gate: BatchGate | None = None,
+    ) -> None:
         self.inventory = inventory
         self.watch_hub = watch_hub or WatchHub(inventory.redis)
+        self.caps = caps
+        self.batch_gate = batch_gate
+
+    async def _refusal(self, batch: pb.ExecuteRequest) -> status_pb2.Status | None:
+        operations = len(batch.operations)
+        if operations > self.caps.batch_operations:
+            return cap_exceeded(
+                "max_batch_operations",
+                f"{operations} operations in one batch; at most {self.caps.batch_operations}",
+            )
+        return None if self.batch_gate is None else await self.batch_gate(operations)
 
     async def CreateEvent(
         self,
@@ -111,15 +129,25 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
     ) -> AsyncIterator[pb.ExecuteResponse]:
         """Runs each incoming batch as soon as it arrives and answers it when it is done.
 
-        Batches overlap (up to MAX_BATCHES_IN_FLIGHT), so one slow batch does not hold back the
-        next; that is why results may come back in another order than their requests.
+        Batches overlap (up to `caps.batches_in_flight`; beyond it the stream stops reading, so
+        a fast client is slowed down by HTTP/2 flow control instead of piling up work), so one
+        slow batch does not hold back the next; that is why results may come back in another
+        order than their requests. A batch refused as a whole (too large, over the key's rate)
+        gets that status as every operation's result.
         """
         responses: asyncio.Queue[pb.ExecuteResponse | None] = asyncio.Queue()
-        slots = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
+        slots = asyncio.Semaphore(self.caps.batches_in_flight)
 
         async def run(batch: pb.ExecuteRequest) -> None:
             try:
-                results = await self.inventory.execute(batch.operations)
+                refusal = await self._refusal(batch)
+                if refusal is None:
+                    results = await self.inventory.execute(batch.operations)
+                else:
+                    results = [
+                        pb.OperationResult(id=operation.id, error=refusal)
+                        for operation in batch.operations
+                    ]
             finally:
                 slots.release()
             await responses.put(pb.ExecuteResponse(results=results))
