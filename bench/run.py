@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import click
 
 from bench import scenarios
+from bench.auth_bench import auth as auth_harness
 from bench.driver import DriverConfig
 from bench.engine_bench import engine as engine_harness
 from bench.peers import peers as peers_harness
@@ -111,6 +112,15 @@ def engine(sizes: str, holds: int, pipeline: int, rounds: int) -> None:
 def service(options: Options, duration: float, concurrency: int, rounds: int) -> None:
     """Unary Hold against the real service and against an empty handler: the ratio."""
     _done(service_harness(options.workers, options.processes, duration, concurrency, rounds))
+
+
+@main.command()
+@click.option("--duration", default=8.0, show_default=True)
+@click.option("--rounds", default=3, show_default=True, help="Rounds of every load and mode.")
+@click.pass_obj
+def auth(options: Options, duration: float, rounds: int) -> None:
+    """Unary Hold and Execute with API keys and quotas on vs off: the cost of the checks."""
+    _done(auth_harness(options.workers, options.processes, duration, rounds))
 
 
 @main.command()

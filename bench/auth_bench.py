@@ -1,0 +1,133 @@
+"""Auth harness: unary Hold and Execute throughput with API keys and quotas on vs off.
+
+Three servers run at once over one Redis, served the same way (`lml-inventory serve`): without
+keys; with a key file whose key has a rate (checked on every call, never reached), leasing
+quota from Redis as deployed; and the same asking Redis on every call (`--quota-lease 0`), which
+is what the `limits` library costs used directly. Rounds alternate between them so the
+machine's noise falls on all alike; the ratio of median throughputs is the cost of the checks.
+"""
+
+import asyncio
+import statistics
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from bench.driver import DriverConfig, run_driver
+from bench.report import Report
+from bench.samples import FAILED
+from bench.scenarios import EVENT_SEATS, _create, events_for
+from bench.stack import ServerProcess, inventory_command, local_target, redis_server, server_process
+from inventory.auth import hash_secret
+
+SECRET = "bench-secret-not-for-production"  # this run's private key, for its private servers
+MODES = {
+    "off": [],
+    "keys+quotas": ["--api-keys", "{keys}"],
+    "keys+quotas, Redis per call": ["--api-keys", "{keys}", "--quota-lease", "0"],
+}
+# A rate the load never reaches: every call is counted, none refused.
+KEY_FILE = (
+    '{"keys": [{"id": "bench", "sha256": "%s", "scopes": ["sell"], '
+    '"rate": {"ops_per_s": 10000000, "burst": 10000000}}]}'
+)
+COLUMNS = ["round", "load", "mode", "ops/s", "p50 ms", "p99 ms", "failed", "server CPU us/op"]
+
+
+@contextmanager
+def _servers(workers: int, workdir: Path, redis_url: str) -> Iterator[dict[str, ServerProcess]]:
+    keys = workdir / "keys.json"
+    keys.write_text(KEY_FILE % hash_secret(SECRET))
+    with ExitStack() as stack:
+        servers = {}
+        for index, (mode, extra) in enumerate(MODES.items()):
+            target = local_target()
+            command = inventory_command(target, redis_url, workers)
+            command += [arg.format(keys=keys) for arg in extra]
+            log = workdir / f"server-{index}.log"
+            servers[mode] = stack.enter_context(server_process(command, target, log))
+        yield servers
+
+
+def _round(
+    config: DriverConfig, server: ServerProcess, mode: str, duration: float
+) -> tuple[float, float, float, int, float]:
+    config = replace(config, target=server.target, api_key="" if mode == "off" else SECRET)
+    cpu = server.cpu_seconds()
+    samples = run_driver(config)
+    cpu = server.cpu_seconds() - cpu
+    part = samples.window(1.0, duration - 1.0)
+    return (
+        part.rate(duration - 2.0),
+        part.percentile_ms(50),
+        part.percentile_ms(99),
+        samples.outcomes(FAILED),
+        cpu / max(1, samples.count) * 1e6,
+    )
+
+
+def auth(workers: int, processes: int, duration: float, rounds: int) -> Report:
+    loads = {
+        "unary Hold": DriverConfig(
+            "", [], EVENT_SEATS, duration, processes, streams=2, unary=True, concurrency=64
+        ),
+        "Execute": DriverConfig(
+            "", [], EVENT_SEATS, duration, processes, streams=1, batch=30, in_flight=1
+        ),
+    }
+    expected = {"unary Hold": 6_000.0, "Execute": 25_000.0}
+    plan = [
+        (index, load, mode, events_for(f"{load[0]}{index}{position}", expected[load], duration))
+        for index in range(rounds)
+        for load in loads
+        for position, mode in enumerate(MODES)
+    ]
+    events = {event: EVENT_SEATS for *_, ids in plan for event in ids}
+    rows: list[list[object]] = []
+    with tempfile.TemporaryDirectory(prefix="lml-bench-") as tmp:
+        workdir = Path(tmp)
+        with redis_server(workdir / "redis") as redis:
+            asyncio.run(_create(redis.url, events))
+            with _servers(workers, workdir, redis.url) as servers:
+                for index, load, mode, event_ids in plan:
+                    config = replace(loads[load], event_ids=event_ids)
+                    measured = _round(config, servers[mode], mode, duration)
+                    rows.append([index + 1, load, mode, *measured])
+    report = Report("auth", "API keys and quotas: throughput on vs off")
+    report.text(
+        f"{workers} server process(es) per mode, {processes} load processes; unary Hold: 64 "
+        f"calls in flight per process; Execute: batches of 30, closed loop. {duration:.0f} s "
+        f"per round (first and last second left out), {rounds} rounds, modes alternating "
+        "within each round. 'keys+quotas': every call carries a key that the server looks up "
+        "and charges to a rate in Redis (leases of 5% of the budget); 'Redis per call': the "
+        "same with --quota-lease 0 (the limits library called for every call).",
+        *_summary(rows),
+    )
+    report.table(COLUMNS, rows)
+    return report
+
+
+def _summary(rows: list[list[object]]) -> list[str]:
+    lines = []
+    for load in ("unary Hold", "Execute"):
+
+        def median(mode: str, column: str, load: str = load) -> float:
+            index = COLUMNS.index(column)
+            return statistics.median(
+                float(row[index])  # type: ignore[arg-type]
+                for row in rows
+                if row[1] == load and row[2] == mode
+            )
+
+        off, off_cpu = median("off", "ops/s") or float("nan"), median("off", "server CPU us/op")
+        parts = [f"off {off:,.0f}/s"]
+        for mode in list(MODES)[1:]:
+            on, on_cpu = median(mode, "ops/s"), median(mode, "server CPU us/op")
+            parts.append(
+                f"{mode} {on:,.0f}/s (**{on / off:.1%}** of off; server CPU "
+                f"{on_cpu:,.0f} vs {off_cpu:,.0f} us/op)"
+            )
+        lines.append(f"{load}, median of rounds: " + "; ".join(parts) + ".")
+    return lines
