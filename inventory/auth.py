@@ -11,6 +11,8 @@ RetryInfo delay. Health checking needs no key.
 import hashlib
 import json
 import logging
+import os
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -118,6 +120,28 @@ def load_keys(path: Path) -> list[ApiKey]:
         if len(values) != len(set(values)):
             raise KeyFileError(f"key file {path}: two keys share one {field}")
     return keys
+
+
+def add_key(path: Path, key_id: str, scopes: Sequence[Scope], rate: Rate | None = None) -> str:
+    """Adds a key with a new random secret to the key file (made if missing); returns the secret.
+
+    The file gets the secret's SHA-256 only: the secret exists nowhere else than in the answer.
+    """
+    document: dict[str, Any] = {"keys": []}
+    if path.exists():
+        load_keys(path)  # never extend a file that does not load
+        document = json.loads(path.read_text())
+    if any(entry["id"] == key_id for entry in document["keys"]):
+        raise KeyFileError(f"key file {path}: a key {key_id!r} exists already")
+    secret = secrets.token_urlsafe(32)
+    entry: dict[str, Any] = {"id": key_id, "sha256": hash_secret(secret), "scopes": list(scopes)}
+    if rate is not None:
+        entry["rate"] = {"ops_per_s": rate.ops_per_s, "burst": rate.burst}
+    document["keys"].append(entry)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(document, indent=2) + "\n")
+    os.replace(temporary, path)  # a reload (SIGHUP) never reads a half-written file
+    return secret
 
 
 class KeyRing:

@@ -1,14 +1,16 @@
 """`lml-inventory`: run the inventory service; run the whole system with a demo event."""
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
 import click
 
-from inventory.auth import KeyFileError, hash_secret, load_keys
+from inventory.auth import KeyFileError, Scope, add_key, hash_secret, load_keys
 from inventory.caps import DEFAULT_CAPS, Caps
 from inventory.demo import DEMO_EVENT, create_demo_event, demo
+from inventory.quotas import Rate
 from inventory.server import ExposureError, ServerConfig, TlsFiles, check_exposure, serve_processes
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -152,6 +154,52 @@ def serve(
     except ExposureError as error:
         raise click.UsageError(str(error)) from error
     serve_processes(config, workers)
+
+
+@main.command("add-key")
+@click.argument("key_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("key_id")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(["read", "sell", "admin"]),
+    help="read: events, availability, watch; sell: holds too; admin: everything.",
+)
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Operations per second.")
+@click.option("--burst", type=click.IntRange(min=1), help="Operations at once (with --rate).")
+@click.option(
+    "--secret-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the secret to this file (mode 600) instead of printing it.",
+)
+@click.option("--if-missing", is_flag=True, help="Do nothing when KEY_ID is in the file already.")
+def add_key_command(
+    key_file: Path,
+    key_id: str,
+    scopes: tuple[Scope, ...],
+    rate: float | None,
+    burst: int | None,
+    secret_out: Path | None,
+    if_missing: bool,
+) -> None:
+    """Add a key with a new secret to KEY_FILE (made if missing): the file keeps its SHA-256,
+    the secret is shown once. A running service takes it on SIGHUP."""
+    if (rate is None) != (burst is None):
+        raise click.UsageError("--rate and --burst go together")
+    try:
+        if if_missing and key_file.exists() and any(k.id == key_id for k in load_keys(key_file)):
+            return
+        secret = add_key(key_file, key_id, scopes, Rate(rate, burst) if rate and burst else None)
+    except KeyFileError as error:
+        raise click.UsageError(str(error)) from error
+    if secret_out is None:
+        click.echo(secret)
+        return
+    descriptor = os.open(secret_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(secret + "\n")
 
 
 @main.command("hash-key")
