@@ -45,6 +45,7 @@ class DriverConfig:
     concurrency: int = 64  # unary calls in flight per process
     hot_share: float = HOT_SHARE
     seed: int = 1
+    startup: float = 3.0  # seconds every process gets to import and connect before the start
     # Sent as `authorization: Bearer <key>` with every call when the service checks keys.
     api_key: str = field(default_factory=lambda: os.environ.get("LML_API_KEY", ""))
 
@@ -262,7 +263,7 @@ def run_driver(config: DriverConfig) -> Samples:
     """Runs the load in `config.processes` processes from a common start; merges their samples."""
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    start = time.monotonic() + 3.0  # time for every process to import and connect
+    start = time.monotonic() + config.startup
     processes = [
         context.Process(target=_process, args=(config, index, start, results))
         for index in range(config.processes)

@@ -24,8 +24,9 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from redis.exceptions import RedisError
 
-from inventory.errors import DOMAIN
+from inventory.errors import DOMAIN, redis_status
 from inventory.quotas import Quotas, Rate
 
 log = logging.getLogger(__name__)
@@ -307,10 +308,19 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if method == EXECUTE:
             return _as_caller(handler, key)
         if self.quotas is not None and key.rate is not None:
-            retry_after = await self.quotas.charge(key.id, key.rate, 1)
-            if retry_after is not None:
-                return _refusal(handler, rate_limited(retry_after))
+            refusal = await self._charge(key, 1)
+            if refusal is not None:
+                return _refusal(handler, refusal)
         return handler
+
+    async def _charge(self, key: ApiKey, operations: int) -> status_pb2.Status | None:
+        assert self.quotas is not None and key.rate is not None
+        try:
+            retry_after = await self.quotas.charge(key.id, key.rate, operations)
+        except RedisError as error:  # the budget cannot be read: as if the call could not run
+            log.warning("quota of key %r: redis unavailable: %s", key.id, error)
+            return redis_status(error)
+        return None if retry_after is None else rate_limited(retry_after)
 
     async def batch_gate(self, operations: int) -> status_pb2.Status | None:
         """Whether the calling Execute stream may run a batch: None, or the status refusing it."""
@@ -321,5 +331,4 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             return UNAUTHENTICATED
         if self.quotas is None or key.rate is None:
             return None
-        retry_after = await self.quotas.charge(key.id, key.rate, operations)
-        return None if retry_after is None else rate_limited(retry_after)
+        return await self._charge(key, operations)

@@ -5,9 +5,10 @@ Each call beyond a cap is refused with RESOURCE_EXHAUSTED, reason LIMIT_EXCEEDED
 """
 
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, TypeVar
 
 import grpc
 from google.rpc import status_pb2
@@ -15,10 +16,7 @@ from grpc_status import rpc_status
 
 from inventory.errors import InventoryError
 
-# grpc-stubs types handlers for the synchronous server; aio behaviors are coroutines.
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
-_SERVICE = "/lml.inventory.v1.InventoryService/"
-WATCH = _SERVICE + "WatchEvent"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -36,35 +34,13 @@ def cap_exceeded(limit: str, message: str) -> status_pb2.Status:
     return InventoryError("LIMIT_EXCEEDED", message, limit=limit).to_status()
 
 
-class StreamCapsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Counts the streaming calls open per connection and the WatchEvent calls per process."""
+class StreamSlots:
+    """Counts the streaming calls open per connection and the WatchEvent calls of the process."""
 
     def __init__(self, caps: Caps) -> None:
         self.caps = caps
         self.per_connection: Counter[str] = Counter()
         self.watches = 0
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
-        details: grpc.HandlerCallDetails,
-    ) -> Handler:
-        handler = await continuation(details)
-        if handler is None or not details.method.startswith(_SERVICE):
-            return handler
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                self._counted(handler.unary_stream, details.method == WATCH),
-                handler.request_deserializer,
-                handler.response_serializer,
-            )
-        if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(
-                self._counted(handler.stream_stream, False),
-                handler.request_deserializer,
-                handler.response_serializer,
-            )
-        return handler
 
     def _refusal(self, peer: str, watch: bool) -> status_pb2.Status | None:
         if self.per_connection[peer] >= self.caps.streams_per_connection:
@@ -79,25 +55,25 @@ class StreamCapsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-ar
             )
         return None
 
-    def _counted(
-        self, behavior: Any, watch: bool
-    ) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]:
-        async def serve(
-            request: Any, context: grpc.aio.ServicerContext[Any, Any]
-        ) -> AsyncIterator[Any]:
-            peer = context.peer()  # one connection: the client's address and port
-            refusal = self._refusal(peer, watch)
-            if refusal is not None:
-                await context.abort_with_status(rpc_status.to_status(refusal))  # type: ignore[attr-defined]
-            self.per_connection[peer] += 1
-            self.watches += watch
-            try:
-                async for response in behavior(request, context):
+    async def counted(
+        self,
+        context: grpc.aio.ServicerContext[Any, Any],
+        responses: AsyncGenerator[T, None],
+        watch: bool = False,
+    ) -> AsyncIterator[T]:
+        """`responses`, while the call holds a slot; refused when none is left."""
+        peer = context.peer()  # one connection: the client's address and port
+        refusal = self._refusal(peer, watch)
+        if refusal is not None:
+            await context.abort_with_status(rpc_status.to_status(refusal))  # type: ignore[attr-defined]
+        self.per_connection[peer] += 1
+        self.watches += watch
+        try:
+            async with aclosing(responses):  # a call cancelled midway ends its generator now
+                async for response in responses:
                     yield response
-            finally:
-                self.per_connection[peer] -= 1
-                if not self.per_connection[peer]:
-                    del self.per_connection[peer]
-                self.watches -= watch
-
-        return serve
+        finally:
+            self.per_connection[peer] -= 1
+            if not self.per_connection[peer]:
+                del self.per_connection[peer]
+            self.watches -= watch

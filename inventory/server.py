@@ -18,7 +18,7 @@ from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 from redis.exceptions import RedisError
 
 from inventory.auth import AuthInterceptor, KeyRing
-from inventory.caps import DEFAULT_CAPS, Caps, StreamCapsInterceptor
+from inventory.caps import DEFAULT_CAPS, Caps
 from inventory.engine import Inventory
 from inventory.quotas import Quotas
 from inventory.redis_client import connect
@@ -136,8 +136,9 @@ def create_server(
     within its rate, with `quotas`).
     """
     auth = AuthInterceptor(keys, quotas) if keys is not None else None
-    interceptors = [*([auth] if auth else []), StreamCapsInterceptor(caps)]
-    server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 1)])
+    server = grpc.aio.server(
+        interceptors=[auth] if auth else None, options=[("grpc.so_reuseport", 1)]
+    )
     servicer = InventoryServicer(inventory, watch_hub, caps, auth.batch_gate if auth else None)
     pb_grpc.add_InventoryServiceServicer_to_server(servicer, server)
     health_servicer = HealthServicer()

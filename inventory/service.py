@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import grpc
@@ -13,7 +13,7 @@ from lml.inventory.v1 import inventory_pb2 as pb
 from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 from redis.exceptions import RedisError
 
-from inventory.caps import DEFAULT_CAPS, Caps, cap_exceeded
+from inventory.caps import DEFAULT_CAPS, Caps, StreamSlots, cap_exceeded
 from inventory.engine import Inventory
 from inventory.errors import InventoryError, redis_status
 from inventory.watch import WatchEnded, WatchHub
@@ -56,6 +56,7 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
         self.watch_hub = watch_hub or WatchHub(inventory.redis)
         self.caps = caps
         self.batch_gate = batch_gate
+        self.streams = StreamSlots(caps)
 
     async def _refusal(self, batch: pb.ExecuteRequest) -> status_pb2.Status | None:
         operations = len(batch.operations)
@@ -127,6 +128,12 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
         request_iterator: AsyncIterator[pb.ExecuteRequest],
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> AsyncIterator[pb.ExecuteResponse]:
+        async for response in self.streams.counted(context, self._execute(request_iterator)):
+            yield response
+
+    async def _execute(
+        self, request_iterator: AsyncIterator[pb.ExecuteRequest]
+    ) -> AsyncGenerator[pb.ExecuteResponse, None]:
         """Runs each incoming batch as soon as it arrives and answers it when it is done.
 
         Batches overlap (up to `caps.batches_in_flight`; beyond it the stream stops reading, so
@@ -177,6 +184,15 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
         request: pb.WatchEventRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> AsyncIterator[pb.WatchEventResponse]:
+        watching = self._watch(request, context)
+        async for response in self.streams.counted(context, watching, watch=True):
+            yield response
+
+    async def _watch(
+        self,
+        request: pb.WatchEventRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> AsyncGenerator[pb.WatchEventResponse, None]:
         try:
             async for changes in self.watch_hub.watch(request.event_id, request.from_version):
                 yield pb.WatchEventResponse(changes=changes)
