@@ -153,24 +153,29 @@ def auth(workers: int, processes: int, duration: float, rounds: int) -> Report:
 
 
 def _summary(rows: list[list[object]]) -> list[str]:
+    """Per load, the medians of each mode against off: throughput, and server CPU per operation.
+
+    Rounds whose load never got going (no operation measured: the machine was too busy for the
+    load processes to start in time) are left out of the medians, and counted.
+    """
+    ops, cpu = COLUMNS.index("ops/s"), COLUMNS.index("server CPU us/op")
+    valid = [row for row in rows if float(row[ops]) > 0]  # type: ignore[arg-type]
     lines = []
+    if len(valid) < len(rows):
+        lines.append(f"{len(rows) - len(valid)} of {len(rows)} runs measured nothing, left out.")
     for load in ("unary Hold", "Execute"):
 
-        def median(mode: str, column: str, load: str = load) -> float:
-            index = COLUMNS.index(column)
-            return statistics.median(
-                float(row[index])  # type: ignore[arg-type]
-                for row in rows
-                if row[1] == load and row[2] == mode
-            )
+        def median(mode: str, column: int, load: str = load) -> float:
+            values = [float(r[column]) for r in valid if r[1] == load and r[2] == mode]  # type: ignore[arg-type]
+            return statistics.median(values) if values else float("nan")
 
-        off, off_cpu = median("off", "ops/s") or float("nan"), median("off", "server CPU us/op")
-        parts = [f"off {off:,.0f}/s"]
+        off, off_cpu = median("off", ops), median("off", cpu)
+        parts = [f"off {off:,.0f}/s, {off_cpu:,.0f} us server CPU per operation"]
         for mode in list(MODES)[1:]:
-            on, on_cpu = median(mode, "ops/s"), median(mode, "server CPU us/op")
+            on, on_cpu = median(mode, ops), median(mode, cpu)
             parts.append(
-                f"{mode} {on:,.0f}/s (**{on / off:.1%}** of off; server CPU "
-                f"{on_cpu:,.0f} vs {off_cpu:,.0f} us/op)"
+                f"{mode} {on:,.0f}/s (**{on / off:.1%}** of off), {on_cpu:,.0f} us "
+                f"(**{on_cpu / off_cpu - 1:+.1%}** server CPU per operation)"
             )
-        lines.append(f"{load}, median of rounds: " + "; ".join(parts) + ".")
+        lines.append(f"{load}, medians: " + "; ".join(parts) + ".")
     return lines
