@@ -14,7 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Where googleapis-common-protos keeps google/rpc/status.proto (evaluated when used).
 GOOGLE_PROTOS = $(shell $(BIN)/python -c "import google.rpc, os; print(os.path.dirname(os.path.dirname(google.rpc.__path__[0])))")
 
-.PHONY: install system-packages lock proto lint test demo
+.PHONY: install system-packages lock proto lint test test-all demo
 
 # System packages when missing (needs root), then the locked project and its dev tools in .venv.
 install: system-packages $(UV)
@@ -32,10 +32,11 @@ system-packages:
 	python3 -m venv .uv-bootstrap
 	.uv-bootstrap/bin/pip install -q uv==$(UV_VERSION)
 
-# Updates requirements.lock to the newest versions pyproject.toml allows.
+# Re-resolves requirements.lock after a change to pyproject.toml, keeping every other pin;
+# `make lock UPGRADE=1` moves everything to the newest versions pyproject.toml allows.
 lock: $(UV)
 	$(UV) pip compile pyproject.toml --all-extras --universal --python-version 3.11 \
-		--generate-hashes --no-header --upgrade -o requirements.lock
+		--generate-hashes --no-header $(if $(UPGRADE),--upgrade) -o requirements.lock
 
 proto:
 	$(BIN)/python -m grpc_tools.protoc -Iprotos -I$(GOOGLE_PROTOS) \
@@ -47,14 +48,21 @@ lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python -m tests.lint_lua
+	$(BIN)/lint-imports --no-cache
 	@command -v buf >/dev/null || npm install -g @bufbuild/buf
 	$(BIN)/python -m grpc_tools.protoc -Iprotos -I$(GOOGLE_PROTOS) --include_imports \
 		--descriptor_set_out=/tmp/lml-inventory.binpb $(PROTO)
 	buf lint /tmp/lml-inventory.binpb --path lml/inventory/v1/inventory.proto \
 		--config '{"version":"v2","lint":{"use":["STANDARD"]}}'
 
+# The slow fault-injection tests (pytest marker `slow`) run when CI is set, as in CI;
+# `make test-all` runs them anywhere.
 test: install lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(if $(CI),,-m "not slow")
+
+test-all:
+	$(MAKE) test CI=true
 
 demo: install
-	$(BIN)/python -m inventory.cli demo
+	$(BIN)/python -m clients.demo run

@@ -39,9 +39,6 @@ KEY_FILE = (
     '"rate": {"ops_per_s": 10000000, "burst": 10000000}}]}'
 )
 EVENT_SEATS = 20_000  # many small events: each is one script, short enough for a busy machine
-# On a busy machine the load processes may need more than the driver's usual 3 s to import
-# and connect; one that starts after the round's end would measure nothing.
-STARTUP = 10.0
 COLUMNS = ["round", "load", "mode", "ops/s", "p50 ms", "p99 ms", "failed", "server CPU us/op"]
 
 
@@ -102,7 +99,6 @@ def auth(workers: int, processes: int, duration: float, rounds: int) -> Report:
             streams=2,
             unary=True,
             concurrency=64,
-            startup=STARTUP,
         ),
         "Execute": DriverConfig(
             "",
@@ -113,7 +109,6 @@ def auth(workers: int, processes: int, duration: float, rounds: int) -> Report:
             streams=1,
             batch=30,
             in_flight=1,
-            startup=STARTUP,
         ),
     }
     expected = {"unary Hold": 4_000.0, "Execute": 15_000.0}  # ops/s, to size the events

@@ -23,10 +23,11 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from lml.inventory.v1 import inventory_pb2 as pb
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.exceptions import RedisError
 
-from inventory.errors import DOMAIN, redis_status
+from inventory.errors import DOMAIN, STATUS_CODES, Reason, redis_status, wire_reason
 from inventory.quotas import Quotas, Rate
 
 log = logging.getLogger(__name__)
@@ -188,14 +189,16 @@ class KeyRing:
 
 
 def error_status(
-    code: grpc.StatusCode,
-    reason: str,
+    reason: Reason,
     message: str,
     metadata: dict[str, str] | None = None,
     retry_after: float | None = None,
 ) -> status_pb2.Status:
     """A rich status with an ErrorInfo in the service's domain, and a RetryInfo when given."""
-    info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata or {})
+    code = STATUS_CODES[reason]
+    info = error_details_pb2.ErrorInfo(
+        reason=wire_reason(reason), domain=DOMAIN, metadata=metadata or {}
+    )
     details = [any_pb2.Any()]
     details[0].Pack(info)
     if retry_after is not None:
@@ -207,16 +210,14 @@ def error_status(
 
 
 UNAUTHENTICATED = error_status(
-    grpc.StatusCode.UNAUTHENTICATED,
-    "UNAUTHENTICATED",
+    pb.ERROR_REASON_UNAUTHENTICATED,
     "a valid API key is required: send 'authorization: Bearer <key>' metadata",
 )
 
 
 def scope_required(scope: Scope) -> status_pb2.Status:
     return error_status(
-        grpc.StatusCode.PERMISSION_DENIED,
-        "SCOPE_REQUIRED",
+        pb.ERROR_REASON_SCOPE_REQUIRED,
         f"this API key lacks the '{scope}' scope",
         {"scope": scope},
     )
@@ -224,8 +225,7 @@ def scope_required(scope: Scope) -> status_pb2.Status:
 
 def rate_limited(retry_after: float) -> status_pb2.Status:
     return error_status(
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        "RATE_LIMITED",
+        pb.ERROR_REASON_RATE_LIMITED,
         f"this API key is over its rate: retry in {retry_after:.3f} s",
         retry_after=retry_after,
     )

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import grpc
 from google.rpc import status_pb2
 from grpc_status import rpc_status
+from lml.inventory.v1 import inventory_pb2 as pb
 
 from inventory.errors import InventoryError
 
@@ -31,7 +32,7 @@ DEFAULT_CAPS = Caps()
 
 
 def cap_exceeded(limit: str, message: str) -> status_pb2.Status:
-    return InventoryError("LIMIT_EXCEEDED", message, limit=limit).to_status()
+    return InventoryError(pb.ERROR_REASON_LIMIT_EXCEEDED, message, limit=limit).to_status()
 
 
 class StreamSlots:

@@ -1,4 +1,4 @@
-"""`lml-inventory`: run the inventory service; run the whole system with a demo event."""
+"""`lml-inventory`: run the inventory service."""
 
 import asyncio
 import os
@@ -9,8 +9,9 @@ import click
 
 from inventory.auth import KeyFileError, Scope, add_key, hash_secret, load_keys
 from inventory.caps import DEFAULT_CAPS, Caps
-from inventory.demo import DEMO_EVENT, create_demo_event, demo
+from inventory.durability import Durability, DurabilityUnsupported, check_support
 from inventory.quotas import Rate
+from inventory.redis_client import connect
 from inventory.server import ExposureError, ServerConfig, TlsFiles, check_exposure, serve_processes
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -53,6 +54,47 @@ def main() -> None:
     show_default=True,
     type=click.FloatRange(min=0),
     help="Seconds SIGTERM waits for calls in flight.",
+)
+@click.option(
+    "--redis-timeout",
+    envvar="LML_REDIS_TIMEOUT",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0.05),
+    help="Seconds a Redis command may take before the call fails UNAVAILABLE and the "
+    "connection is opened again; above the longest script (CreateEvent of the largest event).",
+)
+@click.option(
+    "--confirm-durability",
+    envvar="LML_CONFIRM_DURABILITY",
+    default=Durability.NONE.value,
+    show_default=True,
+    type=click.Choice([d.value for d in Durability]),
+    help="When Confirm answers: once the script ran (none), once a replica has the booking "
+    "(replica: WAIT 1), or once it is fsynced to the append-only file (aof: WAITAOF, "
+    "Redis >= 7.2).",
+)
+@click.option(
+    "--durability-timeout",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.001),
+    help="Seconds a confirm waits for its replica or fsync before failing UNAVAILABLE.",
+)
+@click.option(
+    "--metrics-port",
+    envvar="LML_METRICS_PORT",
+    type=click.IntRange(1, 65535),
+    help="Serve Prometheus metrics on this port (on the --listen host); with --workers N the "
+    "first process serves every worker's.",
+)
+@click.option(
+    "--log-format",
+    envvar="LML_LOG_FORMAT",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "json"]),
+    help="Log lines as text or as JSON objects; both carry the request id of the call.",
 )
 @click.option(
     "--api-keys",
@@ -113,6 +155,11 @@ def serve(
     workers: int,
     sweep_interval: float,
     grace: float,
+    redis_timeout: float,
+    confirm_durability: str,
+    durability_timeout: float,
+    metrics_port: int | None,
+    log_format: str,
     api_keys: Path | None,
     insecure_no_auth: bool,
     tls_cert: Path | None,
@@ -134,19 +181,31 @@ def serve(
             load_keys(api_keys)  # a bad file fails here, once, not in every worker
         except KeyFileError as error:
             raise click.UsageError(str(error)) from error
-    tls = TlsFiles(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
-    caps = Caps(
-        max_batch_operations, max_batches_in_flight, max_streams_per_connection, max_watch_streams
-    )
+    durability = Durability(confirm_durability)
+    if durability != Durability.NONE:
+        try:
+            asyncio.run(_check_durability(redis_url, durability))
+        except DurabilityUnsupported as error:
+            raise click.ClickException(str(error)) from error
     config = ServerConfig(
         listen,
         redis_url,
         sweep_interval,
         grace,
+        redis_timeout=redis_timeout,
+        confirm_durability=durability,
+        durability_timeout=durability_timeout,
+        metrics_port=metrics_port,
+        log_format=log_format,
         api_keys=api_keys,
         insecure_no_auth=insecure_no_auth,
-        tls=tls,
-        caps=caps,
+        tls=TlsFiles(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None,
+        caps=Caps(
+            max_batch_operations,
+            max_batches_in_flight,
+            max_streams_per_connection,
+            max_watch_streams,
+        ),
         quota_lease=quota_lease,
     )
     try:
@@ -154,6 +213,14 @@ def serve(
     except ExposureError as error:
         raise click.UsageError(str(error)) from error
     serve_processes(config, workers)
+
+
+async def _check_durability(redis_url: str, durability: Durability) -> None:
+    redis = connect(redis_url, timeout=5)
+    try:
+        await check_support(redis, durability)
+    finally:
+        await redis.aclose()
 
 
 @main.command("add-key")
@@ -209,23 +276,6 @@ def hash_key(secret: str | None) -> None:
     value = secret if secret is not None else sys.stdin.read().strip()
     click.echo(hash_secret(value))
 
-
-@main.command("create-demo-event")
-@click.option(
-    "--redis-url", envvar="LML_REDIS_URL", default="redis://127.0.0.1:6379/0", show_default=True
-)
-@click.option(
-    "--postgres-url",
-    envvar="LML_POSTGRES_URL",
-    default="postgresql://postgres@127.0.0.1:5432/lml",
-    show_default=True,
-)
-def create_demo_event_command(redis_url: str, postgres_url: str) -> None:
-    """Create the event `demo` in the sample opera house (idempotent; needs the schema)."""
-    click.echo(f"event {DEMO_EVENT!r}: " + asyncio.run(create_demo_event(postgres_url, redis_url)))
-
-
-main.add_command(demo)
 
 if __name__ == "__main__":
     main()

@@ -21,7 +21,7 @@ class EventKeys(NamedTuple):
     holders: str
     changes: str
     outbox: str
-    seat_info: str  # seat id -> JSON description, with its row number or area index
+    seat_info: str  # seat id -> JSON description (lua/RECORDS.md describes every record)
     rows: str  # row number -> JSON: the row's seats in order, their ranks, kinds, categories
     row_runs: str  # row number -> JSON list of the row's current members in `free`
     free: str  # best-available index: free runs of seats and free general-admission places
@@ -31,6 +31,11 @@ class EventKeys(NamedTuple):
 def event_keys(event_id: str) -> EventKeys:
     prefix = f"lml:{{{event_id}}}:"
     return EventKeys(*(prefix + name for name in EventKeys._fields))
+
+
+def event_of(key: str) -> str:
+    """The event id of one of the event's keys (the inverse of the names built here)."""
+    return key[key.index("{") + 1 : key.rindex("}")]
 
 
 def request_key(event_id: str, holder_id: str, request_id: str) -> str:
@@ -44,5 +49,10 @@ def dead_letter_key(event_id: str) -> str:
 
 
 def cancelled_key(event_id: str) -> str:
-    """Hash booking id -> JSON record of its cancellation (seats, time, reason)."""
+    """Hash booking id -> JSON record of its cancellation (lua/RECORDS.md)."""
     return f"lml:{{{event_id}}}:cancelled"
+
+
+# Written before each WAIT / WAITAOF of --confirm-durability, on the waiting connection: a write
+# of that connection is what WAIT counts (inventory/durability.py).
+DURABILITY_MARKER = "lml:durability-marker"

@@ -13,24 +13,25 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from lml.inventory.v1 import inventory_pb2 as pb
 from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
-from redis.exceptions import RedisError
 
+from inventory import logs, metrics
 from inventory.auth import AuthInterceptor, KeyRing
+from inventory.call_metrics import CallMetrics
 from inventory.caps import DEFAULT_CAPS, Caps
+from inventory.durability import ConfirmWaiter, Durability
 from inventory.engine import Inventory
+from inventory.health_probe import SERVICE_NAME, probe_redis
 from inventory.quotas import Quotas
 from inventory.redis_client import connect
 from inventory.service import InventoryServicer
+from inventory.sweeper import run_sweeper
 from inventory.watch import WatchHub
 
 log = logging.getLogger(__name__)
 
 # grpc-stubs predates grpc_health's asyncio servicer, so mypy sees it as Any.
 HealthServicer: Any = health.aio.HealthServicer  # type: ignore[attr-defined]
-
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InventoryService"].full_name
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,12 @@ class ServerConfig:
     sweep_interval: float = 0.5
     grace: float = 10.0
     redis_connections: int = 64
+    redis_timeout: float = 2.0  # deadline of every Redis command (the pipe's and redis-py's)
+    health_interval: float = 0.5  # seconds between health probes of Redis
+    confirm_durability: Durability = Durability.NONE
+    durability_timeout: float = 1.0  # how long a confirm waits for its replica or fsync
+    metrics_port: int | None = None
+    log_format: str = "text"  # or "json": one JSON object per line
     api_keys: Path | None = None
     insecure_no_auth: bool = False
     tls: TlsFiles | None = None
@@ -102,21 +109,12 @@ def _warn_if_open(config: ServerConfig) -> None:
         )
 
 
-async def run_sweeper(inventory: Inventory, health_servicer: Any, interval: float) -> None:
-    """Expires due holds of every event periodically; reports Redis's reachability as health."""
-    serving = health_pb2.HealthCheckResponse.SERVING
-    not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+async def count_watchers(watch_hub: WatchHub, interval: float) -> None:
+    """Refreshes the watcher and change-log reader gauges every `interval` seconds."""
     while True:
-        try:
-            expired = await inventory.sweep()
-            if expired:
-                log.info("sweeper expired %d holds", expired)
-            status = serving
-        except RedisError as error:
-            log.warning("sweeper: redis unavailable: %s", error)
-            status = not_serving
-        for name in ("", SERVICE_NAME):
-            await health_servicer.set(name, status)
+        watchers, readers = watch_hub.counts()
+        metrics.WATCHERS.set(watchers)
+        metrics.READERS.set(readers)
         await asyncio.sleep(interval)
 
 
@@ -124,6 +122,7 @@ def create_server(
     inventory: Inventory,
     listen: str,
     watch_hub: WatchHub | None = None,
+    confirm_waiter: ConfirmWaiter | None = None,
     *,
     keys: KeyRing | None = None,
     quotas: Quotas | None = None,
@@ -133,13 +132,14 @@ def create_server(
     """The gRPC server with every service added, bound to `listen`; returns it and its health.
 
     With `keys`, every call but health checks needs an API key with the method's scope (and
-    within its rate, with `quotas`).
+    within its rate, with `quotas`). Calls refused are counted in the metrics too.
     """
     auth = AuthInterceptor(keys, quotas) if keys is not None else None
-    server = grpc.aio.server(
-        interceptors=[auth] if auth else None, options=[("grpc.so_reuseport", 1)]
+    interceptors = [CallMetrics(), *([auth] if auth else [])]
+    server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 1)])
+    servicer = InventoryServicer(
+        inventory, watch_hub, confirm_waiter, caps, auth.batch_gate if auth else None
     )
-    servicer = InventoryServicer(inventory, watch_hub, caps, auth.batch_gate if auth else None)
     pb_grpc.add_InventoryServiceServicer_to_server(servicer, server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -163,13 +163,19 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
     _warn_if_open(config)
     keys = KeyRing(config.api_keys) if config.api_keys is not None else None
     quotas = Quotas(config.redis_url, config.quota_lease) if keys is not None else None
-    redis = connect(config.redis_url, config.redis_connections)
+    redis = connect(config.redis_url, config.redis_connections, config.redis_timeout)
     inventory = Inventory(redis)
     watch_hub = WatchHub(redis)
+    confirm_waiter = (
+        None
+        if config.confirm_durability == Durability.NONE
+        else ConfirmWaiter(config.redis_url, config.confirm_durability, config.durability_timeout)
+    )
     server, health_servicer = create_server(
         inventory,
         config.listen,
         watch_hub,
+        confirm_waiter,
         keys=keys,
         quotas=quotas,
         caps=config.caps,
@@ -189,7 +195,13 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
         loop.add_signal_handler(sig, stop.set)
     if keys is not None:
         loop.add_signal_handler(signal.SIGHUP, keys.reload)  # key rotation without restart
-    sweeper = asyncio.create_task(run_sweeper(inventory, health_servicer, config.sweep_interval))
+    sweeper = asyncio.create_task(
+        run_sweeper(inventory.redis, inventory.runner, config.sweep_interval)
+    )
+    counter = asyncio.create_task(count_watchers(watch_hub, config.sweep_interval))
+    probe = asyncio.create_task(
+        probe_redis(redis, health_servicer, config.health_interval, min(1.0, config.redis_timeout))
+    )
     if started is not None:
         started.set()
     await stop.wait()
@@ -197,8 +209,12 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
     log.info("draining calls in flight (up to %.0f s)", config.grace)
     await health_servicer.enter_graceful_shutdown()
     sweeper.cancel()
+    counter.cancel()
+    probe.cancel()
     await watch_hub.close()  # watch streams never end by themselves: end them before draining
     await server.stop(config.grace)
+    if confirm_waiter is not None:
+        await confirm_waiter.close()
     if quotas is not None:
         await quotas.close()
     await redis.aclose()
@@ -210,24 +226,38 @@ def _serve_process(config: ServerConfig) -> None:
 
     # Until serve() handles it, a SIGHUP (key rotation) must not kill a starting worker.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(message)s")
+    logs.configure(config.log_format)
     uvloop.run(serve(config))
+
+
+def _metrics_host(listen: str) -> str:
+    host = listen.rpartition(":")[0].strip("[]")
+    return host or "0.0.0.0"
 
 
 def serve_processes(config: ServerConfig, workers: int) -> None:
     """Runs `workers` server processes sharing the listen port (SO_REUSEPORT).
 
     SIGTERM or SIGINT to this parent is passed on to every worker, which drains and exits;
-    SIGHUP too, and each worker re-reads the key file.
+    SIGHUP too, and each worker re-reads the key file. With
+    a metrics port, this process serves every worker's metrics (multiprocess mode).
     """
-    check_exposure(config)  # before any worker starts: a refusal is one clear error
     if workers == 1:
+        if config.metrics_port is not None:
+            metrics.serve_metrics(config.metrics_port, _metrics_host(config.listen))
         _serve_process(config)
         return
+    with metrics.shared_by_workers():
+        _run_workers(config, workers)
+
+
+def _run_workers(config: ServerConfig, workers: int) -> None:
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=_serve_process, args=(config,)) for _ in range(workers)]
     for process in processes:
         process.start()
+    if config.metrics_port is not None:
+        metrics.serve_metrics(config.metrics_port, _metrics_host(config.listen))
 
     def forward(_signum: int, _frame: object) -> None:
         for process in processes:
@@ -244,3 +274,5 @@ def serve_processes(config: ServerConfig, workers: int) -> None:
     signal.signal(signal.SIGHUP, reload)
     for process in processes:
         process.join()
+        if process.pid is not None:
+            metrics.process_ended(process.pid)

@@ -6,7 +6,7 @@
 
   Input:
     KEYS[1..12] the event's keys (as in hold.lua)
-    KEYS[13] cancelled  booking id -> JSON {s = seat ids, t = ms, r = reason} (hash)
+    KEYS[13] cancelled  booking id -> its cancellation record (hash, lua/RECORDS.md)
     ARGV[1] booking id
     ARGV[2] reason (free text for the audit trail)
     ARGV[3] event id, written into the outbox record
@@ -25,18 +25,17 @@
   Cost: O(seats given).
 ]]
 -- @include clock
+-- @include event
 -- @include changelog
 -- @include free_index
 
 local booking_id, reason, event_id = ARGV[1], ARGV[2], ARGV[3]
-local meta = redis.call('HMGET', KEYS[1], 'changelog_max')
-if not meta[1] then return {'EVENT_NOT_FOUND', 'no event for these keys'} end
-changelog_max = meta[1]
+if not read_event() then return EVENT_NOT_FOUND end
 
 local prior = redis.call('HGET', KEYS[13], booking_id)
 if prior then
   local rec = cjson.decode(prior)
-  return {'OK', cjson.encode(rec.s), rec.t, 0}
+  return {'OK', cjson.encode(rec.seat_ids), rec.cancelled_at, 0}
 end
 
 local marker = 'B:' .. booking_id
@@ -53,11 +52,13 @@ if #freed == 0 then
 end
 
 local now = now_ms()
-redis.call('HSET', KEYS[2], unpack(args))
-reindex(freed, true)
-redis.call('HSET', KEYS[13], booking_id, cjson.encode({s = freed, t = now, r = reason}))
+-- The change log first (the one write that can fail), then the outbox and the seats.
 local version = append_change('cancelled', 'AVAILABLE', '', '', freed, now, booking_id)
 redis.call('XADD', KEYS[7], '*', 'kind', 'cancelled', 'booking_id', booking_id,
   'event_id', event_id, 'seat_ids', cjson.encode(freed), 'reason', reason,
   'cancelled_at', now, 'version', version)
+redis.call('HSET', KEYS[2], unpack(args))
+reindex(freed, true)
+redis.call('HSET', KEYS[13], booking_id, cjson.encode({seat_ids = freed, cancelled_at = now,
+  reason = reason}))
 return {'OK', cjson.encode(freed), now, 1}

@@ -3,9 +3,10 @@
   engine (best available), or places in a general-admission area.
 
   Input:
+    Every record below is described in lua/RECORDS.md.
     KEYS[1] meta       event settings and the change-log version (hash)
     KEYS[2] seats      seat id -> "A" | "H:<hold id>" | "B:<booking id>" (hash)
-    KEYS[3] holds      hold id -> JSON record, live or tombstone (hash)
+    KEYS[3] holds      hold id -> hold record, live or tombstone (hash)
     KEYS[4] deadlines  hold id by expiry / tombstone purge time (sorted set)
     KEYS[5] holders    holder id -> space-separated live hold ids (hash)
     KEYS[6] changes    change log (stream, ids "0-<version>")
@@ -26,18 +27,23 @@
             "area":  ARGV[6] general-admission area id, ARGV[7] quantity
 
   Output:
-    seats named: {"OK", hold id, expires at (ms since epoch)}
-    best, area:  {"OK", hold id, expires at, seat ids as JSON, split (1 when not side by side)}
-    A retry with a known request id returns the first hold: {"OK", hold id, its expiry as first
-    granted, seat ids as JSON, split}.
+    {"OK", hold id, expires at (ms since epoch), seat ids as JSON, split (1 when best available
+    took seats that are not side by side, else 0)}
+    A retry with a known request id answers as the first call did (with the hold's current
+    expiry) while that hold is live, or confirmed: its seats are then this holder's booking, and
+    a confirm retry with that hold id returns it (a "hold, then confirm" sequence is retried
+    whole). Once the hold was released or expired: HOLD_NOT_FOUND or HOLD_EXPIRED, never the old
+    hold as if alive while its seats may be another buyer's.
     Errors, nothing changed by the request:
     {"EVENT_NOT_FOUND", message}
     {"INVALID_ARGUMENT", message} duplicate seat ids, TTL out of range, unknown category,
-                                  section or area
+                                  section or area, best available on an event whose seats
+                                  have no rows (seats without a row are never picked)
     {"INVALID_ARGUMENT", message, seat ids...} unknown seats
     {"LIMIT_EXCEEDED", message, "max_seats_per_hold" | "max_seats_per_holder"}
     {"SEATS_UNAVAILABLE", message, seat ids...} named seats held or booked by others
     {"SEATS_UNAVAILABLE", message} no free block that fits, fewer places left than asked
+    {"HOLD_EXPIRED" | "HOLD_NOT_FOUND", message} a retry of a hold that expired or was released
 
   Holds found past their deadline along the way (this holder's, or on the requested seats) are
   ended as expired first, whatever the outcome: that is the lazy half of expiry. Best available
@@ -47,35 +53,40 @@
   never O(seats of the event).
 ]]
 -- @include clock
+-- @include event
 -- @include changelog
 -- @include free_index
 -- @include end_hold
+-- @include find_hold
 -- @include sweep_due
 -- @include best_available
 -- @include ttl
 
 local hold_id, holder_id, request_id, mode = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
-local meta = redis.call('HMGET', KEYS[1], 'max_seats_per_hold', 'max_seats_per_holder',
-  'default_ttl_ms', 'max_ttl_ms', 'changelog_max', 'bucket_cap')
-if not meta[1] then return {'EVENT_NOT_FOUND', 'no event for these keys'} end
-changelog_max, bucket_cap = meta[5], tonumber(meta[6])
+local event = read_event()
+if not event then return EVENT_NOT_FOUND end
 
+local now = now_ms()
 if request_id ~= '' then
   local earlier = redis.call('GET', KEYS[13])
   if earlier then
-    local r = cjson.decode(earlier)
-    return {'OK', r[1], r[2], cjson.encode(r[3]), r[4] or 0}
+    local first = cjson.decode(earlier)
+    local rec, err = find_hold(first.hold_id, holder_id, now)
+    if not rec then return err end
+    if rec.state ~= 'held' and rec.state ~= 'confirmed' then
+      return ended_error(first.hold_id, rec)
+    end
+    return {'OK', first.hold_id, rec.expires_at, cjson.encode(first.seat_ids), first.split}
   end
 end
 
-local seats, quantity = {}, 0
+local seats = {}
 if mode == 'seats' then
   for i = 6, #ARGV do seats[#seats + 1] = ARGV[i] end
-  quantity = #seats
-else
-  quantity = tonumber(mode == 'best' and ARGV[6] or ARGV[7])
 end
-local max_per_hold = tonumber(meta[1])
+local quantity = #seats
+if mode ~= 'seats' then quantity = tonumber(mode == 'best' and ARGV[6] or ARGV[7]) end
+local max_per_hold = event.max_seats_per_hold
 if quantity > max_per_hold then
   return {'LIMIT_EXCEEDED', 'at most ' .. max_per_hold .. ' seats per hold', 'max_seats_per_hold'}
 end
@@ -84,10 +95,9 @@ for _, seat in ipairs(seats) do
   if seen[seat] then return {'INVALID_ARGUMENT', 'seat ' .. seat .. ' is listed twice'} end
   seen[seat] = true
 end
-local ttl, ttl_err = resolve_ttl(ARGV[3], tonumber(meta[3]), tonumber(meta[4]))
+local ttl, ttl_err = resolve_ttl(ARGV[3], event.default_ttl_ms, event.max_ttl_ms)
 if not ttl then return ttl_err end
 
-local now = now_ms()
 if mode ~= 'seats' then sweep_due(now, 20) end
 
 -- This holder's live seats, for the per-holder limit.
@@ -97,17 +107,17 @@ if list then
   for id in string.gmatch(list, '%S+') do
     local raw = redis.call('HGET', KEYS[3], id)
     local rec = raw and cjson.decode(raw)
-    if rec and rec.st == 'held' then
-      if rec.e <= now then
+    if rec and rec.state == 'held' then
+      if rec.expires_at <= now then
         end_hold(id, rec, 'expired', now)
       else
         live_ids[#live_ids + 1] = id
-        held = held + #rec.s
+        held = held + #rec.seat_ids
       end
     end
   end
 end
-local max_per_holder = tonumber(meta[2])
+local max_per_holder = event.max_seats_per_holder
 if held + quantity > max_per_holder then
   return {'LIMIT_EXCEEDED', 'at most ' .. max_per_holder .. ' seats held at once per holder',
     'max_seats_per_holder'}
@@ -127,11 +137,20 @@ if mode == 'area' then
   seats = places
 elseif mode == 'best' then
   local category, section, wheelchairs = ARGV[7], ARGV[8], tonumber(ARGV[9])
-  local known = redis.call('HMGET', KEYS[1], 'category:' .. category, 'section:' .. section)
+  local known = redis.call('HMGET', KEYS[1], 'category:' .. category, 'section:' .. section,
+    'row_count')
+  if known[3] == '0' then
+    return {'INVALID_ARGUMENT', 'best available picks seats in rows, and the seats of this event '
+      .. 'have no rows: hold them by seat id'}
+  end
   if category ~= '*' and not known[1] then
     return {'INVALID_ARGUMENT', 'no category ' .. category}
   end
   if section ~= '*' and not known[2] then return {'INVALID_ARGUMENT', 'no section ' .. section} end
+  if known[2] == '0' then
+    return {'INVALID_ARGUMENT', 'best available picks seats in rows, and the seats of section '
+      .. section .. ' have no rows: hold them by seat id'}
+  end
   local picked
   picked, split = pick_best('|' .. category .. '|' .. section .. '|', quantity, wheelchairs,
     ARGV[10] == '1')
@@ -154,8 +173,10 @@ for i, state in ipairs(states) do
       -- as free rather than failing every hold on it.
       local raw = redis.call('HGET', KEYS[3], other)
       local rec = raw and cjson.decode(raw)
-      free = not rec or rec.st ~= 'held' or rec.e <= now
-      if rec and rec.st == 'held' and rec.e <= now then end_hold(other, rec, 'expired', now) end
+      free = not rec or rec.state ~= 'held' or rec.expires_at <= now
+      if rec and rec.state == 'held' and rec.expires_at <= now then
+        end_hold(other, rec, 'expired', now)
+      end
       ended[other] = free
     end
     if not free then taken[#taken + 1] = seats[i] end
@@ -172,23 +193,19 @@ if #taken > 0 then
   return err
 end
 
+-- Every check passed: the change log first (the one write that can fail), then the hold.
+append_change('held', 'HELD', hold_id, holder_id, seats, now)
 local expires_at = now + ttl
-local marker = 'H:' .. hold_id
-local args = {}
-for _, seat in ipairs(seats) do
-  args[#args + 1] = seat
-  args[#args + 1] = marker
-end
-redis.call('HSET', KEYS[2], unpack(args))
+set_seats(seats, 'H:' .. hold_id)
 reindex(seats, false)
 redis.call('HSET', KEYS[3], hold_id,
-  cjson.encode({h = holder_id, s = seats, e = expires_at, c = now, st = 'held'}))
+  cjson.encode({holder_id = holder_id, seat_ids = seats, expires_at = expires_at,
+    created_at = now, state = 'held'}))
 redis.call('ZADD', KEYS[4], expires_at, hold_id)
 live_ids[#live_ids + 1] = hold_id
 redis.call('HSET', KEYS[5], holder_id, table.concat(live_ids, ' '))
-append_change('held', 'HELD', hold_id, holder_id, seats, now)
 if request_id ~= '' then
-  redis.call('SET', KEYS[13], cjson.encode({hold_id, expires_at, seats, split}), 'EX', 86400)
+  redis.call('SET', KEYS[13], cjson.encode({hold_id = hold_id, seat_ids = seats, split = split}),
+    'EX', 86400)
 end
-if mode == 'seats' then return {'OK', hold_id, expires_at} end
 return {'OK', hold_id, expires_at, cjson.encode(seats), split}

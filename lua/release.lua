@@ -18,22 +18,19 @@
   Cost: O(seats of the hold).
 ]]
 -- @include clock
--- @include changelog
--- @include free_index
+-- @include event
 -- @include end_hold
 -- @include find_hold
 
 local hold_id, holder_id = ARGV[1], ARGV[2]
-local meta = redis.call('HMGET', KEYS[1], 'changelog_max')
-if not meta[1] then return {'EVENT_NOT_FOUND', 'no event for these keys'} end
-changelog_max = meta[1]
+if not read_event() then return EVENT_NOT_FOUND end
 
 local now = now_ms()
 local rec, err = find_hold(hold_id, holder_id, now)
 if not rec then return err end
-if rec.st == 'held' then
+if rec.state == 'held' then
   end_hold(hold_id, rec, 'released', now)
-elseif rec.st ~= 'released' then
+elseif rec.state ~= 'released' then
   return ended_error(hold_id, rec)
 end
-return {'OK', cjson.encode(rec.s)}
+return {'OK', cjson.encode(rec.seat_ids)}

@@ -22,8 +22,6 @@ import asyncpg
 import stripe
 from lml.inventory.v1 import inventory_pb2 as pb
 
-from booking import checkout_store as store
-from booking.checkout_store import CheckoutRecord, Outcome
 from clients.client import InventoryClient
 from clients.errors import (
     BookingCancelled,
@@ -33,6 +31,8 @@ from clients.errors import (
     LimitExceeded,
     SeatsUnavailable,
 )
+from clients.gateway import checkout_store as store
+from clients.gateway.checkout_store import CheckoutRecord, Outcome
 from inventory.event_shape import area_of_place
 from inventory.layouts.errors import EventSetupError
 from inventory.layouts.events import read_event_layout
@@ -243,6 +243,8 @@ class Checkout:
         """The payment outlived its hold: hold and confirm the same seats anew, or refund."""
         intent_id = record.payment_intent_id
         try:
+            # The same request id on every delivery: a delivery after one that held (and even
+            # confirmed) the seats anew gets that hold again, and its booking from Confirm.
             hold = await self.inventory.hold(
                 record.event_id,
                 record.holder_id,
@@ -261,6 +263,10 @@ class Checkout:
             return await self._refund(record, f"hold ended and seats were taken: {taken}")
         except (LimitExceeded, HoldExpired, HoldNotFound, HoldConfirmed) as error:
             return await self._refund(record, f"hold ended and could not be made again: {error}")
+        except BookingCancelled:
+            # An earlier delivery booked again and failed before its commit; an admin has
+            # cancelled that booking since. Refunded, not left failing for Stripe to retry.
+            return await self._refund(record, "the booking made after the hold ended was cancelled")
         return Outcome(
             "booked after the hold ended",
             "booked",
