@@ -14,9 +14,12 @@ from clients.errors import (
     InventoryClientError,
     LimitExceeded,
     NotHolder,
+    RateLimited,
+    ScopeRequired,
     SeatsUnavailable,
     ServiceUnavailable,
     Transient,
+    Unauthenticated,
     WatcherTooSlow,
 )
 from clients.sync import SyncInventoryClient
@@ -36,11 +39,14 @@ __all__ = [
     "InventoryClientError",
     "LimitExceeded",
     "NotHolder",
+    "RateLimited",
+    "ScopeRequired",
     "SeatsUnavailable",
     "ServiceUnavailable",
     "Snapshot",
     "SyncInventoryClient",
     "Transient",
+    "Unauthenticated",
     "Update",
     "WatcherTooSlow",
 ]

@@ -30,6 +30,10 @@ _STATUS_BY_REASON: dict[Reason, int] = {
     pb.ERROR_REASON_REDIS_UNAVAILABLE: 503,
     pb.ERROR_REASON_READER_FAILED: 502,
     pb.ERROR_REASON_SHUTTING_DOWN: 503,
+    # The gateway's own API key refused by the service: its configuration, not the buyer's call.
+    pb.ERROR_REASON_UNAUTHENTICATED: 502,
+    pb.ERROR_REASON_SCOPE_REQUIRED: 502,
+    pb.ERROR_REASON_RATE_LIMITED: 503,
 }
 # Failures without a known reason (transport errors, a reason newer than the SDK), by gRPC code.
 _STATUS_BY_CODE = {

@@ -110,6 +110,12 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """WatchEvent: the server's change-log reader failed."""
     ERROR_REASON_SHUTTING_DOWN: _ErrorReason.ValueType  # 17
     """WatchEvent: the server is shutting down; watch again elsewhere."""
+    ERROR_REASON_UNAUTHENTICATED: _ErrorReason.ValueType  # 18
+    """No "authorization: Bearer <key>" metadata, or a key the service does not know."""
+    ERROR_REASON_SCOPE_REQUIRED: _ErrorReason.ValueType  # 19
+    """The API key lacks the scope the RPC needs (metadata "scope" names it)."""
+    ERROR_REASON_RATE_LIMITED: _ErrorReason.ValueType  # 20
+    """The API key is over its rate; a google.rpc.RetryInfo detail says how long to wait."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Why a call failed. The ErrorInfo reason on the wire is the value's name without the
@@ -150,6 +156,12 @@ ERROR_REASON_READER_FAILED: ErrorReason.ValueType  # 16
 """WatchEvent: the server's change-log reader failed."""
 ERROR_REASON_SHUTTING_DOWN: ErrorReason.ValueType  # 17
 """WatchEvent: the server is shutting down; watch again elsewhere."""
+ERROR_REASON_UNAUTHENTICATED: ErrorReason.ValueType  # 18
+"""No "authorization: Bearer <key>" metadata, or a key the service does not know."""
+ERROR_REASON_SCOPE_REQUIRED: ErrorReason.ValueType  # 19
+"""The API key lacks the scope the RPC needs (metadata "scope" names it)."""
+ERROR_REASON_RATE_LIMITED: ErrorReason.ValueType  # 20
+"""The API key is over its rate; a google.rpc.RetryInfo detail says how long to wait."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 @_typing.final
