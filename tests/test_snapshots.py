@@ -222,15 +222,22 @@ async def test_a_reader_is_never_served_a_version_older_than_its_call(
 ) -> None:
     await _create(inventory, EVENT, 500)
     cache = inventory.snapshots
-    for number in range(20):
-        # A read still running when the hold lands must not answer a call made after it.
-        running = asyncio.create_task(cache.availability(EVENT))
-        await asyncio.sleep(0)
-        hold = pb.HoldRequest(event_id=EVENT, holder_id=f"h{number}", seat_ids=[f"s{number}"])
-        await inventory.hold(hold)
+    await cache.availability(EVENT)
+    for number in range(0, 40, 2):
+        # A change first, so that the next refresh reads the log after its version call: a
+        # refresh still in flight when the second hold lands, whose version predates it.
+        for seat in (number, number + 1):
+            if seat % 2:
+                running = asyncio.create_task(cache.availability(EVENT))
+                for _ in range(3):
+                    await asyncio.sleep(0)  # the refresh has sent its version call
+            hold = pb.HoldRequest(event_id=EVENT, holder_id=f"h{seat}", seat_ids=[f"s{seat}"])
+            await inventory.hold(hold)
+        # Called after the hold: the running refresh must not answer it.
         seen = await cache.availability(EVENT)
-        assert seen.version == number + 1 and _states(seen)[f"s{number}"] == pb.SEAT_STATUS_HELD
-        await running
+        assert seen.version == number + 2, (number, seen.version)
+        assert _states(seen)[f"s{number + 1}"] == pb.SEAT_STATUS_HELD
+        assert (await running).version >= number + 1
 
 
 async def test_chunk_calls_cost_the_same_whatever_the_event_size(
