@@ -2,6 +2,8 @@
 
 from clients.client import InventoryClient
 from clients.errors import (
+    AdmissionInvalid,
+    AdmissionRequired,
     BookingCancelled,
     ChangesOutOfRange,
     DeadlineExceeded,
@@ -13,6 +15,8 @@ from clients.errors import (
     InvalidArgument,
     InventoryClientError,
     LimitExceeded,
+    QueueClosed,
+    QueueNotFound,
     NotHolder,
     SeatsUnavailable,
     ServiceUnavailable,
@@ -23,6 +27,8 @@ from clients.sync import SyncInventoryClient
 from clients.watching import Snapshot, Update
 
 __all__ = [
+    "AdmissionInvalid",
+    "AdmissionRequired",
     "BookingCancelled",
     "ChangesOutOfRange",
     "DeadlineExceeded",
@@ -36,6 +42,8 @@ __all__ = [
     "InventoryClientError",
     "LimitExceeded",
     "NotHolder",
+    "QueueClosed",
+    "QueueNotFound",
     "SeatsUnavailable",
     "ServiceUnavailable",
     "Snapshot",

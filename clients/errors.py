@@ -77,6 +77,22 @@ class WatcherTooSlow(InventoryClientError):
     """A watch fell too far behind the server: watch again from the last version received."""
 
 
+class AdmissionRequired(InventoryClientError):
+    """The event has a waiting room: join it and hold with the admission it gives."""
+
+
+class AdmissionInvalid(InventoryClientError):
+    """The admission token is forged, expired, another buyer's, or no longer live."""
+
+
+class QueueNotFound(InventoryClientError):
+    pass
+
+
+class QueueClosed(InventoryClientError):
+    pass
+
+
 class Transient(InventoryClientError):
     """A failure that a retry may fix; every retried call is safe to repeat."""
 
@@ -101,6 +117,10 @@ _BY_REASON: dict[str, type[InventoryClientError]] = {
     "LIMIT_EXCEEDED": LimitExceeded,
     "INVALID_ARGUMENT": InvalidArgument,
     "WATCHER_TOO_SLOW": WatcherTooSlow,
+    "ADMISSION_REQUIRED": AdmissionRequired,
+    "ADMISSION_INVALID": AdmissionInvalid,
+    "QUEUE_NOT_FOUND": QueueNotFound,
+    "QUEUE_CLOSED": QueueClosed,
 }
 _BY_CODE: dict[grpc.StatusCode, type[InventoryClientError]] = {
     grpc.StatusCode.UNAVAILABLE: ServiceUnavailable,

@@ -21,6 +21,11 @@ STATUS_CODES: dict[str, grpc.StatusCode] = {
     "EVENT_EXISTS": grpc.StatusCode.ALREADY_EXISTS,
     "LIMIT_EXCEEDED": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "INVALID_ARGUMENT": grpc.StatusCode.INVALID_ARGUMENT,
+    # The waiting room (inventory/queue.py).
+    "ADMISSION_REQUIRED": grpc.StatusCode.FAILED_PRECONDITION,
+    "ADMISSION_INVALID": grpc.StatusCode.PERMISSION_DENIED,
+    "QUEUE_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
+    "QUEUE_CLOSED": grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 
