@@ -63,6 +63,8 @@ async def _measure(
     event_id = f"engine{seats}-{tag}"
     await create_events(redis, [event_id], seats)
     event_keys = keys.event_keys(event_id)
+    queue = keys.queue_keys(event_id)
+    hold_keys = (*event_keys, event_keys.meta, queue.queue, queue.admissions)
     hold, release = inventory.scripts["hold"], inventory.scripts["release"]
     rng = random.Random(seats)
     hold_cost, release_cost, best_cost = _Cost(), _Cost(), _Cost()
@@ -73,8 +75,16 @@ async def _measure(
         calls = [
             Call(
                 hold,
-                (*event_keys, event_keys.meta),
-                (hold_id, holder, 0, "", "seats", *(seat_id(next(chosen)) for _ in range(n))),
+                hold_keys,
+                (
+                    hold_id,
+                    holder,
+                    0,
+                    "",
+                    "seats",
+                    *(seat_id(next(chosen)) for _ in range(n)),
+                    "none",
+                ),
             )
             for (hold_id, holder), n in zip(refs, wanted, strict=True)
         ]
@@ -84,7 +94,7 @@ async def _measure(
         releases = [Call(release, event_keys, ref) for ref in refs]
         await _timed(redis, inventory, releases, release_cost)
         best = [
-            Call(hold, (*event_keys, event_keys.meta), (*ref, 0, "", "best", n, "*", "*", 0, 0))
+            Call(hold, hold_keys, (*ref, 0, "", "best", n, "*", "*", 0, 0, "none"))
             for ref, n in zip(refs, wanted, strict=True)
         ]
         replies = await _timed(redis, inventory, best, best_cost)

@@ -46,9 +46,41 @@ def main() -> None:
     type=click.FloatRange(min=0),
     help="Seconds SIGTERM waits for calls in flight.",
 )
-def serve(listen: str, redis_url: str, workers: int, sweep_interval: float, grace: float) -> None:
+@click.option(
+    "--admission-secret",
+    envvar="LML_ADMISSION_SECRET",
+    default=None,
+    help="Signs waiting-room admissions; the same for every process (random when one runs).",
+)
+@click.option(
+    "--queue-tick",
+    default=0.25,
+    show_default=True,
+    type=click.FloatRange(min=0.01),
+    help="Seconds between waiting-room admission ticks.",
+)
+def serve(
+    listen: str,
+    redis_url: str,
+    workers: int,
+    sweep_interval: float,
+    grace: float,
+    admission_secret: str | None,
+    queue_tick: float,
+) -> None:
     """Serve InventoryService (with gRPC health and reflection) until SIGTERM."""
-    serve_processes(ServerConfig(listen, redis_url, sweep_interval, grace), workers)
+    if workers > 1 and not admission_secret:
+        raise click.UsageError("--workers > 1 needs --admission-secret (LML_ADMISSION_SECRET)")
+    secret = admission_secret.encode() if admission_secret else None
+    config = ServerConfig(
+        listen,
+        redis_url,
+        sweep_interval,
+        grace,
+        admission_secret=secret,
+        queue_tick=queue_tick,
+    )
+    serve_processes(config, workers)
 
 
 @main.command("create-demo-event")

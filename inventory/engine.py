@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from inventory import event_shape, keys
+from inventory.admission import AdmissionSigner
 from inventory.errors import InventoryError, from_script_error, invalid, redis_status
 from inventory.scripts import Call, Script, ScriptRunner, load_script
 
@@ -140,8 +141,9 @@ class _Operation:
 class Inventory:
     """The engine over one Redis connection pool (a plain Redis or a Redis Cluster client)."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, admissions: AdmissionSigner | None = None) -> None:
         self.redis = redis
+        self.admissions = admissions or AdmissionSigner()
         self.runner = ScriptRunner(redis)
         self.scripts: dict[str, Script] = {
             name: load_script(name)
@@ -369,15 +371,17 @@ class Inventory:
             else ""
         )
         event_keys = keys.event_keys(request.event_id)
+        queue = keys.queue_keys(request.event_id)
         return Call(
             self.scripts["hold"],
-            (*event_keys, request_key or event_keys.meta),
+            (*event_keys, request_key or event_keys.meta, queue.queue, queue.admissions),
             (
                 secrets.token_urlsafe(16),
                 request.holder_id,
                 _ms(request.ttl),
                 request.request_id,
                 *choice,
+                self.admissions.carried(request),
             ),
         )
 

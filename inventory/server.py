@@ -14,7 +14,10 @@ from lml.inventory.v1 import inventory_pb2 as pb
 from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 from redis.exceptions import RedisError
 
+from inventory.admission import AdmissionSigner
 from inventory.engine import Inventory
+from inventory.queue import WaitingRoom, admit_forever
+from inventory.queue_watch import QueueWatchHub
 from inventory.redis_client import connect
 from inventory.service import InventoryServicer
 from inventory.watch import WatchHub
@@ -34,6 +37,9 @@ class ServerConfig:
     sweep_interval: float = 0.5
     grace: float = 10.0
     redis_connections: int = 64
+    # Signs waiting-room admissions; every process of a deployment needs the same one.
+    admission_secret: bytes | None = None
+    queue_tick: float = 0.25  # seconds between admission ticks and WatchQueue updates
 
 
 async def run_sweeper(inventory: Inventory, health_servicer: Any, interval: float) -> None:
@@ -55,11 +61,14 @@ async def run_sweeper(inventory: Inventory, health_servicer: Any, interval: floa
 
 
 def create_server(
-    inventory: Inventory, listen: str, watch_hub: WatchHub | None = None
+    inventory: Inventory,
+    listen: str,
+    watch_hub: WatchHub | None = None,
+    queue_hub: QueueWatchHub | None = None,
 ) -> tuple[grpc.aio.Server, Any]:
     """The gRPC server with every service added, bound to `listen`; returns it and its health."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
-    servicer = InventoryServicer(inventory, watch_hub)
+    servicer = InventoryServicer(inventory, watch_hub, queue_hub)
     pb_grpc.add_InventoryServiceServicer_to_server(servicer, server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -78,9 +87,11 @@ def create_server(
 async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> None:
     """Serves until SIGTERM or SIGINT, then stops taking calls and drains the ones in flight."""
     redis = connect(config.redis_url, config.redis_connections)
-    inventory = Inventory(redis)
+    inventory = Inventory(redis, AdmissionSigner(config.admission_secret))
     watch_hub = WatchHub(redis)
-    server, health_servicer = create_server(inventory, config.listen, watch_hub)
+    room = WaitingRoom(redis, inventory.admissions)
+    queue_hub = QueueWatchHub(room, config.queue_tick)
+    server, health_servicer = create_server(inventory, config.listen, watch_hub, queue_hub)
     await server.start()
     log.info("inventory service listening on %s (redis %s)", config.listen, config.redis_url)
 
@@ -89,6 +100,7 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     sweeper = asyncio.create_task(run_sweeper(inventory, health_servicer, config.sweep_interval))
+    admitter = asyncio.create_task(admit_forever(room, config.queue_tick))
     if started is not None:
         started.set()
     await stop.wait()
@@ -96,6 +108,8 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
     log.info("draining calls in flight (up to %.0f s)", config.grace)
     await health_servicer.enter_graceful_shutdown()
     sweeper.cancel()
+    admitter.cancel()
+    await queue_hub.close()
     await watch_hub.close()  # watch streams never end by themselves: end them before draining
     await server.stop(config.grace)
     await redis.aclose()
@@ -114,6 +128,8 @@ def serve_processes(config: ServerConfig, workers: int) -> None:
 
     SIGTERM or SIGINT to this parent is passed on to every worker, which drains and exits.
     """
+    if workers > 1 and config.admission_secret is None:
+        raise ValueError("several processes need one --admission-secret (LML_ADMISSION_SECRET)")
     if workers == 1:
         _serve_process(config)
         return

@@ -1,0 +1,266 @@
+"""The waiting room: an optional queue in front of an event's sale (scripts ``lua/queue_*.lua``).
+
+Buyers who join before ``opens_at`` get a random rank drawn here, from ``secrets`` (a source no
+buyer influences), so the pre-queue is a uniform shuffle at the opening with nothing to do then;
+later buyers queue in arrival order. A tick (``admit_forever``, run by every service process)
+admits the line's head at the configured rate with a token bucket kept in Redis, so the rate holds
+whatever the number of processes. An admitted buyer's token is signed by ``AdmissionSigner``, and
+the admission also lives in Redis, where ``hold.lua`` checks it atomically with the hold.
+"""
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+from lml.inventory.v1 import inventory_pb2 as pb
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from inventory import keys
+from inventory.admission import AdmissionSigner
+from inventory.errors import InventoryError, from_script_error, invalid
+from inventory.scripts import Call, ScriptRunner, load_script
+
+log = logging.getLogger(__name__)
+
+RANK_BITS = 40  # pre-queue ranks are below 2^40; arrivals after the opening come after them all
+ADMIT_BATCH = 1_000  # admissions per script call at most
+MAX_RATE = 1_000_000
+MAX_ADMISSION_TTL_MS = 24 * 3600 * 1000
+MAX_ID_LENGTH = 128
+_STATES = {"open": pb.QUEUE_STATE_OPEN, "paused": pb.QUEUE_STATE_PAUSED}
+_STATES["closed"] = pb.QUEUE_STATE_CLOSED
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _timestamp(ms: int) -> Timestamp:
+    return Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
+
+
+def _duration(ms: int) -> Duration:
+    return Duration(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
+
+
+def _check_reply(reply: Any) -> list[Any]:
+    if isinstance(reply, Exception):
+        raise reply
+    if reply[0] != "OK":
+        raise from_script_error(reply)
+    return list(reply)
+
+
+def _check_id(value: str, name: str) -> None:
+    if not value:
+        raise invalid(f"{name} is required")
+    if len(value) > MAX_ID_LENGTH or "{" in value or "}" in value:
+        raise invalid(f"{name} must be 1 to {MAX_ID_LENGTH} characters, without braces")
+
+
+@dataclass(frozen=True)
+class LineState:
+    """What every watcher of one queue shares: read once per tick and fanned out."""
+
+    admitted: int  # the line's first `admitted` places are admitted
+    opens_at_ms: int
+    admit_per_minute: int
+    state: str
+    read_at_ms: int
+
+    def wait_ms(self, position: int) -> int:
+        """Estimated wait for the `position`-th buyer still waiting (1: next)."""
+        until_open = max(0, self.opens_at_ms - self.read_at_ms)
+        wait = until_open + position * 60_000 // max(1, self.admit_per_minute)
+        return (
+            wait // 1000 * 1000
+        )  # whole seconds: a watcher hears of a change, not of time passing
+
+
+class WaitingRoom:
+    """The waiting room's engine calls over one Redis client."""
+
+    def __init__(self, redis: Redis, signer: AdmissionSigner) -> None:
+        self.redis = redis
+        self.signer = signer
+        self.runner = ScriptRunner(redis)
+        self.scripts = {
+            name: load_script(f"queue_{name}") for name in ("configure", "join", "admit", "state")
+        }
+
+    # -- operator --------------------------------------------------------------------------------
+
+    async def configure(self, request: pb.ConfigureQueueRequest) -> pb.ConfigureQueueResponse:
+        _check_id(request.event_id, "event_id")
+        if not 1 <= request.admit_per_minute <= MAX_RATE:
+            raise invalid(f"admit_per_minute must be 1 to {MAX_RATE}")
+        if not 1 <= request.max_active <= MAX_RATE:
+            raise invalid(f"max_active must be 1 to {MAX_RATE}")
+        ttl_ms = request.admission_ttl.ToMilliseconds()
+        if not 1000 <= ttl_ms <= MAX_ADMISSION_TTL_MS:
+            raise invalid("admission_ttl must be 1 s to 24 h")
+        if not request.HasField("opens_at"):
+            raise invalid("opens_at is required")
+        queue = keys.queue_keys(request.event_id)
+        args = (
+            request.opens_at.ToMilliseconds(),
+            request.admit_per_minute,
+            request.max_active,
+            ttl_ms,
+            int(request.enabled),
+        )
+        meta = keys.event_keys(request.event_id).meta
+        call = Call(self.scripts["configure"], (queue.queue, meta), args)
+        _check_reply(await self.runner.run(call))
+        await self.redis.sadd(keys.QUEUES, request.event_id)
+        return pb.ConfigureQueueResponse(queue=await self.status(request.event_id))
+
+    async def set_state(self, event_id: str, state: str) -> pb.QueueStatus:
+        """Pauses ("paused"), resumes ("open") or closes ("closed") the queue."""
+        _check_id(event_id, "event_id")
+        call = Call(self.scripts["state"], (keys.queue_keys(event_id).queue,), (state,))
+        _check_reply(await self.runner.run(call))
+        return await self.status(event_id)
+
+    async def status(self, event_id: str) -> pb.QueueStatus:
+        queue = keys.queue_keys(event_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(queue.queue)
+        pipe.zcount(queue.admissions, f"({_now_ms()}", "+inf")
+        fields, active = await pipe.execute()
+        if not fields:
+            raise InventoryError("QUEUE_NOT_FOUND", f"no waiting room for event {event_id}")
+        return pb.QueueStatus(
+            event_id=event_id,
+            opens_at=_timestamp(int(fields["opens_at_ms"])),
+            admit_per_minute=int(fields["admit_per_minute"]),
+            max_active=int(fields["max_active"]),
+            admission_ttl=_duration(int(fields["admission_ttl_ms"])),
+            enabled=fields["enabled"] == "1",
+            state=_STATES[fields["state"]],
+            joined=int(fields["joined"]),
+            admitted=int(fields["admitted"]),
+            active=active,
+        )
+
+    # -- buyers ------------------------------------------------------------------------------------
+
+    async def join(self, request: pb.JoinQueueRequest) -> pb.JoinQueueResponse:
+        _check_id(request.event_id, "event_id")
+        _check_id(request.buyer_id, "buyer_id")
+        queue = keys.queue_keys(request.event_id)
+        args = (request.buyer_id, secrets.token_urlsafe(16), secrets.randbits(RANK_BITS))
+        reply = _check_reply(
+            await self.runner.run(
+                Call(
+                    self.scripts["join"],
+                    (queue.queue, queue.line, queue.buyers, queue.tickets, queue.admissions),
+                    args,
+                )
+            )
+        )
+        _, ticket_id, index, admitted, opens_at, expires, per_minute, now = reply
+        line = LineState(int(admitted), int(opens_at), int(per_minute), "open", int(now))
+        return pb.JoinQueueResponse(
+            ticket=self.ticket(request.event_id, request.buyer_id, ticket_id, index, line, expires)
+        )
+
+    def ticket(
+        self,
+        event_id: str,
+        buyer_id: str,
+        ticket_id: str,
+        index: int,
+        line: LineState,
+        admission_expires_ms: int,
+    ) -> pb.QueueTicket:
+        """The ticket of the buyer at `index` (0-based) of the line, as `line` stands."""
+        ticket = pb.QueueTicket(ticket_id=ticket_id, opens_at=_timestamp(line.opens_at_ms))
+        if index < line.admitted:
+            ticket.admitted = True
+            if admission_expires_ms > line.read_at_ms:
+                ticket.admission_token = self.signer.sign(event_id, buyer_id, admission_expires_ms)
+                ticket.admission_expires_at.CopyFrom(_timestamp(admission_expires_ms))
+            return ticket
+        ticket.position = index - line.admitted + 1
+        ticket.estimated_wait.CopyFrom(_duration(line.wait_ms(ticket.position)))
+        return ticket
+
+    # -- what the watch fan-out reads ------------------------------------------------------------
+
+    async def line_state(self, event_id: str) -> LineState | None:
+        """One read for every watcher of the queue; None when it has no waiting room."""
+        fields = await self.redis.hmget(
+            keys.queue_keys(event_id).queue,
+            ["admitted", "opens_at_ms", "admit_per_minute", "state"],
+        )
+        if fields[0] is None:
+            return None
+        admitted, opens_at, per_minute, state = (str(field) for field in fields)
+        return LineState(int(admitted), int(opens_at), int(per_minute), state, _now_ms())
+
+    async def find_ticket(self, event_id: str, ticket_id: str) -> tuple[str, int]:
+        """The ticket's buyer and its index in the line."""
+        _check_id(event_id, "event_id")
+        _check_id(ticket_id, "ticket_id")
+        queue = keys.queue_keys(event_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(queue.tickets, ticket_id)
+        pipe.zrank(queue.line, ticket_id)
+        record, index = await pipe.execute()
+        if record is None or index is None:
+            raise InventoryError("QUEUE_NOT_FOUND", f"no ticket {ticket_id} in this waiting room")
+        return json.loads(record)["buyer"], int(index)
+
+    async def indexes(self, event_id: str, ticket_ids: list[str]) -> list[int | None]:
+        """Indexes of many tickets in one round trip (watchers re-read theirs once, at the
+        opening, when the shuffled pre-queue settles)."""
+        line = keys.queue_keys(event_id).line
+        pipe = self.redis.pipeline(transaction=False)
+        for ticket_id in ticket_ids:
+            pipe.zrank(line, ticket_id)
+        return [None if index is None else int(index) for index in await pipe.execute()]
+
+    async def admission_expiry(self, event_id: str, buyer_id: str) -> int:
+        score = await self.redis.zscore(keys.queue_keys(event_id).admissions, buyer_id)
+        return int(score or 0)
+
+    # -- the admission tick ----------------------------------------------------------------------
+
+    async def admit(self, event_id: str) -> list[int]:
+        """One tick of one queue: [admitted now, admitted in all, live admissions, waiting]."""
+        queue = keys.queue_keys(event_id)
+        call = Call(
+            self.scripts["admit"],
+            (queue.queue, queue.line, queue.tickets, queue.admissions),
+            (ADMIT_BATCH,),
+        )
+        return [int(value) for value in _check_reply(await self.runner.run(call))[1:]]
+
+    async def admit_all(self) -> int:
+        """One tick of every queue; returns how many buyers it admitted."""
+        admitted = 0
+        async for event_id in self.redis.sscan_iter(keys.QUEUES):
+            while (now := (await self.admit(event_id))[0]) == ADMIT_BATCH:
+                admitted += now
+            admitted += now
+        return admitted
+
+
+async def admit_forever(room: WaitingRoom, interval: float) -> None:
+    """The admission tick of this process, every `interval` seconds, until cancelled."""
+    while True:
+        try:
+            admitted = await room.admit_all()
+            if admitted:
+                log.debug("waiting room admitted %d", admitted)
+        except RedisError as error:
+            log.warning("waiting room tick: redis unavailable: %s", error)
+        await asyncio.sleep(interval)
