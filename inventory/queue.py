@@ -79,9 +79,7 @@ class LineState:
         """Estimated wait for the `position`-th buyer still waiting (1: next)."""
         until_open = max(0, self.opens_at_ms - self.read_at_ms)
         wait = until_open + position * 60_000 // max(1, self.admit_per_minute)
-        return (
-            wait // 1000 * 1000
-        )  # whole seconds: a watcher hears of a change, not of time passing
+        return -(-wait // 1000) * 1000  # whole seconds, rounded up: watchers hear of changes
 
 
 class WaitingRoom:
