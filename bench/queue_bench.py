@@ -135,13 +135,20 @@ async def _fan_out(
     usec_after, calls_after = await _commandstats(redis)
     alone = (calls_after - calls) / ticks, (usec_after - usec) / ticks
 
+    all_started = asyncio.Event()
+
     async def watch(ticket_id: str) -> None:
         nonlocal updates
         async for _ in hub.watch(event_id, ticket_id):
             updates += 1
+            if updates >= len(line):
+                all_started.set()
 
     tasks = [asyncio.create_task(watch(str(ticket))) for ticket in line]
-    await asyncio.sleep(3.0)  # every watcher has read its ticket and had its first update
+    started = time.monotonic()
+    await asyncio.wait_for(all_started.wait(), 120)
+    setup_s = time.monotonic() - started
+    await asyncio.sleep(1.0)
     first_updates = updates
     failed = sum(1 for task in tasks if task.done())
     usec, calls = await _commandstats(redis)
@@ -158,6 +165,7 @@ async def _fan_out(
     return {
         "watchers": len(tasks),
         "watchers failed": failed,
+        "seconds to start them (until as many updates as watchers)": round(setup_s, 1),
         "updates delivered": delivered,
         "Redis commands per 0.25 s tick, admission tick alone": round(alone[0], 1),
         "Redis commands per 0.25 s tick, with the watchers": round(
