@@ -48,6 +48,8 @@ lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python -m tests.lint_lua
+	$(BIN)/lint-imports --no-cache
 	@command -v buf >/dev/null || npm install -g @bufbuild/buf
 	$(BIN)/python -m grpc_tools.protoc -Iprotos -I$(GOOGLE_PROTOS) --include_imports \
 		--descriptor_set_out=/tmp/lml-inventory.binpb $(PROTO)
@@ -58,4 +60,4 @@ test: install lint
 	$(BIN)/python -m pytest -q
 
 demo: install
-	$(BIN)/python -m inventory.cli demo
+	$(BIN)/python -m clients.demo run

@@ -21,7 +21,7 @@ _VERSION = "v1"
 
 
 def _invalid(message: str) -> InventoryError:
-    return InventoryError("ADMISSION_INVALID", message)
+    return InventoryError(pb.ERROR_REASON_ADMISSION_INVALID, message)
 
 
 class AdmissionSigner:

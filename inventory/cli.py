@@ -1,10 +1,7 @@
-"""`lml-inventory`: run the inventory service; run the whole system with a demo event."""
-
-import asyncio
+"""`lml-inventory`: run the inventory service."""
 
 import click
 
-from inventory.demo import DEMO_EVENT, create_demo_event, demo
 from inventory.server import ServerConfig, serve_processes
 
 
@@ -47,6 +44,15 @@ def main() -> None:
     help="Seconds SIGTERM waits for calls in flight.",
 )
 @click.option(
+    "--redis-timeout",
+    envvar="LML_REDIS_TIMEOUT",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0.05),
+    help="Seconds a Redis command may take before the call fails UNAVAILABLE and the "
+    "connection is opened again; above the longest script (CreateEvent of the largest event).",
+)
+@click.option(
     "--admission-secret",
     envvar="LML_ADMISSION_SECRET",
     default=None,
@@ -65,40 +71,24 @@ def serve(
     workers: int,
     sweep_interval: float,
     grace: float,
+    redis_timeout: float,
     admission_secret: str | None,
     queue_tick: float,
 ) -> None:
     """Serve InventoryService (with gRPC health and reflection) until SIGTERM."""
     if workers > 1 and not admission_secret:
         raise click.UsageError("--workers > 1 needs --admission-secret (LML_ADMISSION_SECRET)")
-    secret = admission_secret.encode() if admission_secret else None
     config = ServerConfig(
         listen,
         redis_url,
         sweep_interval,
         grace,
-        admission_secret=secret,
+        redis_timeout=redis_timeout,
+        admission_secret=admission_secret.encode() if admission_secret else None,
         queue_tick=queue_tick,
     )
     serve_processes(config, workers)
 
-
-@main.command("create-demo-event")
-@click.option(
-    "--redis-url", envvar="LML_REDIS_URL", default="redis://127.0.0.1:6379/0", show_default=True
-)
-@click.option(
-    "--postgres-url",
-    envvar="LML_POSTGRES_URL",
-    default="postgresql://postgres@127.0.0.1:5432/lml",
-    show_default=True,
-)
-def create_demo_event_command(redis_url: str, postgres_url: str) -> None:
-    """Create the event `demo` in the sample opera house (idempotent; needs the schema)."""
-    click.echo(f"event {DEMO_EVENT!r}: " + asyncio.run(create_demo_event(postgres_url, redis_url)))
-
-
-main.add_command(demo)
 
 if __name__ == "__main__":
     main()

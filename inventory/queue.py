@@ -134,7 +134,9 @@ class WaitingRoom:
         pipe.zcount(queue.admissions, f"({_now_ms()}", "+inf")
         fields, active = await pipe.execute()
         if not fields:
-            raise InventoryError("QUEUE_NOT_FOUND", f"no waiting room for event {event_id}")
+            raise InventoryError(
+                pb.ERROR_REASON_QUEUE_NOT_FOUND, f"no waiting room for event {event_id}"
+            )
         return pb.QueueStatus(
             event_id=event_id,
             opens_at=_timestamp(int(fields["opens_at_ms"])),
@@ -214,7 +216,9 @@ class WaitingRoom:
         pipe.zrank(queue.line, ticket_id)
         record, index = await pipe.execute()
         if record is None or index is None:
-            raise InventoryError("QUEUE_NOT_FOUND", f"no ticket {ticket_id} in this waiting room")
+            raise InventoryError(
+                pb.ERROR_REASON_QUEUE_NOT_FOUND, f"no ticket {ticket_id} in this waiting room"
+            )
         return json.loads(record)["buyer"], int(index)
 
     async def indexes(self, event_id: str, ticket_ids: list[str]) -> list[int | None]:

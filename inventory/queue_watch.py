@@ -96,7 +96,7 @@ class QueueWatchHub:
                     continue
                 state = line.state
                 if state.state == "closed" and line.indexes[ticket_id] >= state.admitted:
-                    raise InventoryError("QUEUE_CLOSED", "the waiting room closed")
+                    raise InventoryError(pb.ERROR_REASON_QUEUE_CLOSED, "the waiting room closed")
                 if line.indexes[ticket_id] < state.admitted:
                     expiry = await self.room.admission_expiry(event_id, buyer)
                     yield self.room.ticket(event_id, buyer, ticket_id, 0, state, expiry)

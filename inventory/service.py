@@ -16,7 +16,7 @@ from inventory.engine import Inventory
 from inventory.errors import InventoryError, redis_status
 from inventory.queue import WaitingRoom
 from inventory.queue_watch import QueueWatchHub
-from inventory.watch import WatchEnded, WatchHub
+from inventory.watch import WatchHub
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
         try:
             async for changes in self.watch_hub.watch(request.event_id, request.from_version):
                 yield pb.WatchEventResponse(changes=changes)
-        except (InventoryError, WatchEnded) as error:
+        except InventoryError as error:
             status = error.to_status()
         except RedisError as error:
             status = redis_status(error)

@@ -12,8 +12,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from clients.client import InventoryClient
 from clients.errors import InventoryClientError
 from clients.gateway import problems
-from clients.gateway.checkout import StripeSettings, add_checkout_routes, open_checkout
+from clients.gateway.checkout_routes import StripeSettings, add_checkout_routes, open_checkout
 from clients.gateway.models import (
+    MAX_VERSION,
     AvailabilityOut,
     BookingOut,
     ChangeOut,
@@ -216,7 +217,9 @@ def _add_routes(app: FastAPI) -> None:
     async def changes(
         event_id: str,
         request: Request,
-        last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0)] = None,
+        last_event_id: Annotated[
+            int | None, Header(alias="Last-Event-ID", ge=0, le=MAX_VERSION)
+        ] = None,
     ) -> StreamingResponse:
         """Live seat updates as Server-Sent Events. First a `snapshot` event (every seat), then
         a `change` event per change; each event's id is its version, so a reconnecting

@@ -4,7 +4,7 @@ import click
 import uvicorn
 
 from clients.gateway.app import create_app
-from clients.gateway.checkout import StripeSettings
+from clients.gateway.checkout_routes import StripeSettings
 
 
 @click.command()
