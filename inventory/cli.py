@@ -1,5 +1,7 @@
 """`lml-inventory`: run the inventory service."""
 
+import secrets
+
 import click
 
 from inventory.server import ServerConfig, serve_processes
@@ -56,7 +58,8 @@ def main() -> None:
     "--admission-secret",
     envvar="LML_ADMISSION_SECRET",
     default=None,
-    help="Signs waiting-room admissions; the same for every process (random when one runs).",
+    help="Signs waiting-room admissions: the same for every service process and host "
+    "(default: random, shared by this command's --workers only).",
 )
 @click.option(
     "--queue-tick",
@@ -76,15 +79,15 @@ def serve(
     queue_tick: float,
 ) -> None:
     """Serve InventoryService (with gRPC health and reflection) until SIGTERM."""
-    if workers > 1 and not admission_secret:
-        raise click.UsageError("--workers > 1 needs --admission-secret (LML_ADMISSION_SECRET)")
     config = ServerConfig(
         listen,
         redis_url,
         sweep_interval,
         grace,
         redis_timeout=redis_timeout,
-        admission_secret=admission_secret.encode() if admission_secret else None,
+        # Without one, a random secret shared by this command's processes: their admissions do
+        # not outlive a restart, nor hold on another host's service.
+        admission_secret=(admission_secret or secrets.token_hex(32)).encode(),
         queue_tick=queue_tick,
     )
     serve_processes(config, workers)

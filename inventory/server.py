@@ -126,8 +126,6 @@ def serve_processes(config: ServerConfig, workers: int) -> None:
 
     SIGTERM or SIGINT to this parent is passed on to every worker, which drains and exits.
     """
-    if workers > 1 and config.admission_secret is None:
-        raise ValueError("several processes need one --admission-secret (LML_ADMISSION_SECRET)")
     if workers == 1:
         _serve_process(config)
         return

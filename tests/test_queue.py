@@ -27,10 +27,12 @@ from clients import (
     QueueNotFound,
 )
 from inventory import keys
+from inventory.admission import AdmissionSigner
 from inventory.engine import Inventory
-from inventory.local_servers import free_port
+from inventory.local_servers import RedisServer, free_port
 from inventory.queue import RANK_BITS, WaitingRoom, admit_forever
 from inventory.queue_watch import QueueWatchHub
+from inventory.redis_client import connect
 from inventory.server import create_server
 
 TICK = 0.05
@@ -143,10 +145,15 @@ async def test_buyers_before_the_opening_are_shuffled_uniformly_and_later_ones_q
 
 
 async def test_admissions_follow_the_rate_evenly(
-    service: InventoryClient, inventory: Inventory, redis: Redis
+    service: InventoryClient, inventory: Inventory, redis: Redis, redis_server: RedisServer
 ) -> None:
     """600/min over 60 s, scaled by 10 (6,000/min over 6 s): the bucket holds one second of the
-    rate in both, so the schedule is the same one, ten times faster."""
+    rate in both, so the schedule is the same one, ten times faster. A second ticker with its own
+    connection stands for a second service process: the rate is still the configured one."""
+    second_redis = connect(redis_server.url)
+    second = asyncio.create_task(
+        admit_forever(WaitingRoom(second_redis, AdmissionSigner()), TICK * 1.3)
+    )
     await _create_event(inventory, "rate")
     opens_at = _now() + timedelta(seconds=1)
     await service.configure_queue(
@@ -165,6 +172,8 @@ async def test_admissions_follow_the_rate_evenly(
         return any(int(t) > opens_ms + 6000 for t in admitted)
 
     await _until(past_window)
+    second.cancel()
+    await second_redis.aclose()
     times = sorted(
         int(r["admitted_at_ms"]) for r in await _records(redis, "rate") if "admitted_at_ms" in r
     )
