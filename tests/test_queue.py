@@ -376,3 +376,37 @@ async def test_pause_close_and_bad_settings(service: InventoryClient, inventory:
     with pytest.raises(QueueClosed):
         async for _ in service.watch_queue("ops", ann.ticket_id):
             pass
+
+
+async def test_a_watcher_from_the_pre_queue_gets_its_drawn_place_after_the_opening(
+    service: InventoryClient, inventory: Inventory, redis: Redis
+) -> None:
+    await _create_event(inventory, "pre")
+    opens_at = _now() + timedelta(seconds=3)
+    await service.configure_queue(
+        "pre", opens_at=opens_at, admit_per_minute=600, max_active=100, admission_ttl=60
+    )
+    await service.pause_queue("pre")  # the line stays still while we look at it
+    watched = await service.join_queue("pre", "first")
+    assert watched.position == 1
+    updates: list[pb.QueueTicket] = []
+
+    async def watch() -> None:
+        async for update in service.watch_queue("pre", watched.ticket_id):
+            updates.append(update)
+
+    watcher = asyncio.create_task(watch())
+    await _until(lambda: asyncio.sleep(0, bool(updates)))
+    # Joins after the watch started, still before the opening, draw ranks around the watched one.
+    await asyncio.gather(*(service.join_queue("pre", f"b{i}") for i in range(40)))
+    assert _now() < opens_at, "the joins took longer than the time left before the opening"
+
+    async def settled() -> bool:
+        index = await redis.zrank(keys.queue_keys("pre").line, watched.ticket_id)
+        opened = _now() > opens_at + timedelta(seconds=2)
+        return opened and isinstance(index, int) and updates[-1].position == index + 1
+
+    await _until(settled)
+    await service.resume_queue("pre")
+    await asyncio.wait_for(watcher, 30)
+    assert updates[-1].admitted and updates[-1].admission_token
