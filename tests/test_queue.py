@@ -410,3 +410,20 @@ async def test_a_watcher_from_the_pre_queue_gets_its_drawn_place_after_the_openi
     await service.resume_queue("pre")
     await asyncio.wait_for(watcher, 30)
     assert updates[-1].admitted and updates[-1].admission_token
+
+
+async def test_execute_batches_check_admissions_too(
+    service: InventoryClient, inventory: Inventory
+) -> None:
+    await _create_event(inventory, "batch")
+    await service.configure_queue(
+        "batch", opens_at=_now(), admit_per_minute=6000, max_active=100, admission_ttl=60
+    )
+    ann = await _admitted(service, "batch", "ann")
+    async with InventoryClient(service.target, multiplex=True) as batched:
+        with pytest.raises(AdmissionRequired):
+            await batched.hold("batch", "ann", ["s1"])
+        with pytest.raises(AdmissionInvalid):
+            await batched.hold("batch", "bob", ["s1"], admission_token=ann.admission_token)
+        held = await batched.hold("batch", "ann", ["s1"], admission_token=ann.admission_token)
+    assert list(held.seat_ids) == ["s1"]
