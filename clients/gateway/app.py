@@ -13,6 +13,7 @@ from clients.client import InventoryClient
 from clients.errors import InventoryClientError
 from clients.gateway import problems
 from clients.gateway.checkout_routes import StripeSettings, add_checkout_routes, open_checkout
+from clients.gateway.metrics import MetricsMiddleware
 from clients.gateway.models import (
     MAX_VERSION,
     AvailabilityOut,
@@ -121,6 +122,7 @@ def create_app(
     app.state.backends = backends
     app.add_exception_handler(InventoryClientError, problems.inventory_error)
     app.add_exception_handler(RequestValidationError, problems.validation_error)
+    app.add_middleware(MetricsMiddleware)
     _add_routes(app)
     add_seatmap_routes(app, ERRORS)
     add_checkout_routes(app, ERRORS)

@@ -5,6 +5,7 @@ import uvicorn
 
 from clients.gateway.app import create_app
 from clients.gateway.checkout_routes import StripeSettings
+from clients.gateway.metrics import serve_metrics
 
 
 @click.command()
@@ -49,6 +50,13 @@ from clients.gateway.checkout_routes import StripeSettings
     default=None,
     help="Another Stripe API URL (a stand-in server); default Stripe's own.",
 )
+@click.option(
+    "--metrics-port",
+    envvar="LML_GATEWAY_METRICS_PORT",
+    type=int,
+    default=None,
+    help="Serve Prometheus metrics on this port (not the public one).",
+)
 def main(
     listen: str,
     target: str,
@@ -57,11 +65,14 @@ def main(
     stripe_secret_key: str | None,
     stripe_webhook_secret: str | None,
     stripe_api_base: str | None,
+    metrics_port: int | None,
 ) -> None:
     """Serve the HTTP gateway (docs at /docs, OpenAPI at /openapi.json) until SIGTERM."""
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise click.BadParameter("expected host:port", param_hint="--listen")
+    if metrics_port is not None:
+        serve_metrics(metrics_port)
     uvicorn.run(
         create_app(
             target,
