@@ -22,7 +22,7 @@ from lml.inventory.v1 import inventory_pb2 as pb
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from inventory import keys
+from inventory import keys, metrics
 from inventory.admission import AdmissionSigner
 from inventory.errors import InventoryError, from_script_error, invalid
 from inventory.scripts import Call, ScriptRunner, load_script
@@ -236,21 +236,32 @@ class WaitingRoom:
 
     # -- the admission tick ----------------------------------------------------------------------
 
-    async def admit(self, event_id: str) -> list[int]:
-        """One tick of one queue: [admitted now, admitted in all, live admissions, waiting]."""
+    async def admit(self, event_id: str) -> int:
+        """One tick of one queue; returns how many buyers it admitted, and updates the metrics."""
         queue = keys.queue_keys(event_id)
         call = Call(
             self.scripts["admit"],
             (queue.queue, queue.line, queue.tickets, queue.admissions),
             (ADMIT_BATCH,),
         )
-        return [int(value) for value in _check_reply(await self.runner.run(call))[1:]]
+        admitted_now, admitted, active, waiting, *waits = (
+            int(value) for value in _check_reply(await self.runner.run(call))[1:]
+        )
+        metrics.QUEUE_WAITING.labels(event_id).set(waiting)
+        metrics.QUEUE_ADMITTED.labels(event_id).set(admitted)
+        metrics.QUEUE_ACTIVE.labels(event_id).set(active)
+        if admitted_now:
+            metrics.QUEUE_ADMISSIONS.labels(event_id).inc(admitted_now)
+            observe = metrics.QUEUE_WAIT_SECONDS.labels(event_id).observe
+            for wait_ms in waits:
+                observe(wait_ms / 1000)
+        return admitted_now
 
     async def admit_all(self) -> int:
         """One tick of every queue; returns how many buyers it admitted."""
         admitted = 0
         async for event_id in self.redis.sscan_iter(keys.QUEUES):
-            while (now := (await self.admit(event_id))[0]) == ADMIT_BATCH:
+            while (now := await self.admit(event_id)) == ADMIT_BATCH:
                 admitted += now
             admitted += now
         return admitted

@@ -16,7 +16,9 @@
     ARGV[1] most admissions in this call (bounds the script's time)
 
   Output:
-    {"OK", admitted by this call, admitted in all, live admissions, buyers waiting}
+    {"OK", admitted by this call, admitted in all, live admissions, buyers waiting,
+     then for each buyer admitted here the ms they waited in line (from joining, or from the
+     opening for the pre-queue)}
     {"OK", 0, 0, 0, 0} when the event has no waiting room on
   Writes only the queue's own keys. Cost: O((admitted here + lapsed admissions) x log n).
 ]]
@@ -40,8 +42,10 @@ local capacity = math.max(1, per_minute / 60)
 local tokens = tonumber(cfg[8]) + math.max(0, now - tonumber(cfg[9])) * per_minute / 60000
 tokens = math.min(capacity, tokens)
 local n = math.min(math.floor(tokens), tonumber(cfg[5]) - active, waiting, tonumber(ARGV[1]))
+local waits = {}
 if n > 0 then
   local expires = now + tonumber(cfg[6])
+  local opens = tonumber(cfg[3])
   local picked = redis.call('ZRANGE', KEYS[2], admitted, admitted + n - 1)
   local records = redis.call('HMGET', KEYS[3], unpack(picked))
   for i, ticket in ipairs(picked) do
@@ -49,6 +53,7 @@ if n > 0 then
     record.admitted_at_ms = now
     redis.call('HSET', KEYS[3], ticket, cjson.encode(record))
     redis.call('ZADD', KEYS[4], expires, record.buyer)
+    waits[i] = now - math.max(record.joined_at_ms, opens)
   end
   admitted = admitted + n
   tokens = tokens - n
@@ -56,4 +61,6 @@ else
   n = 0
 end
 redis.call('HSET', KEYS[1], 'admitted', admitted, 'bucket', tokens, 'bucket_ms', now)
-return {'OK', n, admitted, active + n, waiting - n}
+local reply = {'OK', n, admitted, active + n, waiting - n}
+for _, wait in ipairs(waits) do reply[#reply + 1] = wait end
+return reply

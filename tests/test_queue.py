@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from lml.inventory.v1 import inventory_pb2 as pb
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from clients import (
@@ -208,6 +209,17 @@ async def test_never_more_admissions_live_than_max_active(
     # An admission is live over [admitted_at, admitted_at + ttl).
     for t in times:
         assert sum(1 for other in times if t - 1000 < other <= t) <= 30
+
+    # The metrics the tick keeps (this process's registry: the ticker runs here).
+    def sample(name: str) -> float:
+        value = REGISTRY.get_sample_value(name, {"event": "active"})
+        assert value is not None, name
+        return value
+
+    admissions = sample("lml_inventory_queue_admissions_total")
+    assert admissions >= 90 and sample("lml_inventory_queue_wait_seconds_count") == admissions
+    assert 0 < sample("lml_inventory_queue_active") <= 30
+    assert sample("lml_inventory_queue_admitted") + sample("lml_inventory_queue_waiting") == 150
 
 
 # -- holds and admissions --------------------------------------------------------------------------
