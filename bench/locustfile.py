@@ -255,6 +255,13 @@ class ExecuteUser(_InventoryUser):
         )
 
 
+@events.init.add_listener
+def _fresh_clock(**_kwargs: Any) -> None:
+    """gevent's timers count from the loop's cached time, stale by however long the imports
+    took (seconds on a busy machine): `-t 3s` then ended the run before its first request."""
+    gevent.get_hub().loop.update_now()
+
+
 @events.test_start.add_listener
 def _create_event(environment: Environment, **_kwargs: Any) -> None:
     """The master (or the only process) creates the event; creating it again changes nothing."""

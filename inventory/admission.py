@@ -36,6 +36,8 @@ class AdmissionSigner:
 
     def verify(self, token: str, event_id: str, buyer_id: str, now_ms: int | None = None) -> None:
         """Raises ADMISSION_INVALID unless `token` admits `buyer_id` to `event_id` now."""
+        if len(token) > 128:
+            raise _invalid("malformed admission token")
         version, _, rest = token.partition(".")
         expires, _, mac = rest.partition(".")
         if version != _VERSION or not expires.isdigit() or len(expires) > 15:

@@ -21,7 +21,7 @@ class EventKeys(NamedTuple):
     holders: str
     changes: str
     outbox: str
-    seat_info: str  # seat id -> JSON description, with its row number or area index
+    seat_info: str  # seat id -> JSON description (lua/RECORDS.md describes every record)
     rows: str  # row number -> JSON: the row's seats in order, their ranks, kinds, categories
     row_runs: str  # row number -> JSON list of the row's current members in `free`
     free: str  # best-available index: free runs of seats and free general-admission places
@@ -49,7 +49,7 @@ def dead_letter_key(event_id: str) -> str:
 
 
 def cancelled_key(event_id: str) -> str:
-    """Hash booking id -> JSON record of its cancellation (seats, time, reason)."""
+    """Hash booking id -> JSON record of its cancellation (lua/RECORDS.md)."""
     return f"lml:{{{event_id}}}:cancelled"
 
 

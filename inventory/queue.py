@@ -14,7 +14,6 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -22,10 +21,10 @@ from lml.inventory.v1 import inventory_pb2 as pb
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from inventory import keys, metrics
+from inventory import keys, metrics, script_calls
 from inventory.admission import AdmissionSigner
-from inventory.errors import InventoryError, from_script_error, invalid
-from inventory.scripts import Call, ScriptRunner, load_script
+from inventory.errors import InventoryError, invalid
+from inventory.scripts import ScriptRunner
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +47,6 @@ def _timestamp(ms: int) -> Timestamp:
 
 def _duration(ms: int) -> Duration:
     return Duration(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
-
-
-def _check_reply(reply: Any) -> list[Any]:
-    if isinstance(reply, Exception):
-        raise reply
-    if reply[0] != "OK":
-        raise from_script_error(reply)
-    return list(reply)
 
 
 def _check_id(value: str, name: str) -> None:
@@ -89,9 +80,6 @@ class WaitingRoom:
         self.redis = redis
         self.signer = signer
         self.runner = ScriptRunner(redis)
-        self.scripts = {
-            name: load_script(f"queue_{name}") for name in ("configure", "join", "admit", "state")
-        }
 
     # -- operator --------------------------------------------------------------------------------
 
@@ -106,25 +94,17 @@ class WaitingRoom:
             raise invalid("admission_ttl must be 1 s to 24 h")
         if not request.HasField("opens_at"):
             raise invalid("opens_at is required")
-        queue = keys.queue_keys(request.event_id)
-        args = (
-            request.opens_at.ToMilliseconds(),
-            request.admit_per_minute,
-            request.max_active,
-            ttl_ms,
-            int(request.enabled),
+        script_calls.queue_configure_done(
+            await self.runner.run(script_calls.queue_configure_call(request))
         )
-        meta = keys.event_keys(request.event_id).meta
-        call = Call(self.scripts["configure"], (queue.queue, meta), args)
-        _check_reply(await self.runner.run(call))
         await self.redis.sadd(keys.QUEUES, request.event_id)
         return pb.ConfigureQueueResponse(queue=await self.status(request.event_id))
 
     async def set_state(self, event_id: str, state: str) -> pb.QueueStatus:
         """Pauses ("paused"), resumes ("open") or closes ("closed") the queue."""
         _check_id(event_id, "event_id")
-        call = Call(self.scripts["state"], (keys.queue_keys(event_id).queue,), (state,))
-        _check_reply(await self.runner.run(call))
+        call = script_calls.queue_state_call(event_id, state)
+        script_calls.queue_state_done(await self.runner.run(call))
         return await self.status(event_id)
 
     async def status(self, event_id: str) -> pb.QueueStatus:
@@ -155,22 +135,25 @@ class WaitingRoom:
     async def join(self, request: pb.JoinQueueRequest) -> pb.JoinQueueResponse:
         _check_id(request.event_id, "event_id")
         _check_id(request.buyer_id, "buyer_id")
-        queue = keys.queue_keys(request.event_id)
-        args = (request.buyer_id, secrets.token_urlsafe(16), secrets.randbits(RANK_BITS))
-        reply = _check_reply(
-            await self.runner.run(
-                Call(
-                    self.scripts["join"],
-                    (queue.queue, queue.line, queue.buyers, queue.tickets, queue.admissions),
-                    args,
-                )
-            )
+        call = script_calls.queue_join_call(
+            request.event_id,
+            request.buyer_id,
+            secrets.token_urlsafe(16),
+            secrets.randbits(RANK_BITS),
         )
-        _, ticket_id, index, admitted, opens_at, expires, per_minute, now = reply
-        line = LineState(int(admitted), int(opens_at), int(per_minute), "open", int(now))
-        return pb.JoinQueueResponse(
-            ticket=self.ticket(request.event_id, request.buyer_id, ticket_id, index, line, expires)
+        place = script_calls.queue_join_place(await self.runner.run(call))
+        line = LineState(
+            place.admitted, place.opens_at_ms, place.admit_per_minute, "open", place.now_ms
         )
+        ticket = self.ticket(
+            request.event_id,
+            request.buyer_id,
+            place.ticket_id,
+            place.index,
+            line,
+            place.admission_expires_ms,
+        )
+        return pb.JoinQueueResponse(ticket=ticket)
 
     def ticket(
         self,
@@ -238,24 +221,18 @@ class WaitingRoom:
 
     async def admit(self, event_id: str) -> int:
         """One tick of one queue; returns how many buyers it admitted, and updates the metrics."""
-        queue = keys.queue_keys(event_id)
-        call = Call(
-            self.scripts["admit"],
-            (queue.queue, queue.line, queue.tickets, queue.admissions),
-            (ADMIT_BATCH,),
+        tick = script_calls.queue_admit_tick(
+            await self.runner.run(script_calls.queue_admit_call(event_id, ADMIT_BATCH))
         )
-        admitted_now, admitted, active, waiting, *waits = (
-            int(value) for value in _check_reply(await self.runner.run(call))[1:]
-        )
-        metrics.QUEUE_WAITING.labels(event_id).set(waiting)
-        metrics.QUEUE_ADMITTED.labels(event_id).set(admitted)
-        metrics.QUEUE_ACTIVE.labels(event_id).set(active)
-        if admitted_now:
-            metrics.QUEUE_ADMISSIONS.labels(event_id).inc(admitted_now)
+        metrics.QUEUE_WAITING.labels(event_id).set(tick.waiting)
+        metrics.QUEUE_ADMITTED.labels(event_id).set(tick.admitted)
+        metrics.QUEUE_ACTIVE.labels(event_id).set(tick.active)
+        if tick.admitted_now:
+            metrics.QUEUE_ADMISSIONS.labels(event_id).inc(tick.admitted_now)
             observe = metrics.QUEUE_WAIT_SECONDS.labels(event_id).observe
-            for wait_ms in waits:
+            for wait_ms in tick.waits_ms:
                 observe(wait_ms / 1000)
-        return admitted_now
+        return tick.admitted_now
 
     async def admit_all(self) -> int:
         """One tick of every queue; returns how many buyers it admitted."""

@@ -11,7 +11,6 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
-from redis.exceptions import RedisError
 
 from inventory import logs, metrics
 from inventory.admission import AdmissionSigner
@@ -23,7 +22,7 @@ from inventory.queue import WaitingRoom, admit_forever
 from inventory.queue_watch import QueueWatchHub
 from inventory.redis_client import connect
 from inventory.service import InventoryServicer
-from inventory.sweep_lag import oldest_due_seconds
+from inventory.sweeper import run_sweeper
 from inventory.watch import WatchHub
 
 log = logging.getLogger(__name__)
@@ -50,24 +49,12 @@ class ServerConfig:
     queue_tick: float = 0.25  # seconds between admission ticks and WatchQueue updates
 
 
-async def run_sweeper(
-    inventory: Inventory, interval: float, watch_hub: WatchHub | None = None
-) -> None:
-    """Expires due holds of every event periodically (health is the probe's job); refreshes the
-    sweeper's and the watchers' gauges."""
+async def count_watchers(watch_hub: WatchHub, interval: float) -> None:
+    """Refreshes the watcher and change-log reader gauges every `interval` seconds."""
     while True:
-        if watch_hub is not None:
-            watchers, readers = watch_hub.counts()
-            metrics.WATCHERS.set(watchers)
-            metrics.READERS.set(readers)
-        try:
-            metrics.SWEEPER_LAG.set(await oldest_due_seconds(inventory.redis))
-            expired = await inventory.sweep()
-            metrics.EXPIRED_HOLDS.inc(expired)
-            if expired:
-                log.info("sweeper expired %d holds", expired)
-        except RedisError as error:
-            log.warning("sweeper: redis unavailable: %s", error)
+        watchers, readers = watch_hub.counts()
+        metrics.WATCHERS.set(watchers)
+        metrics.READERS.set(readers)
         await asyncio.sleep(interval)
 
 
@@ -118,7 +105,10 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    sweeper = asyncio.create_task(run_sweeper(inventory, config.sweep_interval, watch_hub))
+    sweeper = asyncio.create_task(
+        run_sweeper(inventory.redis, inventory.runner, config.sweep_interval)
+    )
+    counter = asyncio.create_task(count_watchers(watch_hub, config.sweep_interval))
     probe = asyncio.create_task(
         probe_redis(redis, health_servicer, config.health_interval, min(1.0, config.redis_timeout))
     )
@@ -130,6 +120,7 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
     log.info("draining calls in flight (up to %.0f s)", config.grace)
     await health_servicer.enter_graceful_shutdown()
     sweeper.cancel()
+    counter.cancel()
     probe.cancel()
     admitter.cancel()
     await queue_hub.close()
