@@ -9,10 +9,8 @@ commands and CPU per update as admission moves the line.
 """
 
 import asyncio
-import os
 import random
 import resource
-import secrets
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -150,7 +148,8 @@ async def _fan_out(
     setup_s = time.monotonic() - started
     await asyncio.sleep(1.0)
     first_updates = updates
-    failed = sum(1 for task in tasks if task.done())
+    # A stream that ended did so with its admission, or failed.
+    failed = sum(1 for task in tasks if task.done() and task.exception() is not None)
     usec, calls = await _commandstats(redis)
     cpu = resource.getrusage(resource.RUSAGE_SELF)
     await asyncio.sleep(seconds)
@@ -185,6 +184,8 @@ async def _run(
     per_minute: int,
     window: float,
     watchers: int,
+    seats: int,
+    fan_out_seconds: float,
 ) -> tuple[Burst, Burst, tuple[int, float, list[int]], dict[str, float]]:
     redis = Redis.from_url(redis_url, decode_responses=True)
     channel = grpc.aio.insecure_channel(target)
@@ -199,11 +200,11 @@ async def _run(
         joins = [pb.JoinQueueRequest(event_id="queued", buyer_id=f"b{i}") for i in range(buyers)]
         joined = await _burst(redis, stub.JoinQueue, joins, concurrency)
         admission = await _admission(redis, "queued", window)
-        fan_out = await _fan_out(redis, redis_url, "queued", watchers, 5.0)
+        fan_out = await _fan_out(redis, redis_url, "queued", watchers, fan_out_seconds)
         rng = random.Random(1)
         holds = [
             pb.HoldRequest(
-                event_id="open", holder_id=f"b{i}", seat_ids=[seat_id(rng.randrange(SEATS))]
+                event_id="open", holder_id=f"b{i}", seat_ids=[seat_id(rng.randrange(seats))]
             )
             for i in range(buyers)
         ]
@@ -214,15 +215,22 @@ async def _run(
         await redis.aclose()
 
 
-def queue(buyers: int, concurrency: int, per_minute: int, window: float, watchers: int) -> Report:
-    os.environ.setdefault("LML_ADMISSION_SECRET", secrets.token_hex(32))
+def queue(
+    buyers: int,
+    concurrency: int,
+    per_minute: int,
+    window: float,
+    watchers: int,
+    seats: int = SEATS,
+    fan_out_seconds: float = 5.0,
+) -> Report:
     with tempfile.TemporaryDirectory(prefix="lml-bench-") as tmp:
         workdir = Path(tmp)
         with redis_server(workdir / "redis") as redis_process:
 
             async def create() -> None:
                 redis = Redis.from_url(redis_process.url, decode_responses=True)
-                await create_events(redis, ["queued", "open"], SEATS)
+                await create_events(redis, ["queued", "open"], seats)
                 await redis.aclose()
 
             asyncio.run(create())
@@ -231,7 +239,15 @@ def queue(buyers: int, concurrency: int, per_minute: int, window: float, watcher
             with server_process(command, target, workdir / "server.log"):
                 joined, held, admission, fan_out = asyncio.run(
                     _run(
-                        redis_process.url, target, buyers, concurrency, per_minute, window, watchers
+                        redis_process.url,
+                        target,
+                        buyers,
+                        concurrency,
+                        per_minute,
+                        window,
+                        watchers,
+                        seats,
+                        fan_out_seconds,
                     )
                 )
     admitted, elapsed_ms, per_second = admission
@@ -243,7 +259,7 @@ def queue(buyers: int, concurrency: int, per_minute: int, window: float, watcher
         f"One service process (its admission tick every 0.25 s), private Redis; one load process "
         f"with {concurrency} unary calls in flight. The burst: every buyer joins the queue of an "
         f"event that opened as it started; then the same number of buyers hold one random seat "
-        f"each of a {SEATS:,}-seat event without a queue (what the inventory takes at the peak "
+        f"each of a {seats:,}-seat event without a queue (what the inventory takes at the peak "
         f"without the waiting room). Redis µs: Redis's own CPU for every command during the "
         f"burst (INFO commandstats), per call."
     )
