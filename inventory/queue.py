@@ -15,16 +15,15 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from google.protobuf.duration_pb2 import Duration
-from google.protobuf.timestamp_pb2 import Timestamp
 from lml.inventory.v1 import inventory_pb2 as pb
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from inventory import keys, metrics, script_calls
+from inventory import keys, metrics, script_calls, validation
 from inventory.admission import AdmissionSigner
 from inventory.errors import InventoryError, invalid
 from inventory.scripts import ScriptRunner
+from inventory.times import duration, timestamp
 
 log = logging.getLogger(__name__)
 
@@ -32,28 +31,12 @@ RANK_BITS = 40  # pre-queue ranks are below 2^40; arrivals after the opening com
 ADMIT_BATCH = 1_000  # admissions per script call at most
 MAX_RATE = 1_000_000
 MAX_ADMISSION_TTL_MS = 24 * 3600 * 1000
-MAX_ID_LENGTH = 128
 _STATES = {"open": pb.QUEUE_STATE_OPEN, "paused": pb.QUEUE_STATE_PAUSED}
 _STATES["closed"] = pb.QUEUE_STATE_CLOSED
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _timestamp(ms: int) -> Timestamp:
-    return Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
-
-
-def _duration(ms: int) -> Duration:
-    return Duration(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
-
-
-def _check_id(value: str, name: str) -> None:
-    if not value:
-        raise invalid(f"{name} is required")
-    if len(value) > MAX_ID_LENGTH or "{" in value or "}" in value:
-        raise invalid(f"{name} must be 1 to {MAX_ID_LENGTH} characters, without braces")
 
 
 @dataclass(frozen=True)
@@ -84,7 +67,7 @@ class WaitingRoom:
     # -- operator --------------------------------------------------------------------------------
 
     async def configure(self, request: pb.ConfigureQueueRequest) -> pb.ConfigureQueueResponse:
-        _check_id(request.event_id, "event_id")
+        validation.check_event_id(request.event_id)
         if not 1 <= request.admit_per_minute <= MAX_RATE:
             raise invalid(f"admit_per_minute must be 1 to {MAX_RATE}")
         if not 1 <= request.max_active <= MAX_RATE:
@@ -102,7 +85,7 @@ class WaitingRoom:
 
     async def set_state(self, event_id: str, state: str) -> pb.QueueStatus:
         """Pauses ("paused"), resumes ("open") or closes ("closed") the queue."""
-        _check_id(event_id, "event_id")
+        validation.check_event_id(event_id)
         call = script_calls.queue_state_call(event_id, state)
         script_calls.queue_state_done(await self.runner.run(call))
         return await self.status(event_id)
@@ -119,10 +102,10 @@ class WaitingRoom:
             )
         return pb.QueueStatus(
             event_id=event_id,
-            opens_at=_timestamp(int(fields["opens_at_ms"])),
+            opens_at=timestamp(int(fields["opens_at_ms"])),
             admit_per_minute=int(fields["admit_per_minute"]),
             max_active=int(fields["max_active"]),
-            admission_ttl=_duration(int(fields["admission_ttl_ms"])),
+            admission_ttl=duration(int(fields["admission_ttl_ms"])),
             enabled=fields["enabled"] == "1",
             state=_STATES[fields["state"]],
             joined=int(fields["joined"]),
@@ -133,8 +116,8 @@ class WaitingRoom:
     # -- buyers ------------------------------------------------------------------------------------
 
     async def join(self, request: pb.JoinQueueRequest) -> pb.JoinQueueResponse:
-        _check_id(request.event_id, "event_id")
-        _check_id(request.buyer_id, "buyer_id")
+        validation.check_event_id(request.event_id)
+        validation.check_id(request.buyer_id, "buyer_id")
         call = script_calls.queue_join_call(
             request.event_id,
             request.buyer_id,
@@ -165,15 +148,15 @@ class WaitingRoom:
         admission_expires_ms: int,
     ) -> pb.QueueTicket:
         """The ticket of the buyer at `index` (0-based) of the line, as `line` stands."""
-        ticket = pb.QueueTicket(ticket_id=ticket_id, opens_at=_timestamp(line.opens_at_ms))
+        ticket = pb.QueueTicket(ticket_id=ticket_id, opens_at=timestamp(line.opens_at_ms))
         if index < line.admitted:
             ticket.admitted = True
             if admission_expires_ms > line.read_at_ms:
                 ticket.admission_token = self.signer.sign(event_id, buyer_id, admission_expires_ms)
-                ticket.admission_expires_at.CopyFrom(_timestamp(admission_expires_ms))
+                ticket.admission_expires_at.CopyFrom(timestamp(admission_expires_ms))
             return ticket
         ticket.position = index - line.admitted + 1
-        ticket.estimated_wait.CopyFrom(_duration(line.wait_ms(ticket.position)))
+        ticket.estimated_wait.CopyFrom(duration(line.wait_ms(ticket.position)))
         return ticket
 
     # -- what the watch fan-out reads ------------------------------------------------------------
@@ -191,8 +174,8 @@ class WaitingRoom:
 
     async def find_ticket(self, event_id: str, ticket_id: str) -> tuple[str, int]:
         """The ticket's buyer and its index in the line."""
-        _check_id(event_id, "event_id")
-        _check_id(ticket_id, "ticket_id")
+        validation.check_event_id(event_id)
+        validation.check_id(ticket_id, "ticket_id")
         queue = keys.queue_keys(event_id)
         pipe = self.redis.pipeline(transaction=False)
         pipe.hget(queue.tickets, ticket_id)
