@@ -8,6 +8,7 @@ batch was sent (open loop: from the moment it was due) to the moment its result 
 import asyncio
 import gc
 import multiprocessing
+import os
 import random
 import time
 from collections import deque
@@ -45,6 +46,12 @@ class DriverConfig:
     concurrency: int = 64  # unary calls in flight per process
     hot_share: float = HOT_SHARE
     seed: int = 1
+    # Sent as `authorization: Bearer <key>` with every call when the service checks keys.
+    api_key: str = field(default_factory=lambda: os.environ.get("LML_API_KEY", ""))
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.api_key}"),) if self.api_key else ()
 
 
 @dataclass
@@ -154,7 +161,8 @@ class _Buyers:
 
 async def _stream(stub: Any, buyers: _Buyers, start: float, end: float) -> None:
     config = buyers.config
-    call = stub.Execute()  # grpc-stubs types the stub as synchronous: stub is Any here
+    # grpc-stubs types the stub as synchronous: stub is Any here
+    call = stub.Execute(metadata=config.metadata)
     outstanding: dict[str, tuple[float, int, Any]] = {}
     limit = (config.in_flight - 1) * config.batch
     room = asyncio.Event()
@@ -209,7 +217,7 @@ async def _unary(stub: Any, buyers: _Buyers, end: float) -> None:
         request = ops[0][0].hold
         sent = time.monotonic()
         try:
-            await stub.Hold(request)
+            await stub.Hold(request, metadata=buyers.config.metadata)
             outcome = OK
         except grpc.aio.AioRpcError as error:
             expected = error.code() == grpc.StatusCode.FAILED_PRECONDITION

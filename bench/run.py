@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import click
 
 from bench import scenarios
+from bench.auth_bench import auth as auth_harness
 from bench.driver import DriverConfig
 from bench.durability_bench import durability as durability_harness
 from bench.engine_bench import engine as engine_harness
@@ -126,6 +127,15 @@ def durability_command(options: Options, duration: float, concurrency: str, roun
     """Confirm with --confirm-durability none / replica (/ aof): confirms/s and p99, ratios."""
     levels = [int(level) for level in concurrency.split(",")]
     _done(durability_harness(duration, levels, rounds, options.workers))
+
+
+@main.command()
+@click.option("--duration", default=8.0, show_default=True)
+@click.option("--rounds", default=3, show_default=True, help="Rounds of every load and mode.")
+@click.pass_obj
+def auth(options: Options, duration: float, rounds: int) -> None:
+    """Unary Hold and Execute with API keys and quotas on vs off: the cost of the checks."""
+    _done(auth_harness(options.workers, options.processes, duration, rounds))
 
 
 @main.command()

@@ -18,9 +18,12 @@ from clients.errors import (
     NotHolder,
     QueueClosed,
     QueueNotFound,
+    RateLimited,
+    ScopeRequired,
     SeatsUnavailable,
     ServiceUnavailable,
     Transient,
+    Unauthenticated,
     WatcherTooSlow,
 )
 from clients.sync import SyncInventoryClient
@@ -44,11 +47,14 @@ __all__ = [
     "NotHolder",
     "QueueClosed",
     "QueueNotFound",
+    "RateLimited",
+    "ScopeRequired",
     "SeatsUnavailable",
     "ServiceUnavailable",
     "Snapshot",
     "SyncInventoryClient",
     "Transient",
+    "Unauthenticated",
     "Update",
     "WatcherTooSlow",
 ]

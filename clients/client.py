@@ -7,9 +7,11 @@ idempotent, an Extend repeated only moves the expiry to now + ttl again, and Cre
 idempotent for identical input.
 """
 
+import os
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -31,6 +33,25 @@ Response = TypeVar("Response")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InventoryService"].full_name
 
 
+def _channel(
+    target: str,
+    tls: bool,
+    tls_ca: str | Path | None,
+    tls_cert: str | Path | None,
+    tls_key: str | Path | None,
+) -> grpc.aio.Channel:
+    if (tls_cert is None) != (tls_key is None):
+        raise ValueError("tls_cert and tls_key go together")
+    if not (tls or tls_ca or tls_cert):
+        return grpc.aio.insecure_channel(target)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=Path(tls_ca).read_bytes() if tls_ca else None,
+        private_key=Path(tls_key).read_bytes() if tls_key else None,
+        certificate_chain=Path(tls_cert).read_bytes() if tls_cert else None,
+    )
+    return grpc.aio.secure_channel(target, credentials)
+
+
 def _duration(seconds: float | None) -> Duration | None:
     if seconds is None:
         return None
@@ -46,6 +67,11 @@ class InventoryClient:
     tried in all. With `multiplex`, Hold, Extend, Release and Confirm travel in batches over one
     Execute stream: calls made within `batch_window` seconds of each other share a batch of at
     most `max_batch` operations.
+
+    `api_key` (default: the environment's LML_API_KEY) travels with every call as
+    `authorization: Bearer <key>`. With `tls` (implied by any file given), the channel is TLS:
+    `tls_ca` is the PEM of the CA to trust (default: the system's), `tls_cert` and `tls_key` the
+    client's certificate and key for mutual TLS.
     """
 
     def __init__(
@@ -58,11 +84,18 @@ class InventoryClient:
         batch_window: float = 0.002,
         max_batch: int = 64,
         watch_timeout: float = 300.0,
+        api_key: str | None = None,
+        tls: bool = False,
+        tls_ca: str | Path | None = None,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
     ) -> None:
         self.target = target
         self.timeout = timeout
         self.watch_timeout = watch_timeout
-        self._channel = grpc.aio.insecure_channel(target)
+        api_key = api_key if api_key is not None else os.environ.get("LML_API_KEY")
+        self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
+        self._channel = _channel(target, tls, tls_ca, tls_cert, tls_key)
         self._stub = pb_grpc.InventoryServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._retrying = AsyncRetrying(
@@ -72,7 +105,9 @@ class InventoryClient:
             reraise=True,
         )
         self.multiplexer = (
-            ExecuteMultiplexer(self._stub, timeout, batch_window, max_batch) if multiplex else None
+            ExecuteMultiplexer(self._stub, timeout, batch_window, max_batch, self._metadata)
+            if multiplex
+            else None
         )
 
     async def __aenter__(self) -> Self:
@@ -225,7 +260,7 @@ class InventoryClient:
     ) -> AsyncGenerator[pb.WatchEventResponse, None]:
         """The raw WatchEvent stream, ended by `watch_timeout` (a deadline on every call)."""
         request = pb.WatchEventRequest(event_id=event_id, from_version=from_version)
-        call = self._stub.WatchEvent(request, timeout=self.watch_timeout)
+        call = self._stub.WatchEvent(request, timeout=self.watch_timeout, metadata=self._metadata)
         try:
             async for response in call:
                 yield response
@@ -293,7 +328,7 @@ class InventoryClient:
     async def _unary(self, method: Callable[..., Awaitable[T]], request: object) -> T:
         async def attempt() -> T:
             try:
-                return await method(request, timeout=self.timeout)
+                return await method(request, timeout=self.timeout, metadata=self._metadata)
             except grpc.aio.AioRpcError as error:
                 raise from_rpc_error(error) from None
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.auth_bench import MODES, auth
 from bench.driver import DriverConfig
 from bench.engine_bench import engine
 from bench.peers import peers
@@ -149,6 +150,19 @@ def test_service_harness_compares_with_the_empty_handler(
     assert "| 1 | Hold |" in text and "| 1 | empty |" in text
     calls = column(text, "calls/s")
     assert len(calls) == 2 and min(calls) > 0
+
+
+def test_auth_harness_runs_every_mode_with_its_key(
+    results_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bench.auth_bench.EVENT_SEATS", 5_000)
+    text = written(auth(1, 1, duration=3, rounds=1), results_dir)
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| 1 | ")]
+    assert {(row[1], row[2]) for row in rows} == {
+        (load, mode) for load in ("unary Hold", "Execute") for mode in MODES
+    }
+    # No call failed: the keyed servers took the bench's key, and its rate refused nothing.
+    assert all(row[6] == "0" for row in rows), rows
 
 
 def test_peers_count_partial_holds(results_dir: Path, postgres_admin: str) -> None:

@@ -110,15 +110,21 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """WatchEvent: the server's change-log reader failed."""
     ERROR_REASON_SHUTTING_DOWN: _ErrorReason.ValueType  # 17
     """WatchEvent: the server is shutting down; watch again elsewhere."""
-    ERROR_REASON_ADMISSION_REQUIRED: _ErrorReason.ValueType  # 18
+    ERROR_REASON_UNAUTHENTICATED: _ErrorReason.ValueType  # 18
+    """No "authorization: Bearer <key>" metadata, or a key the service does not know."""
+    ERROR_REASON_SCOPE_REQUIRED: _ErrorReason.ValueType  # 19
+    """The API key lacks the scope the RPC needs (metadata "scope" names it)."""
+    ERROR_REASON_RATE_LIMITED: _ErrorReason.ValueType  # 20
+    """The API key is over its rate; a google.rpc.RetryInfo detail says how long to wait."""
+    ERROR_REASON_ADMISSION_REQUIRED: _ErrorReason.ValueType  # 21
     """Hold on an event whose waiting room is on, without an admission token."""
-    ERROR_REASON_ADMISSION_INVALID: _ErrorReason.ValueType  # 19
+    ERROR_REASON_ADMISSION_INVALID: _ErrorReason.ValueType  # 22
     """Hold with an admission token forged, expired, another buyer's or event's, or no longer
     live in Redis.
     """
-    ERROR_REASON_QUEUE_NOT_FOUND: _ErrorReason.ValueType  # 20
+    ERROR_REASON_QUEUE_NOT_FOUND: _ErrorReason.ValueType  # 23
     """JoinQueue or WatchQueue on an event without a waiting room on, or an unknown ticket."""
-    ERROR_REASON_QUEUE_CLOSED: _ErrorReason.ValueType  # 21
+    ERROR_REASON_QUEUE_CLOSED: _ErrorReason.ValueType  # 24
     """A new buyer joins, a watcher waits, or pause/resume after CloseQueue."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
@@ -160,15 +166,21 @@ ERROR_REASON_READER_FAILED: ErrorReason.ValueType  # 16
 """WatchEvent: the server's change-log reader failed."""
 ERROR_REASON_SHUTTING_DOWN: ErrorReason.ValueType  # 17
 """WatchEvent: the server is shutting down; watch again elsewhere."""
-ERROR_REASON_ADMISSION_REQUIRED: ErrorReason.ValueType  # 18
+ERROR_REASON_UNAUTHENTICATED: ErrorReason.ValueType  # 18
+"""No "authorization: Bearer <key>" metadata, or a key the service does not know."""
+ERROR_REASON_SCOPE_REQUIRED: ErrorReason.ValueType  # 19
+"""The API key lacks the scope the RPC needs (metadata "scope" names it)."""
+ERROR_REASON_RATE_LIMITED: ErrorReason.ValueType  # 20
+"""The API key is over its rate; a google.rpc.RetryInfo detail says how long to wait."""
+ERROR_REASON_ADMISSION_REQUIRED: ErrorReason.ValueType  # 21
 """Hold on an event whose waiting room is on, without an admission token."""
-ERROR_REASON_ADMISSION_INVALID: ErrorReason.ValueType  # 19
+ERROR_REASON_ADMISSION_INVALID: ErrorReason.ValueType  # 22
 """Hold with an admission token forged, expired, another buyer's or event's, or no longer
 live in Redis.
 """
-ERROR_REASON_QUEUE_NOT_FOUND: ErrorReason.ValueType  # 20
+ERROR_REASON_QUEUE_NOT_FOUND: ErrorReason.ValueType  # 23
 """JoinQueue or WatchQueue on an event without a waiting room on, or an unknown ticket."""
-ERROR_REASON_QUEUE_CLOSED: ErrorReason.ValueType  # 21
+ERROR_REASON_QUEUE_CLOSED: ErrorReason.ValueType  # 24
 """A new buyer joins, a watcher waits, or pause/resume after CloseQueue."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
