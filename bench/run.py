@@ -16,6 +16,7 @@ from bench.driver import DriverConfig
 from bench.durability_bench import durability as durability_harness
 from bench.engine_bench import engine as engine_harness
 from bench.peers import peers as peers_harness
+from bench.queue_bench import queue as queue_harness
 from bench.report import Report
 from bench.service_bench import service as service_harness
 
@@ -156,6 +157,17 @@ def peers(duration: float, concurrency: int, seats: int, rounds: int) -> None:
 def availability(sizes: str, readers: int, duration: float, rounds: int) -> None:
     """GetAvailability chunked and cached vs the one-script read; holds beside 100 readers."""
     _done(availability_harness([int(size) for size in sizes.split(",")], readers, duration, rounds))
+
+
+@main.command()
+@click.option("--buyers", default=100_000, show_default=True, help="Buyers in the burst.")
+@click.option("--concurrency", default=128, show_default=True, help="Calls in flight.")
+@click.option("--per-minute", default=6_000, show_default=True, help="Admission rate.")
+@click.option("--window", default=20.0, show_default=True, help="Seconds of admission measured.")
+@click.option("--watchers", default=10_000, show_default=True, help="WatchQueue streams.")
+def queue(buyers: int, concurrency: int, per_minute: int, window: float, watchers: int) -> None:
+    """Waiting room: a join burst, admission accuracy, watch fan-out; the burst straight to Hold."""
+    _done(queue_harness(buyers, concurrency, per_minute, window, watchers))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from clients.client import InventoryClient
 from clients.errors import (
+    AdmissionInvalid,
+    AdmissionRequired,
     BookingCancelled,
     ChangesOutOfRange,
     DeadlineExceeded,
@@ -14,6 +16,8 @@ from clients.errors import (
     InventoryClientError,
     LimitExceeded,
     NotHolder,
+    QueueClosed,
+    QueueNotFound,
     RateLimited,
     ScopeRequired,
     SeatsUnavailable,
@@ -26,6 +30,8 @@ from clients.sync import SyncInventoryClient
 from clients.watching import Snapshot, Update
 
 __all__ = [
+    "AdmissionInvalid",
+    "AdmissionRequired",
     "BookingCancelled",
     "ChangesOutOfRange",
     "DeadlineExceeded",
@@ -39,6 +45,8 @@ __all__ = [
     "InventoryClientError",
     "LimitExceeded",
     "NotHolder",
+    "QueueClosed",
+    "QueueNotFound",
     "RateLimited",
     "ScopeRequired",
     "SeatsUnavailable",

@@ -10,6 +10,7 @@ idempotent for identical input.
 import os
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
@@ -168,9 +169,16 @@ class InventoryClient:
         *,
         ttl: float | None = None,
         request_id: str | None = None,
+        admission_token: str = "",
     ) -> pb.Hold:
-        """Holds every seat or none; `ttl` in seconds (None: the event's default)."""
-        request = pb.HoldRequest(event_id=event_id, holder_id=holder_id, seat_ids=seat_ids)
+        """Holds every seat or none; `ttl` in seconds (None: the event's default).
+        `admission_token`: the holder's admission when the event has a waiting room."""
+        request = pb.HoldRequest(
+            event_id=event_id,
+            holder_id=holder_id,
+            seat_ids=seat_ids,
+            admission_token=admission_token,
+        )
         return (await self.hold_request(request, ttl=ttl, request_id=request_id)).hold
 
     async def hold_best_available(
@@ -263,6 +271,60 @@ class InventoryClient:
             raise from_rpc_error(error) from None
         finally:
             call.cancel()
+
+    # -- the waiting room -------------------------------------------------------------------------
+
+    async def configure_queue(
+        self,
+        event_id: str,
+        *,
+        opens_at: datetime,
+        admit_per_minute: int,
+        max_active: int,
+        admission_ttl: float,
+        enabled: bool = True,
+    ) -> pb.QueueStatus:
+        """Admin: sets or changes the event's waiting room; `admission_ttl` in seconds."""
+        request = pb.ConfigureQueueRequest(
+            event_id=event_id,
+            admit_per_minute=admit_per_minute,
+            max_active=max_active,
+            admission_ttl=_duration(admission_ttl),
+            enabled=enabled,
+        )
+        request.opens_at.FromDatetime(opens_at)
+        return (await self._unary(self._stub.ConfigureQueue, request)).queue
+
+    async def join_queue(self, event_id: str, buyer_id: str) -> pb.QueueTicket:
+        """Joins the waiting room (idempotent: the same ticket again for the same buyer)."""
+        request = pb.JoinQueueRequest(event_id=event_id, buyer_id=buyer_id)
+        return (await self._unary(self._stub.JoinQueue, request)).ticket
+
+    async def watch_queue(
+        self, event_id: str, ticket_id: str
+    ) -> AsyncGenerator[pb.QueueTicket, None]:
+        """The ticket as its place and wait change; ends after its admission."""
+        request = pb.WatchQueueRequest(event_id=event_id, ticket_id=ticket_id)
+        call = self._stub.WatchQueue(request, timeout=self.watch_timeout)
+        try:
+            async for response in call:
+                yield response.ticket
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+        finally:
+            call.cancel()
+
+    async def pause_queue(self, event_id: str) -> pb.QueueStatus:
+        request = pb.PauseQueueRequest(event_id=event_id)
+        return (await self._unary(self._stub.PauseQueue, request)).queue
+
+    async def resume_queue(self, event_id: str) -> pb.QueueStatus:
+        request = pb.ResumeQueueRequest(event_id=event_id)
+        return (await self._unary(self._stub.ResumeQueue, request)).queue
+
+    async def close_queue(self, event_id: str) -> pb.QueueStatus:
+        request = pb.CloseQueueRequest(event_id=event_id)
+        return (await self._unary(self._stub.CloseQueue, request)).queue
 
     # -- plumbing ---------------------------------------------------------------------------------
 

@@ -107,6 +107,22 @@ class WatcherTooSlow(InventoryClientError):
     """A watch fell too far behind the server: watch again from the last version received."""
 
 
+class AdmissionRequired(InventoryClientError):
+    """The event has a waiting room: join it and hold with the admission it gives."""
+
+
+class AdmissionInvalid(InventoryClientError):
+    """The admission token is forged, expired, another buyer's, or no longer live."""
+
+
+class QueueNotFound(InventoryClientError):
+    pass
+
+
+class QueueClosed(InventoryClientError):
+    pass
+
+
 class Transient(InventoryClientError):
     """A failure that a retry may fix; every retried call is safe to repeat."""
 
@@ -140,6 +156,10 @@ _BY_REASON: dict[Reason, type[InventoryClientError]] = {
     pb.ERROR_REASON_UNAUTHENTICATED: Unauthenticated,
     pb.ERROR_REASON_SCOPE_REQUIRED: ScopeRequired,
     pb.ERROR_REASON_RATE_LIMITED: RateLimited,
+    pb.ERROR_REASON_ADMISSION_REQUIRED: AdmissionRequired,
+    pb.ERROR_REASON_ADMISSION_INVALID: AdmissionInvalid,
+    pb.ERROR_REASON_QUEUE_NOT_FOUND: QueueNotFound,
+    pb.ERROR_REASON_QUEUE_CLOSED: QueueClosed,
 }
 # Failures without a known reason: transport errors, or a reason newer than this SDK.
 _BY_CODE: dict[grpc.StatusCode, type[InventoryClientError]] = {

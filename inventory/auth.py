@@ -56,6 +56,13 @@ METHOD_SCOPES: dict[str, Scope] = {
     _SERVICE + "Execute": "sell",
     _SERVICE + "CreateEvent": "admin",
     _SERVICE + "CancelBooking": "admin",
+    # The waiting room: buyers' backends join and watch; operators configure and steer it.
+    _SERVICE + "JoinQueue": "sell",
+    _SERVICE + "WatchQueue": "sell",
+    _SERVICE + "ConfigureQueue": "admin",
+    _SERVICE + "PauseQueue": "admin",
+    _SERVICE + "ResumeQueue": "admin",
+    _SERVICE + "CloseQueue": "admin",
     # Reflection tells what the service offers: any valid key may ask.
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": "read",
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": "read",

@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -149,6 +150,20 @@ def main() -> None:
     type=click.FloatRange(min=0, max=1),
     help="Share of a key's rate budget a process takes from Redis at once (0: ask per call).",
 )
+@click.option(
+    "--admission-secret",
+    envvar="LML_ADMISSION_SECRET",
+    default=None,
+    help="Signs waiting-room admissions: the same for every service process and host "
+    "(default: random, shared by this command's --workers only).",
+)
+@click.option(
+    "--queue-tick",
+    default=0.25,
+    show_default=True,
+    type=click.FloatRange(min=0.01),
+    help="Seconds between waiting-room admission ticks.",
+)
 def serve(
     listen: str,
     redis_url: str,
@@ -170,6 +185,8 @@ def serve(
     max_streams_per_connection: int,
     max_watch_streams: int,
     quota_lease: float,
+    admission_secret: str | None,
+    queue_tick: float,
 ) -> None:
     """Serve InventoryService (with gRPC health and reflection) until SIGTERM."""
     if (tls_cert is None) != (tls_key is None):
@@ -207,6 +224,10 @@ def serve(
             max_watch_streams,
         ),
         quota_lease=quota_lease,
+        # Without one, a random secret shared by this command's processes: their admissions do
+        # not outlive a restart, nor hold on another host's service.
+        admission_secret=(admission_secret or secrets.token_hex(32)).encode(),
+        queue_tick=queue_tick,
     )
     try:
         check_exposure(config)

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from inventory import keys, reads, script_calls, sweeper, validation
+from inventory.admission import AdmissionSigner
 from inventory.errors import InventoryError, invalid, redis_status
 from inventory.script_calls import SCRIPTS
 from inventory.scripts import Call, Script, ScriptRunner
@@ -46,8 +47,9 @@ _OPERATIONS = {
 class Inventory:
     """The engine over one Redis connection pool (a plain Redis or a Redis Cluster client)."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, admissions: AdmissionSigner | None = None) -> None:
         self.redis = redis
+        self.admissions = admissions or AdmissionSigner()
         self.runner = ScriptRunner(redis)
         self.scripts: dict[str, Script] = SCRIPTS
         self.snapshots = SnapshotCache(redis, self.runner)
@@ -74,7 +76,7 @@ class Inventory:
     # -- holds: one request, or a batch in one round trip ----------------------------------------
 
     async def hold(self, request: pb.HoldRequest) -> pb.HoldResponse:
-        reply = await self.runner.run(script_calls.hold_call(request))
+        reply = await self.runner.run(self._call("hold", request))
         return script_calls.hold_response(request, reply)
 
     async def extend(self, request: pb.ExtendRequest) -> pb.ExtendResponse:
@@ -111,7 +113,7 @@ class Inventory:
                 if kind is None:
                     raise invalid("operation has no request")
                 request: Message = getattr(operation, kind)
-                calls.append(_OPERATIONS[kind].build(request))
+                calls.append(self._call(kind, request))
                 pending.append((result, _OPERATIONS[kind], request))
             except InventoryError as error:
                 result.error.CopyFrom(error.to_status())
@@ -132,3 +134,9 @@ class Inventory:
                 result.error.CopyFrom(redis_status(error))
             results.append(result)
         return results
+
+    def _call(self, kind: str, request: Any) -> Call:
+        """The script call of one operation; a hold's carries its admission, verified here."""
+        if kind == "hold":
+            return script_calls.hold_call(request, self.admissions.carried(request))
+        return _OPERATIONS[kind].build(request)

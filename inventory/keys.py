@@ -56,3 +56,22 @@ def cancelled_key(event_id: str) -> str:
 # Written before each WAIT / WAITAOF of --confirm-durability, on the waiting connection: a write
 # of that connection is what WAIT counts (inventory/durability.py).
 DURABILITY_MARKER = "lml:durability-marker"
+
+
+# Set of event ids with a waiting room: what the admission tick walks. Never touched in a script.
+QUEUES = "lml:queues"
+
+
+class QueueKeys(NamedTuple):
+    """An event's waiting room, in the order the queue scripts expect (KEYS[1..5])."""
+
+    queue: str  # hash: settings, state, and the counters (joined, admitted, the rate's bucket)
+    line: str  # sorted set ticket id -> place: random rank before the opening, then arrival
+    buyers: str  # hash buyer id -> ticket id: one place per buyer
+    tickets: str  # hash ticket id -> JSON record (buyer, joined and admitted times)
+    admissions: str  # sorted set buyer id -> when the admission lapses (ms): the live ones
+
+
+def queue_keys(event_id: str) -> QueueKeys:
+    prefix = f"lml:{{{event_id}}}:"
+    return QueueKeys(*(prefix + name for name in ("queue", "line", "buyers", "tickets", "admits")))

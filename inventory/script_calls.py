@@ -39,6 +39,10 @@ SCRIPTS: dict[str, Script] = {
         "availability_version",
         "cancel_booking",
         "restore_event",
+        "queue_configure",
+        "queue_join",
+        "queue_admit",
+        "queue_state",
     )
 }
 _SEAT_STATUS = {"A": pb.SEAT_STATUS_AVAILABLE, "H": pb.SEAT_STATUS_HELD, "B": pb.SEAT_STATUS_BOOKED}
@@ -89,7 +93,8 @@ def create_event_created(reply: Any) -> bool:
 # -- hold -----------------------------------------------------------------------------------------
 
 
-def hold_call(request: pb.HoldRequest) -> Call:
+def hold_call(request: pb.HoldRequest, admission: str = "none") -> Call:
+    """`admission`: what AdmissionSigner.carried found ("none" is refused on a queued event)."""
     validation.check_hold(request)
     request_key = (
         keys.request_key(request.event_id, request.holder_id, request.request_id)
@@ -97,15 +102,17 @@ def hold_call(request: pb.HoldRequest) -> Call:
         else ""
     )
     event_keys = keys.event_keys(request.event_id)
+    queue = keys.queue_keys(request.event_id)
     return Call(
         SCRIPTS["hold"],
-        (*event_keys, request_key or event_keys.meta),
+        (*event_keys, request_key or event_keys.meta, queue.queue, queue.admissions),
         (
             secrets.token_urlsafe(16),
             request.holder_id,
             validation.ttl_ms(request.ttl),
             request.request_id,
             *_hold_choice(request),
+            admission,
         ),
     )
 
@@ -326,3 +333,85 @@ def restore_event_result(reply: Any) -> Restored:
     reply = ok(reply)
     conflicts = [(seat, value) for seat, value in json.loads(reply[3])]
     return Restored(int(reply[1]), int(reply[2]), int(reply[4]), conflicts)
+
+
+# -- the waiting room: queue_configure, queue_join, queue_admit, queue_state (inventory/queue.py)
+
+
+def queue_configure_call(request: pb.ConfigureQueueRequest) -> Call:
+    """The request as inventory/queue.py checked it."""
+    return Call(
+        SCRIPTS["queue_configure"],
+        (keys.queue_keys(request.event_id).queue, keys.event_keys(request.event_id).meta),
+        (
+            request.opens_at.ToMilliseconds(),
+            request.admit_per_minute,
+            request.max_active,
+            request.admission_ttl.ToMilliseconds(),
+            int(request.enabled),
+        ),
+    )
+
+
+def queue_configure_done(reply: Any) -> None:
+    ok(reply)
+
+
+@dataclass(frozen=True)
+class Place:
+    """A buyer's ticket and where it stands, as queue_join answers."""
+
+    ticket_id: str
+    index: int  # in the line, 0-based; admitted when below `admitted`
+    admitted: int
+    opens_at_ms: int
+    admission_expires_ms: int  # 0: no live admission
+    admit_per_minute: int
+    now_ms: int  # Redis's clock
+
+
+def queue_join_call(event_id: str, buyer_id: str, ticket_id: str, rank: int) -> Call:
+    queue = keys.queue_keys(event_id)
+    return Call(
+        SCRIPTS["queue_join"],
+        (queue.queue, queue.line, queue.buyers, queue.tickets, queue.admissions),
+        (buyer_id, ticket_id, rank),
+    )
+
+
+def queue_join_place(reply: Any) -> Place:
+    _, ticket_id, *numbers = ok(reply)
+    index, admitted, opens_at, expires, per_minute, now = (int(n) for n in numbers)
+    return Place(ticket_id, index, admitted, opens_at, expires, per_minute, now)
+
+
+@dataclass(frozen=True)
+class AdmitTick:
+    admitted_now: int
+    admitted: int  # in all
+    active: int  # admissions live
+    waiting: int
+    waits_ms: list[int]  # of the buyers admitted by this call
+
+
+def queue_admit_call(event_id: str, batch: int) -> Call:
+    queue = keys.queue_keys(event_id)
+    return Call(
+        SCRIPTS["queue_admit"],
+        (queue.queue, queue.line, queue.tickets, queue.admissions),
+        (batch,),
+    )
+
+
+def queue_admit_tick(reply: Any) -> AdmitTick:
+    admitted_now, admitted, active, waiting, *waits = (int(value) for value in ok(reply)[1:])
+    return AdmitTick(admitted_now, admitted, active, waiting, waits)
+
+
+def queue_state_call(event_id: str, state: str) -> Call:
+    """`state`: "paused", "open" (resume) or "closed"."""
+    return Call(SCRIPTS["queue_state"], (keys.queue_keys(event_id).queue,), (state,))
+
+
+def queue_state_done(reply: Any) -> None:
+    ok(reply)

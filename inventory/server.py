@@ -16,12 +16,15 @@ from grpc_reflection.v1alpha import reflection
 from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 
 from inventory import logs, metrics
+from inventory.admission import AdmissionSigner
 from inventory.auth import AuthInterceptor, KeyRing
 from inventory.call_metrics import CallMetrics
 from inventory.caps import DEFAULT_CAPS, Caps
 from inventory.durability import ConfirmWaiter, Durability
 from inventory.engine import Inventory
 from inventory.health_probe import SERVICE_NAME, probe_redis
+from inventory.queue import WaitingRoom, admit_forever
+from inventory.queue_watch import QueueWatchHub
 from inventory.quotas import Quotas
 from inventory.redis_client import connect
 from inventory.service import InventoryServicer
@@ -64,6 +67,9 @@ class ServerConfig:
     durability_timeout: float = 1.0  # how long a confirm waits for its replica or fsync
     metrics_port: int | None = None
     log_format: str = "text"  # or "json": one JSON object per line
+    # Signs waiting-room admissions; every process of a deployment needs the same one.
+    admission_secret: bytes | None = None
+    queue_tick: float = 0.25  # seconds between admission ticks and WatchQueue updates
     api_keys: Path | None = None
     insecure_no_auth: bool = False
     tls: TlsFiles | None = None
@@ -128,6 +134,7 @@ def create_server(
     quotas: Quotas | None = None,
     caps: Caps = DEFAULT_CAPS,
     tls: TlsFiles | None = None,
+    queue_hub: QueueWatchHub | None = None,
 ) -> tuple[grpc.aio.Server, Any]:
     """The gRPC server with every service added, bound to `listen`; returns it and its health.
 
@@ -138,7 +145,7 @@ def create_server(
     interceptors = [CallMetrics(), *([auth] if auth else [])]
     server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 1)])
     servicer = InventoryServicer(
-        inventory, watch_hub, confirm_waiter, caps, auth.batch_gate if auth else None
+        inventory, watch_hub, confirm_waiter, caps, auth.batch_gate if auth else None, queue_hub
     )
     pb_grpc.add_InventoryServiceServicer_to_server(servicer, server)
     health_servicer = HealthServicer()
@@ -164,13 +171,15 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
     keys = KeyRing(config.api_keys) if config.api_keys is not None else None
     quotas = Quotas(config.redis_url, config.quota_lease) if keys is not None else None
     redis = connect(config.redis_url, config.redis_connections, config.redis_timeout)
-    inventory = Inventory(redis)
+    inventory = Inventory(redis, AdmissionSigner(config.admission_secret))
     watch_hub = WatchHub(redis)
     confirm_waiter = (
         None
         if config.confirm_durability == Durability.NONE
         else ConfirmWaiter(config.redis_url, config.confirm_durability, config.durability_timeout)
     )
+    room = WaitingRoom(redis, inventory.admissions)
+    queue_hub = QueueWatchHub(room, config.queue_tick)
     server, health_servicer = create_server(
         inventory,
         config.listen,
@@ -180,6 +189,7 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
         quotas=quotas,
         caps=config.caps,
         tls=config.tls,
+        queue_hub=queue_hub,
     )
     await server.start()
     log.info(
@@ -202,6 +212,7 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
     probe = asyncio.create_task(
         probe_redis(redis, health_servicer, config.health_interval, min(1.0, config.redis_timeout))
     )
+    admitter = asyncio.create_task(admit_forever(room, config.queue_tick))
     if started is not None:
         started.set()
     await stop.wait()
@@ -211,6 +222,8 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
     sweeper.cancel()
     counter.cancel()
     probe.cancel()
+    admitter.cancel()
+    await queue_hub.close()
     await watch_hub.close()  # watch streams never end by themselves: end them before draining
     await server.stop(config.grace)
     if confirm_waiter is not None:

@@ -18,6 +18,8 @@ from inventory.caps import DEFAULT_CAPS, Caps, StreamSlots, cap_exceeded
 from inventory.durability import ConfirmWaiter
 from inventory.engine import Inventory
 from inventory.errors import InventoryError, redis_status
+from inventory.queue import WaitingRoom
+from inventory.queue_watch import QueueWatchHub
 from inventory.watch import WatchHub
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,7 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
         confirm_waiter: ConfirmWaiter | None = None,
         caps: Caps = DEFAULT_CAPS,
         batch_gate: BatchGate | None = None,
+        queue_hub: QueueWatchHub | None = None,
     ) -> None:
         self.inventory = inventory
         self.watch_hub = watch_hub or WatchHub(inventory.redis)
@@ -61,6 +64,10 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
         self.caps = caps
         self.batch_gate = batch_gate
         self.streams = StreamSlots(caps)
+        self.queue_hub = queue_hub or QueueWatchHub(
+            WaitingRoom(inventory.redis, inventory.admissions)
+        )
+        self.room = self.queue_hub.room
 
     async def _refusal(self, batch: pb.ExecuteRequest) -> status_pb2.Status | None:
         operations = len(batch.operations)
@@ -220,6 +227,71 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
         try:
             async for changes in self.watch_hub.watch(request.event_id, request.from_version):
                 yield pb.WatchEventResponse(changes=changes)
+        except InventoryError as error:
+            status = error.to_status()
+        except RedisError as error:
+            status = redis_status(error)
+        await context.abort_with_status(rpc_status.to_status(status))  # type: ignore[attr-defined]
+
+    # -- the waiting room (inventory/queue.py, inventory/queue_watch.py) ---------------------------
+
+    async def ConfigureQueue(
+        self,
+        request: pb.ConfigureQueueRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.ConfigureQueueResponse:
+        return await _unary(self.room.configure, request, context)
+
+    async def JoinQueue(
+        self,
+        request: pb.JoinQueueRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.JoinQueueResponse:
+        return await _unary(self.room.join, request, context)
+
+    async def PauseQueue(
+        self,
+        request: pb.PauseQueueRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.PauseQueueResponse:
+        async def pause(request: pb.PauseQueueRequest) -> pb.PauseQueueResponse:
+            return pb.PauseQueueResponse(
+                queue=await self.room.set_state(request.event_id, "paused")
+            )
+
+        return await _unary(pause, request, context)
+
+    async def ResumeQueue(
+        self,
+        request: pb.ResumeQueueRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.ResumeQueueResponse:
+        async def resume(request: pb.ResumeQueueRequest) -> pb.ResumeQueueResponse:
+            return pb.ResumeQueueResponse(queue=await self.room.set_state(request.event_id, "open"))
+
+        return await _unary(resume, request, context)
+
+    async def CloseQueue(
+        self,
+        request: pb.CloseQueueRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.CloseQueueResponse:
+        async def close(request: pb.CloseQueueRequest) -> pb.CloseQueueResponse:
+            return pb.CloseQueueResponse(
+                queue=await self.room.set_state(request.event_id, "closed")
+            )
+
+        return await _unary(close, request, context)
+
+    async def WatchQueue(
+        self,
+        request: pb.WatchQueueRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> AsyncIterator[pb.WatchQueueResponse]:
+        try:
+            async for ticket in self.queue_hub.watch(request.event_id, request.ticket_id):
+                yield pb.WatchQueueResponse(ticket=ticket)
+            return
         except InventoryError as error:
             status = error.to_status()
         except RedisError as error:

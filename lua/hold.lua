@@ -15,6 +15,7 @@
             the best-available index and what it is built from (includes/free_index.lua)
     KEYS[13] request   retry record for (holder, request id) (string, 24 h TTL); any key of
                        the event when there is no request id (then unused)
+    KEYS[14] queue, KEYS[15] admissions: the event's waiting room (includes/admission.lua)
 
     ARGV[1] hold id: 128 random bits made by the service
     ARGV[2] holder id
@@ -25,6 +26,8 @@
             "best":  ARGV[6] quantity, ARGV[7] category or "*", ARGV[8] section or "*",
                      ARGV[9] wheelchair spaces among them, ARGV[10] "1" to allow a split
             "area":  ARGV[6] general-admission area id, ARGV[7] quantity
+    ARGV[#ARGV] (last) the holder's admission: "none", "token" (verified by the service) or
+            "exempt" (includes/admission.lua)
 
   Output:
     {"OK", hold id, expires at (ms since epoch), seat ids as JSON, split (1 when best available
@@ -44,6 +47,8 @@
     {"SEATS_UNAVAILABLE", message, seat ids...} named seats held or booked by others
     {"SEATS_UNAVAILABLE", message} no free block that fits, fewer places left than asked
     {"HOLD_EXPIRED" | "HOLD_NOT_FOUND", message} a retry of a hold that expired or was released
+    {"ADMISSION_REQUIRED", message} waiting room on and no admission carried
+    {"ADMISSION_INVALID", message} waiting room on and the admission no longer live
 
   Holds found past their deadline along the way (this holder's, or on the requested seats) are
   ended as expired first, whatever the outcome: that is the lazy half of expiry. Best available
@@ -61,6 +66,7 @@
 -- @include sweep_due
 -- @include best_available
 -- @include ttl
+-- @include admission
 
 local hold_id, holder_id, request_id, mode = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
 local event = read_event()
@@ -82,7 +88,7 @@ end
 
 local seats = {}
 if mode == 'seats' then
-  for i = 6, #ARGV do seats[#seats + 1] = ARGV[i] end
+  for i = 6, #ARGV - 1 do seats[#seats + 1] = ARGV[i] end
 end
 local quantity = #seats
 if mode ~= 'seats' then quantity = tonumber(mode == 'best' and ARGV[6] or ARGV[7]) end
@@ -98,6 +104,8 @@ end
 local ttl, ttl_err = resolve_ttl(ARGV[3], event.default_ttl_ms, event.max_ttl_ms)
 if not ttl then return ttl_err end
 
+local admission_refused = admission_error(holder_id, ARGV[#ARGV], now)
+if admission_refused then return admission_refused end
 if mode ~= 'seats' then sweep_due(now, 20) end
 
 -- This holder's live seats, for the per-holder limit.

@@ -16,6 +16,7 @@ from bench.auth_bench import MODES, auth
 from bench.driver import DriverConfig
 from bench.engine_bench import engine
 from bench.peers import peers
+from bench.queue_bench import queue
 from bench.report import Report
 from bench.scenarios import flash_sale, inventory_stack, rate_sweep, steady
 from bench.service_bench import service
@@ -86,6 +87,28 @@ def test_engine_harness_measures_every_size(results_dir: Path) -> None:
     assert "Hold cost in Redis at 300 seats vs 100 seats" in text
     for header in ("holds/s", "releases/s", "best-available holds/s"):
         assert len(column(text, header)) == 2 and min(column(text, header)) > 0, header
+
+
+def test_queue_harness_measures_joins_holds_admission_and_fan_out(results_dir: Path) -> None:
+    text = written(queue(300, 16, 6000, 1.0, 50, seats=1000, fan_out_seconds=1.0), results_dir)
+    assert column(text, "calls") == [300, 300]
+    assert column(text, "failed") == [0, 0]
+    assert min(column(text, "calls/s")) > 0
+    rows = {
+        row["admission"]: row["value"]
+        for table in tables(text)
+        for row in table
+        if "admission" in row
+    }
+    assert number(rows["measured over the window (per minute, Redis clock)"]) > 0
+    fan_out = {
+        row["WatchQueue fan-out"]: row["value"]
+        for table in tables(text)
+        for row in table
+        if "WatchQueue fan-out" in row
+    }
+    assert number(fan_out["watchers"]) == 50 and number(fan_out["watchers failed"]) == 0
+    assert number(fan_out["updates delivered"]) > 0
 
 
 def test_flash_sale_sells_every_seat_once(results_dir: Path, postgres_admin: str) -> None:
