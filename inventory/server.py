@@ -63,6 +63,7 @@ class ServerConfig:
     redis_connections: int = 64
     redis_timeout: float = 2.0  # deadline of every Redis command (the pipe's and redis-py's)
     health_interval: float = 0.5  # seconds between health probes of Redis
+    redis_cluster: bool = False  # redis_url is a seed node of a Redis Cluster
     confirm_durability: Durability = Durability.NONE
     durability_timeout: float = 1.0  # how long a confirm waits for its replica or fsync
     metrics_port: int | None = None
@@ -170,7 +171,9 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
     _warn_if_open(config)
     keys = KeyRing(config.api_keys) if config.api_keys is not None else None
     quotas = Quotas(config.redis_url, config.quota_lease) if keys is not None else None
-    redis = connect(config.redis_url, config.redis_connections, config.redis_timeout)
+    redis = connect(
+        config.redis_url, config.redis_connections, config.redis_timeout, config.redis_cluster
+    )
     inventory = Inventory(redis, AdmissionSigner(config.admission_secret))
     watch_hub = WatchHub(redis)
     confirm_waiter = (
