@@ -16,6 +16,7 @@ import asyncpg
 import grpc
 import pytest
 import redis
+from google.protobuf.duration_pb2 import Duration
 from lml.inventory.v1 import inventory_pb2 as pb
 from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 from redis.asyncio import Redis, RedisCluster
@@ -27,6 +28,7 @@ from tests.redis_cluster import RedisClusterNodes
 from tests.test_serve_process import wait_serving
 
 SEATS = [f"s{n}" for n in range(24)]
+BATCH_SEAT, EXPIRING_SEAT = SEATS[-1], SEATS[-2]  # kept from the buyers
 EVENTS_PER_NODE = 2
 BUYERS = 6  # per event, racing for the same seats
 
@@ -104,7 +106,8 @@ class Watcher:
     """A WatchEvent stream from the start, folding every change into seat statuses."""
 
     def __init__(self, stub: "Stub", event_id: str) -> None:
-        self.statuses: dict[str, int] = {}
+        self.statuses = dict.fromkeys(SEATS, pb.SEAT_STATUS_AVAILABLE)
+        self.expired: set[str] = set()  # seats whose hold the sweeper ended
         self.version = 0
         self.task = asyncio.create_task(self._run(stub, event_id))
 
@@ -114,13 +117,15 @@ class Watcher:
                 assert change.version == self.version + 1, "a change missing or repeated"
                 self.version = change.version
                 self.statuses |= dict.fromkeys(change.seat_ids, change.status)
+                if change.reason == pb.CHANGE_REASON_EXPIRED:
+                    self.expired.update(change.seat_ids)
 
 
 async def buyer(stub: "Stub", event_id: str, name: str, rng: random.Random) -> list[pb.Booking]:
     """Tries for random pairs of seats; confirms every other hold, releases the rest."""
     bookings = []
     for attempt in range(6):
-        seats = rng.sample(SEATS, 2)
+        seats = rng.sample(SEATS[:-2], 2)
         try:
             held = await stub.Hold(
                 pb.HoldRequest(event_id=event_id, holder_id=name, seat_ids=seats)
@@ -142,7 +147,7 @@ async def execute_across_nodes(stub: "Stub", event_ids: list[str]) -> list[pb.Op
         operations=[
             pb.Operation(
                 id=event_id,
-                hold=pb.HoldRequest(event_id=event_id, holder_id="batch", seat_ids=[SEATS[-1]]),
+                hold=pb.HoldRequest(event_id=event_id, holder_id="batch", seat_ids=[BATCH_SEAT]),
             )
             for event_id in event_ids
         ]
@@ -196,6 +201,15 @@ async def test_the_whole_flow_on_a_cluster_with_replicas(
             request.seats.add(seat_id=seat_id, section="S", row="1", number=str(number))
         assert (await stub.CreateEvent(request)).created
     watchers = {event_id: Watcher(stub, event_id) for event_id in event_ids}
+    for event_id in event_ids:  # the sweeper must end these on every node
+        await stub.Hold(
+            pb.HoldRequest(
+                event_id=event_id,
+                holder_id="leaver",
+                seat_ids=[EXPIRING_SEAT],
+                ttl=Duration(nanos=200_000_000),
+            )
+        )
     worker = WorkerProcess(seed_url, pg_url, "--redis-cluster")
     worker.start()
     try:
@@ -209,7 +223,7 @@ async def test_the_whole_flow_on_a_cluster_with_replicas(
         )
         bookings = [booking for bought in results for booking in bought]
         batch = await execute_across_nodes(stub, event_ids)
-        assert len(batch) == len(event_ids)
+        assert sorted(result.id for result in batch if result.HasField("hold")) == event_ids
 
         async def synced() -> bool:
             return await drained(any_node, event_ids)
@@ -225,6 +239,8 @@ async def test_the_whole_flow_on_a_cluster_with_replicas(
         async def watched() -> bool:
             for event_id, watcher in watchers.items():
                 meta = keys.event_keys(event_id).meta
+                if EXPIRING_SEAT not in watcher.expired:  # the sweeper has not ended it yet
+                    return False
                 if watcher.version != int(await cluster.hget(meta, "version") or 0):
                     return False
             return True
@@ -232,6 +248,10 @@ async def test_the_whole_flow_on_a_cluster_with_replicas(
         await wait_for(watched, within=30)
         for event_id, watcher in watchers.items():
             assert not watcher.task.done(), watcher.task
+            assert watcher.expired == {EXPIRING_SEAT}
+            snapshot = await stub.GetAvailability(pb.GetAvailabilityRequest(event_id=event_id))
+            assert snapshot.version == watcher.version
+            assert {seat.seat_id: seat.status for seat in snapshot.seats} == watcher.statuses
             assert set(await booked_in_redis(any_node, event_id)) == {
                 seat for seat, status in watcher.statuses.items() if status == pb.SEAT_STATUS_BOOKED
             }
