@@ -170,7 +170,11 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
     """Serves until SIGTERM or SIGINT, then stops taking calls and drains the ones in flight."""
     _warn_if_open(config)
     keys = KeyRing(config.api_keys) if config.api_keys is not None else None
-    quotas = Quotas(config.redis_url, config.quota_lease) if keys is not None else None
+    quotas = (
+        Quotas(config.redis_url, config.quota_lease, config.redis_cluster)
+        if keys is not None
+        else None
+    )
     redis = connect(
         config.redis_url, config.redis_connections, config.redis_timeout, config.redis_cluster
     )

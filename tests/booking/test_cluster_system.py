@@ -23,6 +23,7 @@ from redis.asyncio import Redis, RedisCluster
 
 from inventory import keys
 from inventory.local_servers import free_port
+from inventory.quotas import Quotas, Rate
 from tests.booking.helpers import WorkerProcess, booked_in_redis, drained, wait_for, worker_command
 from tests.redis_cluster import RedisClusterNodes
 from tests.test_serve_process import wait_serving
@@ -287,3 +288,25 @@ async def test_the_whole_flow_on_a_cluster_with_replicas(
         )
         assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
         assert "0 differences" in reconciled.stdout
+
+
+async def test_quotas_count_on_the_cluster(cluster: RedisCluster, seed_url: str) -> None:
+    """API-key rates of `--redis-cluster`: counted in the cluster, shared by processes."""
+    rate = Rate(ops_per_s=1, burst=50)  # 50 per 50 s: no refill during the test
+    processes = [Quotas(seed_url, lease_share=0.1, cluster=True) for _ in range(2)]
+    admitted = 0
+    try:
+        for turn in range(80):
+            if await processes[turn % 2].charge(f"key-{turn % 4}", rate, 1) is None:
+                admitted += 1
+    finally:
+        for quotas in processes:
+            await quotas.close()
+    assert admitted == 4 * 20  # 20 turns per key, all within its budget of 50
+    refused = Quotas(seed_url, lease_share=0, cluster=True)
+    try:
+        results = [await refused.charge("key-0", rate, 1) for _ in range(40)]
+    finally:
+        await refused.close()
+    assert results.count(None) == 50 - 20
+    assert len([key async for key in cluster.scan_iter(match="lml-quota*")]) > 0
