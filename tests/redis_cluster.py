@@ -77,6 +77,31 @@ class RedisClusterNodes:
                 raise TimeoutError("the Redis cluster did not come up")
             time.sleep(0.05)
 
+    def replica_of(self, primary_port: int) -> int:
+        """The port of a replica of the primary on `primary_port`."""
+        for port in self.ports:
+            info = redis.Redis(port=port, decode_responses=True).info("replication")
+            if info["role"] == "slave" and int(info["master_port"]) == primary_port:
+                return port
+        raise LookupError(f"no replica of {primary_port}")
+
+    def kill(self, port: int) -> None:
+        """SIGKILL of one node, as a crash."""
+        process = self.processes[self.ports.index(port)]
+        process.kill()
+        process.wait(10)
+
+    def take_over(self, replica_port: int) -> None:
+        """Promotes the replica without its (dead) primary's agreement; waits until it owns
+        slots and the cluster is ok again as the replica sees it."""
+        redis.Redis(port=replica_port).cluster("failover", "takeover")
+
+        def promoted() -> bool:
+            info = redis.Redis(port=replica_port, decode_responses=True).info("replication")
+            return info["role"] == "master" and self._cluster_ok(replica_port)
+
+        self._wait(promoted)
+
     def stop(self) -> None:
         for process in self.processes:
             process.terminate()

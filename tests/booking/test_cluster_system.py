@@ -4,13 +4,14 @@ watchers, rebuild and reconcile, with events on every node, then the invariants:
 booked twice, Redis and Postgres agree, every watcher saw every change."""
 
 import asyncio
+import contextlib
 import random
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
 import grpc
@@ -25,6 +26,7 @@ from inventory import keys
 from inventory.local_servers import free_port
 from inventory.quotas import Quotas, Rate
 from tests.booking.helpers import WorkerProcess, booked_in_redis, drained, wait_for, worker_command
+from tests.faults.load import sell
 from tests.redis_cluster import RedisClusterNodes
 from tests.test_serve_process import wait_serving
 
@@ -37,16 +39,26 @@ if TYPE_CHECKING:  # the async stub class exists only in the generated type stub
     from lml.inventory.v1.inventory_pb2_grpc import InventoryServiceAsyncStub as Stub
 
 
-@pytest.fixture(scope="module")
-def cluster_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNodes]:
+def started_cluster(data_dir: Path) -> Iterator[RedisClusterNodes]:
     if shutil.which("redis-cli") is None:
         pytest.skip("redis-cli is not installed: it creates the cluster (apt-get install redis)")
-    nodes = RedisClusterNodes(Path(tmp_path_factory.mktemp("redis-cluster")), replicas=1)
+    nodes = RedisClusterNodes(data_dir, replicas=1)
     try:
         nodes.start()
         yield nodes
     finally:
         nodes.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNodes]:
+    yield from started_cluster(Path(tmp_path_factory.mktemp("redis-cluster")))
+
+
+@pytest.fixture
+def failover_nodes(tmp_path: Path) -> Iterator[RedisClusterNodes]:
+    """A cluster of the test's own: it kills one of its nodes."""
+    yield from started_cluster(tmp_path)
 
 
 @pytest.fixture
@@ -63,7 +75,13 @@ async def cluster(seed_url: str) -> AsyncIterator[RedisCluster]:
 
 
 @pytest.fixture
-def service(cluster_nodes: RedisClusterNodes, seed_url: str) -> Iterator[str]:
+def service(seed_url: str) -> Iterator[str]:
+    with serving(seed_url) as target:
+        yield target
+
+
+@contextlib.contextmanager
+def serving(seed_url: str) -> Iterator[str]:
     """`lml-inventory serve --redis-cluster`; yields its address."""
     target = f"127.0.0.1:{free_port()}"
     process = subprocess.Popen(
@@ -310,3 +328,87 @@ async def test_quotas_count_on_the_cluster(cluster: RedisCluster, seed_url: str)
         await refused.close()
     assert results.count(None) == 50 - 20
     assert len([key async for key in cluster.scan_iter(match="lml-quota*")]) > 0
+
+
+class CountingStub:
+    """The calls the load makes, counting UNAVAILABLE answers (the load retries them)."""
+
+    def __init__(self, stub: "Stub") -> None:
+        self.unavailable = 0
+        self.Hold = self._counted(stub.Hold)
+        self.Confirm = self._counted(stub.Confirm)
+        self.Release = self._counted(stub.Release)
+
+    def _counted(self, method: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
+        async def call(request: Any) -> Any:
+            try:
+                return await method(request)
+            except grpc.aio.AioRpcError as error:
+                self.unavailable += error.code() == grpc.StatusCode.UNAVAILABLE
+                raise
+
+        return call
+
+
+@pytest.mark.slow
+async def test_a_primary_killed_under_load_and_its_replica_promoted(
+    failover_nodes: RedisClusterNodes, pg_url: str
+) -> None:
+    """SIGKILL of the primary that owns one event while buyers hold and confirm on every node;
+    its replica takes over. Calls meanwhile fail UNAVAILABLE and their retries (same request
+    ids) succeed; the worker resumes on the new primary; no seat is sold twice."""
+    seed_url = f"redis://127.0.0.1:{failover_nodes.ports[0]}/0"
+    cluster = await RedisCluster.from_url(seed_url, decode_responses=True).initialize()
+    try:
+        with serving(seed_url) as target:
+            await wait_serving(target)
+            async with grpc.aio.insecure_channel(target) as channel:
+                stub: Stub = pb_grpc.InventoryServiceStub(channel)
+                await sell_through_a_failover(failover_nodes, cluster, stub, seed_url, pg_url)
+    finally:
+        await cluster.aclose()
+
+
+async def sell_through_a_failover(
+    nodes: RedisClusterNodes, cluster: RedisCluster, stub: "Stub", seed_url: str, pg_url: str
+) -> None:
+    event_ids = events_on_every_node(cluster)[::EVENTS_PER_NODE]
+    for event_id in event_ids:
+        request = pb.CreateEventRequest(event_id=event_id)
+        for number in range(400):
+            request.seats.add(seat_id=f"f{number}", section="S", row="1", number=str(number))
+        assert (await stub.CreateEvent(request)).created
+    node = cluster.get_node_from_key(keys.event_keys(event_ids[0]).meta)
+    assert node is not None
+    victim = int(node.port)
+    replica = nodes.replica_of(victim)
+    any_node = cast(Redis, cluster)
+    worker = WorkerProcess(seed_url, pg_url, "--redis-cluster")
+    worker.start()
+    counting = CountingStub(stub)
+    seats = {event_id: [f"f{n}" for n in range(400)] for event_id in event_ids}
+    try:
+        selling = asyncio.create_task(sell(counting, seats, seconds=8))  # type: ignore[arg-type]
+        await asyncio.sleep(2)
+        nodes.kill(victim)
+        await asyncio.sleep(1)
+        await asyncio.to_thread(nodes.take_over, replica)
+        told = await selling
+        assert counting.unavailable > 0, "no call noticed the dead primary"
+        assert {event_id for event_id, _seats in told.bookings.values()} == set(event_ids)
+
+        async def synced() -> bool:
+            return await drained(any_node, event_ids)
+
+        await wait_for(synced, within=60)
+        # postgres_bookings checks that no seat is booked twice there. The victim's event may
+        # differ between the stores: without --confirm-durability (not built for a cluster
+        # yet) a confirm the worker synced just before the kill may not have reached the
+        # replica, and its seats may be sold again (a conflict in Postgres).
+        await postgres_bookings(pg_url, event_ids[0])
+        for event_id in event_ids[1:]:
+            assert await postgres_bookings(pg_url, event_id) == await booked_in_redis(
+                any_node, event_id
+            )
+    finally:
+        assert worker.stop() == 0
