@@ -27,6 +27,7 @@ from lml.inventory.v1 import inventory_pb2 as pb
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.exceptions import RedisError
 
+from inventory import metrics
 from inventory.errors import DOMAIN, STATUS_CODES, Reason, redis_status, wire_reason
 from inventory.quotas import Quotas, Rate
 
@@ -327,7 +328,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         except RedisError as error:  # the budget cannot be read: as if the call could not run
             log.warning("quota of key %r: redis unavailable: %s", key.id, error)
             return redis_status(error)
-        return None if retry_after is None else rate_limited(retry_after)
+        if retry_after is None:
+            return None
+        metrics.RATE_LIMITED.labels(key.id).inc(operations)
+        return rate_limited(retry_after)
 
     async def batch_gate(self, operations: int) -> status_pb2.Status | None:
         """Whether the calling Execute stream may run a batch: None, or the status refusing it."""
