@@ -363,9 +363,7 @@ def test_every_rpc_answers_clearly_and_refusals_change_nothing(
     outcomes = {"refused": 0, "done": 0}
 
     @settings(
-        max_examples=EXAMPLES // 3
-        if SERVICE.methods_by_name[method].server_streaming
-        else EXAMPLES,
+        max_examples=EXAMPLES // 3 if streaming else EXAMPLES,
         derandomize=True,
         database=None,
         deadline=None,
