@@ -261,13 +261,18 @@ def _refusal(handler: Handler, status: status_pb2.Status) -> Handler:
         await context.abort_with_status(grpc_status)  # type: ignore[attr-defined]
         yield  # pragma: no cover  (makes this an async generator, as stream handlers are)
 
+    # The method's own (de)serializers: a request read before the abort is parsed as usual.
+    codecs = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
     if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(refuse)
+        return grpc.unary_unary_rpc_method_handler(refuse, **codecs)
     if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(refuse_stream)
+        return grpc.unary_stream_rpc_method_handler(refuse_stream, **codecs)
     if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(refuse)
-    return grpc.stream_stream_rpc_method_handler(refuse_stream)
+        return grpc.stream_unary_rpc_method_handler(refuse, **codecs)
+    return grpc.stream_stream_rpc_method_handler(refuse_stream, **codecs)
 
 
 def _as_caller(handler: Handler, key: ApiKey) -> Handler:
