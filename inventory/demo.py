@@ -156,6 +156,9 @@ def demo(listen: str, http: str, redis_url: str | None, postgres_url: str | None
             listen,
             "--layouts-dsn",
             postgres_url,
+            "--redis-url",
+            redis_url,
+            "--allow-unpaid-confirm",  # the demo has no Stripe: its page confirms unpaid
         )
         _wait_for_port(listen)
         state = asyncio.run(create_demo_event(postgres_url, redis_url))

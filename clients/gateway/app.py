@@ -106,12 +106,14 @@ async def _event_stream(
             update, upcoming = upcoming.result(), None
             yield await _encode(event_id, update, mine)
     finally:
-        await lease.end()
-        if upcoming is not None:
-            upcoming.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                await upcoming
-        await updates.aclose()
+        try:
+            if upcoming is not None:
+                upcoming.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await upcoming
+            await updates.aclose()
+        finally:
+            await lease.end()
 
 
 def create_app(
