@@ -338,7 +338,7 @@ async def test_sessions_are_signed_renewable_and_unforgeable(
         jwt.encode(claims, "guessed secret, 32 bytes or more.......", algorithm="HS256"),
         jwt.encode({**claims, "exp": claims["iat"] - 60}, "x" * 32, algorithm="HS256"),
         session["token"][:-4] + ("AAAA" if not session["token"].endswith("AAAA") else "BBBB"),
-        jwt.encode(claims, None, algorithm="none"),
+        jwt.encode(claims, "", algorithm="none"),
     ):
         release = f"/v1/events/show/holds/{held.json()['hold_id']}/release"
         headers = {"Authorization": f"Bearer {forged}"}
