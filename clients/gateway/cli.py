@@ -218,6 +218,8 @@ def main(
         host=host.strip("[]"),
         port=int(port),
         log_level="info",
+        # X-Forwarded-* are believed from --trusted-proxy only, by the app (peers.py).
+        proxy_headers=False,
     )
 
 

@@ -6,7 +6,6 @@ stream renews; a crashed process's connections run out with their leases).
 Beyond a limit: 429 with Retry-After and the RateLimit-* fields of the IETF draft
 (RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset)."""
 
-import ipaddress
 import math
 import time
 import uuid
@@ -19,7 +18,8 @@ from limits.storage import storage_from_string
 from redis.asyncio import Redis
 
 from clients.gateway import problems
-from clients.gateway.settings import Network, TrustSettings
+from clients.gateway.peers import client_ip
+from clients.gateway.settings import TrustSettings
 
 KEY_PREFIX = "lml:gateway"
 RATE_LIMIT_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
@@ -30,27 +30,6 @@ class TooMany(Exception):
     def __init__(self, what: str, limit: int, retry_after: float) -> None:
         super().__init__(f"too many {what}: at most {limit}")
         self.what, self.limit, self.retry_after = what, limit, max(1, math.ceil(retry_after))
-
-
-def client_ip(request: Request, trusted: tuple[Network, ...]) -> str:
-    """The client's address: the peer's, or, when the peer is a trusted proxy, the last
-    address of X-Forwarded-For that is not one (earlier entries are the client's to forge)."""
-    peer = request.client.host if request.client else "unknown"
-    if not trusted or not _within(peer, trusted):
-        return peer
-    forwarded = [part.strip() for part in request.headers.get("x-forwarded-for", "").split(",")]
-    for address in reversed([part for part in forwarded if part]):
-        if not _within(address, trusted):
-            return address
-    return peer
-
-
-def _within(address: str, networks: tuple[Network, ...]) -> bool:
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(parsed in network for network in networks)
 
 
 class Quotas:

@@ -29,6 +29,7 @@ from clients.gateway.identity import (
     AuthError,
     Caller,
 )
+from clients.gateway.peers import over_tls
 from clients.gateway.quotas import KEY_PREFIX, Quotas
 
 FINGERPRINT_KEY = f"{KEY_PREFIX}:session-secret"
@@ -125,7 +126,7 @@ def add_session_routes(app: FastAPI) -> None:
             token,
             max_age=round(ttl),
             path="/",
-            secure=request.url.scheme == "https",
+            secure=over_tls(request, verifier.settings.trusted_proxies),
             httponly=True,
             samesite="strict",
         )

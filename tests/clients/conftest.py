@@ -193,7 +193,10 @@ def seats(*ids: str) -> list[pb.Seat]:
 async def serve_gateway(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """`app` under uvicorn on a free port (real HTTP, so SSE streams for real)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", proxy_headers=False
+    )  # as lml-gateway runs it: X-Forwarded-For is the app's to believe or not
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     await until(lambda: server.started)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:

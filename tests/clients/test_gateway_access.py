@@ -5,6 +5,7 @@ on or see another buyer's hold."""
 
 import contextlib
 import http.server
+import ipaddress
 import json
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -403,6 +404,19 @@ async def test_the_cookie_is_secure_over_tls(service: Service, redis_server: Red
     ):
         cookie = (await http.post("/v1/sessions")).headers["set-cookie"]
     assert "Secure" in cookie and "HttpOnly" in cookie
+
+
+async def test_tls_ended_by_a_trusted_proxy_makes_the_cookie_secure(
+    service: Service, redis_server: RedisServer, gateway: httpx.AsyncClient
+) -> None:
+    proxied = {"X-Forwarded-Proto": "https"}
+    assert (
+        "Secure" not in (await gateway.post("/v1/sessions", headers=proxied)).headers["set-cookie"]
+    )
+    settings = trust(redis_server, trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),))
+    async with serve_gateway(create_app(service.target, trust=settings)) as http:
+        cookie = (await http.post("/v1/sessions", headers=proxied)).headers["set-cookie"]
+        assert "Secure" in cookie
 
 
 async def test_cors_allows_only_the_configured_origins(
