@@ -1,6 +1,8 @@
 """Starting checkout, paying for it, and how each payment outcome ends the hold."""
 
 import asyncio
+import contextlib
+import json
 from datetime import datetime
 from typing import Any
 
@@ -180,6 +182,40 @@ async def test_paying_books_the_seats_with_the_intent_as_payment_ref(
     assert (booking.booking_id, booking.payment_ref) == (done["booking_id"], intent_id)
     assert await seat_states(client, STALLS) == {pb.SEAT_STATUS_BOOKED}
     assert problem(await pay(http, hold_id), 409, "CHECKOUT_ENDED")
+
+
+async def test_with_checkout_only_the_paid_webhook_books_and_the_buyer_sees_it_as_theirs(
+    http: httpx.AsyncClient, events: Events, client: InventoryClient
+) -> None:
+    hold_id = await hold(http, CIRCLE)
+    confirm = f"/v1/events/gala/holds/{hold_id}/confirm"
+    # The exploit of issue 12: "confirm" with any payment_ref instead of paying.
+    for body in ({"payment_ref": "x"}, {}):
+        refused = await http.post(confirm, json=body, headers=buyer("ann"))
+        assert "webhook" in problem(refused, 403, "PAYMENT_REQUIRED")["detail"]
+    assert await seat_states(client, CIRCLE) == {pb.SEAT_STATUS_HELD}
+
+    changes: list[dict[str, Any]] = []
+
+    async def follow() -> None:
+        stream = http.stream("GET", "/v1/events/gala/changes", headers=buyer("ann"))
+        async with stream as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data: ") and '"reason"' in line:
+                    changes.append(json.loads(line.removeprefix("data: ")))
+
+    following = asyncio.create_task(follow())
+    intent_id = (await start(http, hold_id)).json()["payment_intent_id"]
+    assert (await pay(http, hold_id)).status_code == 202
+    done = await settled(http, hold_id, "booked")
+    booking = await client.confirm("gala", hold_id, ANN)
+    assert (booking.booking_id, booking.payment_ref) == (done["booking_id"], intent_id)
+    await until(lambda: any(c["status"] == "BOOKED" for c in changes))
+    following.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await following
+    booked = next(c for c in changes if c["status"] == "BOOKED")
+    assert (booked["mine"], booked["hold_id"], booked["reason"]) == (True, hold_id, "confirmed")
 
 
 async def test_payment_after_the_hold_expired_books_the_same_seats_again(
