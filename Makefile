@@ -32,10 +32,11 @@ system-packages:
 	python3 -m venv .uv-bootstrap
 	.uv-bootstrap/bin/pip install -q uv==$(UV_VERSION)
 
-# Updates requirements.lock to the newest versions pyproject.toml allows.
+# Re-resolves requirements.lock after a change to pyproject.toml, keeping every other pin;
+# `make lock UPGRADE=1` moves everything to the newest versions pyproject.toml allows.
 lock: $(UV)
 	$(UV) pip compile pyproject.toml --all-extras --universal --python-version 3.11 \
-		--generate-hashes --no-header --upgrade -o requirements.lock
+		--generate-hashes --no-header $(if $(UPGRADE),--upgrade) -o requirements.lock
 
 proto:
 	$(BIN)/python -m grpc_tools.protoc -Iprotos -I$(GOOGLE_PROTOS) \
@@ -47,6 +48,8 @@ lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python -m tests.lint_lua
+	$(BIN)/lint-imports --no-cache
 	@command -v buf >/dev/null || npm install -g @bufbuild/buf
 	$(BIN)/python -m grpc_tools.protoc -Iprotos -I$(GOOGLE_PROTOS) --include_imports \
 		--descriptor_set_out=/tmp/lml-inventory.binpb $(PROTO)
@@ -57,4 +60,4 @@ test: install lint
 	$(BIN)/python -m pytest -q
 
 demo: install
-	$(BIN)/python -m inventory.cli demo
+	$(BIN)/python -m clients.demo run

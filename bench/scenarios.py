@@ -34,6 +34,7 @@ from bench.stack import (
     local_target,
     postgres_database,
     redis_server,
+    reference_command,
     server_process,
 )
 from bench.workload import create_events
@@ -52,14 +53,23 @@ class Stack:
 
 
 @contextmanager
-def inventory_stack(workers: int, events: dict[str, int]) -> Iterator[Stack]:
-    """A private Redis with `events` (id -> seats) created, and the service over it."""
+def inventory_stack(
+    workers: int, events: dict[str, int], reference: bool = False
+) -> Iterator[Stack]:
+    """A private Redis with `events` (id -> seats) created, and the service over it.
+
+    With `reference`, the minimal reference server (bench/reference_server.py, one process)
+    stands in for the service: it needs no event created.
+    """
     with tempfile.TemporaryDirectory(prefix="lml-bench-") as tmp:
         workdir = Path(tmp)
         with redis_server(workdir / "redis") as redis:
-            asyncio.run(_create(redis.url, events))
             target = local_target()
-            command = inventory_command(target, redis.url, workers)
+            if reference:
+                command = reference_command(target, redis.url)
+            else:
+                asyncio.run(_create(redis.url, events))
+                command = inventory_command(target, redis.url, workers)
             with server_process(command, target, workdir / "server.log") as server:
                 yield Stack(redis.url, target, workdir, server)
 
@@ -274,41 +284,72 @@ def verify_bookings(samples: Samples, state: BookedState) -> BookingCheck:
 def rate_sweep(
     config: DriverConfig, workers: int, rates: list[int], warmup: float
 ) -> tuple[Report, int]:
-    """Open-loop steps of rising rate; the answer is the highest rate with p99 < 10 ms."""
+    """Open-loop steps of rising rate, each run against the project and then the minimal
+    reference in the same run; the answer is the highest rate with p99 < 10 ms for each."""
     rows: list[list[object]] = []
-    best = misses = 0
+    best = {False: 0, True: 0}
+    misses = {False: 0, True: 0}
     measured: list[tuple[int, float, float]] = []
     for rate in rates:
-        event_ids = events_for(f"sweep{rate}", rate, config.duration)
-        streams = config.processes * config.streams
-        batch = max(1, round(rate * 0.005 / streams))  # a batch per stream every ~5 ms
-        step = replace(config, rate=float(rate), batch=batch, event_ids=event_ids)
-        with inventory_stack(workers, dict.fromkeys(event_ids, EVENT_SEATS)) as stack:
-            samples = run_driver(replace(step, target=stack.target))
-        part = samples.window(warmup, config.duration - 1)
-        achieved = part.rate(config.duration - 1 - warmup)
-        p99 = part.percentile_ms(99)
-        met = p99 < 10 and achieved >= 0.95 * rate and not part.outcomes(FAILED)
-        rows.append(
-            [rate, achieved, part.percentile_ms(50), p99, part.outcomes(FAILED), _verdict(met)]
-        )
-        measured.append((rate, achieved, p99))
-        misses = 0 if met else misses + 1
-        if misses == 2:
+        step_p99 = {}
+        for reference in (False, True):
+            if misses[reference] >= 2:
+                continue
+            achieved, p99, failed = _sweep_step(config, workers, rate, warmup, reference)
+            met = p99 < 10 and achieved >= 0.95 * rate and not failed
+            step_p99[reference] = p99
+            misses[reference] = 0 if met else misses[reference] + 1
+            best[reference] = rate if met else best[reference]
+            name = "reference" if reference else "project"
+            rows.append([rate, name, achieved, p99, failed, _verdict(met)])
+            if not reference:
+                measured.append((rate, achieved, p99))
+        if False in step_p99 and True in step_p99:
+            rows[-2].append(f"x{step_p99[False] / step_p99[True]:.2f}")
+        if misses[False] >= 2 and misses[True] >= 2:
             break
-        best = rate if met else best
-    report = Report("sweep", "Open-loop rate sweep over Execute streams")
+    for row in rows:
+        row.extend([""] * (7 - len(row)))
+    report = Report("sweep", "Open-loop rate sweep over Execute streams, with the reference")
     report.text(
         f"{workers} service process(es); {config.processes} load processes x {config.streams} "
         f"stream(s), a batch per stream every ~5 ms, latency counted from when each batch was "
         f"due (no coordinated omission); {config.duration:.0f} s per step, the first "
         f"{warmup:.0f} s and the last second left out. Same mix as the steady scenario. "
-        "A step passes with p99 < 10 ms, no failure and at least 95% of the offered rate; "
-        "the sweep stops after two failing steps in a row.",
-        f"**Highest rate meeting p99 < 10 ms: {best:,} ops/s.**",
+        "Each rate runs against the project, then against the minimal reference "
+        "(`bench/reference_server.py`: one small Lua script per operation, one pipeline per "
+        "batch, no change log, outbox, limits or index) on a fresh Redis. A step passes with "
+        "p99 < 10 ms, no failure and at least 95% of the offered rate; a server stops after "
+        "two failing steps in a row.",
+        f"**Highest rate meeting p99 < 10 ms: project {best[False]:,} ops/s, reference "
+        f"{best[True]:,} ops/s.**",
     )
     report.table(
-        ["offered ops/s", "achieved ops/s", "p50 ms", "p99 ms", "failed", "p99 < 10 ms"], rows
+        [
+            "offered ops/s",
+            "server",
+            "achieved ops/s",
+            "p99 ms",
+            "failed",
+            "p99 < 10 ms",
+            "p99 / reference p99",
+        ],
+        rows,
     )
-    report.chart("sweep", sweep_figure(measured), "p99 by offered rate")
-    return report, best
+    report.chart("sweep", sweep_figure(measured), "p99 by offered rate (project)")
+    return report, best[False]
+
+
+def _sweep_step(
+    config: DriverConfig, workers: int, rate: int, warmup: float, reference: bool
+) -> tuple[float, float, int]:
+    """One open-loop step: achieved ops/s, p99 ms and failed operations after the warm-up."""
+    event_ids = events_for(f"sweep{rate}", rate, config.duration)
+    streams = config.processes * config.streams
+    batch = max(1, round(rate * 0.005 / streams))  # a batch per stream every ~5 ms
+    step = replace(config, rate=float(rate), batch=batch, event_ids=event_ids)
+    events = dict.fromkeys(event_ids, EVENT_SEATS)
+    with inventory_stack(workers, events, reference) as stack:
+        samples = run_driver(replace(step, target=stack.target))
+    part = samples.window(warmup, config.duration - 1)
+    return part.rate(config.duration - 1 - warmup), part.percentile_ms(99), part.outcomes(FAILED)

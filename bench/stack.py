@@ -88,6 +88,18 @@ def inventory_command(target: str, redis_url: str, workers: int) -> list[str]:
     ]
 
 
+def reference_command(target: str, redis_url: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "bench.reference_server",
+        "--listen",
+        target,
+        "--redis-url",
+        redis_url,
+    ]
+
+
 def empty_command(target: str, workers: int) -> list[str]:
     return [
         sys.executable,

@@ -1,17 +1,30 @@
 """Exceptions per error reason, read from the google.rpc.ErrorInfo in a failed call's status."""
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
+from lml.inventory.v1 import inventory_pb2 as pb
 
 DETAILS_KEY = "grpc-status-details-bin"
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
+_PREFIX = "ERROR_REASON_"
+
+Reason: TypeAlias = pb.ErrorReason.ValueType
+
+
+def reason_of(wire: str) -> Reason:
+    """The enum value of an ErrorInfo reason; UNSPECIFIED for none or one this SDK does not know."""
+    try:
+        return pb.ErrorReason.Value(_PREFIX + wire)
+    except ValueError:
+        return pb.ERROR_REASON_UNSPECIFIED
 
 
 class InventoryClientError(Exception):
-    """A failed call: its status code, message, ErrorInfo reason and the details it carries."""
+    """A failed call: its status code, message, ErrorInfo reason (`reason` as on the wire,
+    `error_reason` the enum value) and the details it carries."""
 
     def __init__(
         self,
@@ -24,6 +37,7 @@ class InventoryClientError(Exception):
         self.code = code
         self.message = message
         self.reason = reason or code.name
+        self.error_reason = reason_of(reason)
         metadata = metadata or {}
         self.seat_ids = [seat for seat in metadata.get("seat_ids", "").split(",") if seat]
         self.limit = metadata.get("limit", "")
@@ -89,19 +103,26 @@ class DeadlineExceeded(Transient):
     pass
 
 
-_BY_REASON: dict[str, type[InventoryClientError]] = {
-    "SEATS_UNAVAILABLE": SeatsUnavailable,
-    "HOLD_EXPIRED": HoldExpired,
-    "HOLD_NOT_FOUND": HoldNotFound,
-    "HOLD_CONFIRMED": HoldConfirmed,
-    "BOOKING_CANCELLED": BookingCancelled,
-    "NOT_HOLDER": NotHolder,
-    "EVENT_NOT_FOUND": EventNotFound,
-    "EVENT_EXISTS": EventExists,
-    "LIMIT_EXCEEDED": LimitExceeded,
-    "INVALID_ARGUMENT": InvalidArgument,
-    "WATCHER_TOO_SLOW": WatcherTooSlow,
+_BY_REASON: dict[Reason, type[InventoryClientError]] = {
+    pb.ERROR_REASON_SEATS_UNAVAILABLE: SeatsUnavailable,
+    pb.ERROR_REASON_HOLD_EXPIRED: HoldExpired,
+    pb.ERROR_REASON_HOLD_NOT_FOUND: HoldNotFound,
+    pb.ERROR_REASON_HOLD_CONFIRMED: HoldConfirmed,
+    pb.ERROR_REASON_BOOKING_CANCELLED: BookingCancelled,
+    pb.ERROR_REASON_NOT_HOLDER: NotHolder,
+    pb.ERROR_REASON_EVENT_NOT_FOUND: EventNotFound,
+    pb.ERROR_REASON_EVENT_EXISTS: EventExists,
+    pb.ERROR_REASON_BOOKING_NOT_FOUND: InventoryClientError,
+    pb.ERROR_REASON_LIMIT_EXCEEDED: LimitExceeded,
+    pb.ERROR_REASON_INVALID_ARGUMENT: InvalidArgument,
+    pb.ERROR_REASON_CHANGES_TRIMMED: ChangesOutOfRange,
+    pb.ERROR_REASON_VERSION_AHEAD: ChangesOutOfRange,
+    pb.ERROR_REASON_WATCHER_TOO_SLOW: WatcherTooSlow,
+    pb.ERROR_REASON_REDIS_UNAVAILABLE: ServiceUnavailable,
+    pb.ERROR_REASON_READER_FAILED: InventoryClientError,
+    pb.ERROR_REASON_SHUTTING_DOWN: ServiceUnavailable,
 }
+# Failures without a known reason: transport errors, or a reason newer than this SDK.
 _BY_CODE: dict[grpc.StatusCode, type[InventoryClientError]] = {
     grpc.StatusCode.UNAVAILABLE: ServiceUnavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
@@ -117,7 +138,7 @@ def _error(
     for detail in status.details if status else ():
         if detail.Unpack(info):
             break
-    cls = _BY_REASON.get(info.reason) or _BY_CODE.get(code, InventoryClientError)
+    cls = _BY_REASON.get(reason_of(info.reason)) or _BY_CODE.get(code, InventoryClientError)
     return cls(code, message, info.reason, info.metadata)
 
 

@@ -1,10 +1,7 @@
-"""`lml-inventory`: run the inventory service; run the whole system with a demo event."""
-
-import asyncio
+"""`lml-inventory`: run the inventory service."""
 
 import click
 
-from inventory.demo import DEMO_EVENT, create_demo_event, demo
 from inventory.server import ServerConfig, serve_processes
 
 
@@ -46,27 +43,27 @@ def main() -> None:
     type=click.FloatRange(min=0),
     help="Seconds SIGTERM waits for calls in flight.",
 )
-def serve(listen: str, redis_url: str, workers: int, sweep_interval: float, grace: float) -> None:
-    """Serve InventoryService (with gRPC health and reflection) until SIGTERM."""
-    serve_processes(ServerConfig(listen, redis_url, sweep_interval, grace), workers)
-
-
-@main.command("create-demo-event")
 @click.option(
-    "--redis-url", envvar="LML_REDIS_URL", default="redis://127.0.0.1:6379/0", show_default=True
-)
-@click.option(
-    "--postgres-url",
-    envvar="LML_POSTGRES_URL",
-    default="postgresql://postgres@127.0.0.1:5432/lml",
+    "--redis-timeout",
+    envvar="LML_REDIS_TIMEOUT",
+    default=2.0,
     show_default=True,
+    type=click.FloatRange(min=0.05),
+    help="Seconds a Redis command may take before the call fails UNAVAILABLE and the "
+    "connection is opened again; above the longest script (CreateEvent of the largest event).",
 )
-def create_demo_event_command(redis_url: str, postgres_url: str) -> None:
-    """Create the event `demo` in the sample opera house (idempotent; needs the schema)."""
-    click.echo(f"event {DEMO_EVENT!r}: " + asyncio.run(create_demo_event(postgres_url, redis_url)))
+def serve(
+    listen: str,
+    redis_url: str,
+    workers: int,
+    sweep_interval: float,
+    grace: float,
+    redis_timeout: float,
+) -> None:
+    """Serve InventoryService (with gRPC health and reflection) until SIGTERM."""
+    config = ServerConfig(listen, redis_url, sweep_interval, grace, redis_timeout=redis_timeout)
+    serve_processes(config, workers)
 
-
-main.add_command(demo)
 
 if __name__ == "__main__":
     main()

@@ -210,7 +210,7 @@ class Inventory:
             pipe.hgetall(keys.event_keys(request.event_id).seat_info)
         meta, *infos = await pipe.execute()
         if not meta:
-            raise InventoryError("EVENT_NOT_FOUND", f"no event {request.event_id}")
+            raise InventoryError(pb.ERROR_REASON_EVENT_NOT_FOUND, f"no event {request.event_id}")
         event = pb.Event(
             event_id=request.event_id,
             limits=pb.EventLimits(

@@ -1,27 +1,48 @@
 """Error reasons, their gRPC status codes, and the rich status that carries them."""
 
 from collections.abc import Sequence
+from typing import TypeAlias
 
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
+from lml.inventory.v1 import inventory_pb2 as pb
 from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
 DOMAIN = "inventory.lml"
+_PREFIX = "ERROR_REASON_"
 
-STATUS_CODES: dict[str, grpc.StatusCode] = {
-    "SEATS_UNAVAILABLE": grpc.StatusCode.FAILED_PRECONDITION,
-    "HOLD_EXPIRED": grpc.StatusCode.FAILED_PRECONDITION,
-    "HOLD_CONFIRMED": grpc.StatusCode.FAILED_PRECONDITION,
-    "HOLD_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
-    "NOT_HOLDER": grpc.StatusCode.PERMISSION_DENIED,
-    "EVENT_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
-    "BOOKING_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
-    "BOOKING_CANCELLED": grpc.StatusCode.FAILED_PRECONDITION,
-    "EVENT_EXISTS": grpc.StatusCode.ALREADY_EXISTS,
-    "LIMIT_EXCEEDED": grpc.StatusCode.RESOURCE_EXHAUSTED,
-    "INVALID_ARGUMENT": grpc.StatusCode.INVALID_ARGUMENT,
+Reason: TypeAlias = pb.ErrorReason.ValueType
+
+STATUS_CODES: dict[Reason, grpc.StatusCode] = {
+    pb.ERROR_REASON_SEATS_UNAVAILABLE: grpc.StatusCode.FAILED_PRECONDITION,
+    pb.ERROR_REASON_HOLD_EXPIRED: grpc.StatusCode.FAILED_PRECONDITION,
+    pb.ERROR_REASON_HOLD_CONFIRMED: grpc.StatusCode.FAILED_PRECONDITION,
+    pb.ERROR_REASON_HOLD_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    pb.ERROR_REASON_NOT_HOLDER: grpc.StatusCode.PERMISSION_DENIED,
+    pb.ERROR_REASON_EVENT_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    pb.ERROR_REASON_BOOKING_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    pb.ERROR_REASON_BOOKING_CANCELLED: grpc.StatusCode.FAILED_PRECONDITION,
+    pb.ERROR_REASON_EVENT_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
+    pb.ERROR_REASON_LIMIT_EXCEEDED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    pb.ERROR_REASON_INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    pb.ERROR_REASON_CHANGES_TRIMMED: grpc.StatusCode.OUT_OF_RANGE,
+    pb.ERROR_REASON_VERSION_AHEAD: grpc.StatusCode.OUT_OF_RANGE,
+    pb.ERROR_REASON_WATCHER_TOO_SLOW: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    pb.ERROR_REASON_REDIS_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    pb.ERROR_REASON_READER_FAILED: grpc.StatusCode.INTERNAL,
+    pb.ERROR_REASON_SHUTTING_DOWN: grpc.StatusCode.UNAVAILABLE,
 }
+
+
+def wire_reason(reason: Reason) -> str:
+    """The ErrorInfo reason on the wire: the enum value's name without its prefix."""
+    return pb.ErrorReason.Name(reason).removeprefix(_PREFIX)
+
+
+def reason_of(wire: str) -> Reason:
+    """The enum value of a reason as scripts and the wire spell it; ValueError if unknown."""
+    return pb.ErrorReason.Value(_PREFIX + wire)
 
 
 class InventoryError(Exception):
@@ -29,20 +50,21 @@ class InventoryError(Exception):
 
     def __init__(
         self,
-        reason: str,
+        error_reason: Reason,
         message: str,
         seat_ids: Sequence[str] = (),
         limit: str = "",
     ) -> None:
         super().__init__(message)
-        self.reason = reason
+        self.error_reason = error_reason
+        self.reason = wire_reason(error_reason)
         self.message = message
         self.seat_ids = list(seat_ids)
         self.limit = limit
 
     @property
     def code(self) -> grpc.StatusCode:
-        return STATUS_CODES[self.reason]
+        return STATUS_CODES[self.error_reason]
 
     def to_status(self) -> status_pb2.Status:
         info = error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN)
@@ -59,13 +81,14 @@ class InventoryError(Exception):
 
 
 def invalid(message: str) -> InventoryError:
-    return InventoryError("INVALID_ARGUMENT", message)
+    return InventoryError(pb.ERROR_REASON_INVALID_ARGUMENT, message)
 
 
 def from_script_error(reply: list[str]) -> InventoryError:
     """Turns a script's error reply ``{reason, message, extra...}`` into an InventoryError."""
-    reason, message, *extra = reply
-    if reason == "LIMIT_EXCEEDED":
+    wire, message, *extra = reply
+    reason = reason_of(wire)
+    if reason == pb.ERROR_REASON_LIMIT_EXCEEDED:
         return InventoryError(reason, message, limit=extra[0])
     return InventoryError(reason, message, seat_ids=extra)
 

@@ -6,7 +6,7 @@ import hiredis
 from redis.asyncio import BlockingConnectionPool, Connection, ConnectionPool, Redis
 from redis.maint_notifications import MaintNotificationsConfig
 
-from inventory.redis_pipe import RedisPipe
+from inventory.redis_pipe import DEFAULT_TIMEOUT, RedisPipe
 
 
 class HiredisPackingConnection(Connection):
@@ -31,7 +31,7 @@ class PipedRedis(Redis):
         await super().aclose(close_connection_pool)
 
 
-def _pipe(pool: ConnectionPool) -> RedisPipe | None:
+def _pipe(pool: ConnectionPool, timeout: float | None) -> RedisPipe | None:
     """A RedisPipe for a plain TCP Redis (not a Unix socket, not TLS), else None."""
     if pool.connection_class is not HiredisPackingConnection:
         return None
@@ -42,21 +42,28 @@ def _pipe(pool: ConnectionPool) -> RedisPipe | None:
         int(options.get("db", 0)),
         options.get("username"),
         options.get("password"),
+        timeout=timeout or DEFAULT_TIMEOUT,
     )
 
 
-def connect(url: str, max_connections: int | None = None) -> Redis:
+def connect(url: str, max_connections: int | None = None, timeout: float | None = None) -> Redis:
     """A client that survives a Redis restart, optionally with a bounded, waiting pool.
+
+    `timeout` bounds every command (the pipe's deadline, redis-py's socket timeout); without it
+    the pipe takes its default and redis-py's commands may wait as long as they need (a blocking
+    XREADGROUP of the booking worker). TCP keepalive is on either way (redis-py's default).
 
     redis-py's default ("auto") maintenance notifications make the pool skip its check for
     connections the server has closed, so after a restart every pooled connection would fail
     one call; disabled, the pool reconnects them before use.
     """
-    options = {
+    options: dict[str, Any] = {
         "decode_responses": True,
         "maint_notifications_config": MaintNotificationsConfig(enabled=False),
         "connection_class": HiredisPackingConnection,
     }
+    if timeout is not None:
+        options |= {"socket_timeout": timeout, "socket_connect_timeout": timeout}
     pool: ConnectionPool
     if max_connections is None:
         pool = ConnectionPool.from_url(url, **options)
@@ -64,5 +71,5 @@ def connect(url: str, max_connections: int | None = None) -> Redis:
         pool = BlockingConnectionPool.from_url(
             url, max_connections=max_connections, timeout=5, **options
         )
-    pipe = _pipe(pool)
+    pipe = _pipe(pool, timeout)
     return Redis(connection_pool=pool) if pipe is None else PipedRedis(pool, pipe)

@@ -2,69 +2,169 @@
 
 Concurrent calls share the connection: each writes its commands (packed by hiredis) and waits
 for its replies, which Redis sends back in the order the commands came, so a FIFO of waiters
-matches them. There is no pool, lock or per-call timeout. Against redis-py's asyncio client in
-the same run (bench/results/20261124-unary-profile.md): server CPU per unary Hold 328 -> 200 us,
-unary Hold 40% -> 60% of the empty handler's throughput, Execute 17,100 -> 21,100 ops/s.
+matches them. There is no pool or lock. Against redis-py's asyncio client in the same run
+(bench/results/20261124-unary-profile.md) it costs the service a third less CPU per call.
 
-A lost connection fails the calls waiting on it with redis-py's ConnectionError (a script may
-have run: only the caller can tell whether a retry is safe); the next call connects again.
+Faults: a lost connection fails the calls waiting on it with redis-py's ConnectionError (a script
+may have run: only the caller can tell whether a retry is safe); the next call connects again.
+A Redis that stops answering without closing the connection (a frozen host, a partition) is
+caught by a deadline: when calls wait and Redis has sent nothing for `timeout` seconds, every
+call waiting on the connection fails with TimeoutError and the connection is dropped (its
+replies could no longer be matched). The deadline is on silence, not on a call's age: under
+overload replies keep coming, late, and dropping the connection then would fail every call in
+flight and turn a slowdown into an outage. TCP keepalive finds a dead peer on an idle
+connection. Commands waiting for replies are bounded: beyond `max_outstanding` a call fails at
+once with PipeOverloaded.
 Error replies are redis-py's exception classes (NoScriptError, ResponseError, ...).
 """
 
 import asyncio
+import socket
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, cast
 
 import hiredis
-from redis._parsers import BaseParser
-from redis.exceptions import ConnectionError
+from redis import exceptions as rx
 
 Command = Sequence[str | int | bytes]
 
+DEFAULT_TIMEOUT = 5.0
+DEFAULT_MAX_OUTSTANDING = 50_000  # commands sent and not answered yet, per process
+KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_PROBES = 10, 5, 3
+
+# hiredis returns this object when the buffer holds no whole reply: False and None are replies.
+_NOT_ENOUGH_DATA = object()
+
+# The error codes redis-py gives a class of their own (as its parsers do); others: ResponseError.
+_ERROR_CLASSES: dict[str, type[rx.RedisError]] = {
+    "NOSCRIPT": rx.NoScriptError,
+    "LOADING": rx.BusyLoadingError,
+    "READONLY": rx.ReadOnlyError,
+    "MASTERDOWN": rx.MasterDownError,
+    "CLUSTERDOWN": rx.ClusterDownError,
+    "TRYAGAIN": rx.TryAgainError,
+    "OOM": rx.OutOfMemoryError,
+    "EXECABORT": rx.ExecAbortError,
+    "NOPERM": rx.NoPermissionError,
+    "WRONGPASS": rx.AuthenticationError,
+    "NOAUTH": rx.AuthenticationError,
+}
+
+
+class PipeOverloaded(rx.ConnectionError):
+    """More commands wait for Redis than the pipe takes: the call was not sent."""
+
+
+def parse_error(reply: str) -> rx.RedisError:
+    """An error reply as redis-py's exception for its code; the message keeps the code."""
+    code = reply.split(" ", 1)[0]
+    return _ERROR_CLASSES.get(code, rx.ResponseError)(reply)
+
+
+def _keepalive(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; elsewhere the system's defaults apply
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE_S)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL_S)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
+
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, timeout: float, max_outstanding: int) -> None:
         # Kept: asyncio.get_running_loop() costs a getpid() system call per call on Python 3.11.
         self._loop = asyncio.get_running_loop()
+        self._timeout = timeout
+        self._max_outstanding = max_outstanding
         self.transport: asyncio.Transport | None = None
-        self.lost: ConnectionError | None = None
-        self._reader = hiredis.Reader(replyError=BaseParser.parse_error, encoding="utf-8")
+        self.lost: rx.ConnectionError | None = None
+        self._reader = hiredis.Reader(
+            replyError=parse_error, encoding="utf-8", notEnoughData=_NOT_ENOUGH_DATA
+        )
         # One entry per send: its future and how many replies it waits for.
         self._waiting: deque[tuple[asyncio.Future[list[Any]], int]] = deque()
+        # When Redis last sent something, or an idle connection was given a call.
+        self._heard_at = self._loop.time()
         self._replies: list[Any] = []
+        self._outstanding = 0  # commands of the waiting entries
+        self._watchdog: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        _keepalive(transport)
 
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
-        while (reply := self._reader.gets()) is not False:
+        self._heard_at = self._loop.time()
+        while (reply := self._reader.gets()) is not _NOT_ENOUGH_DATA:
             self._replies.append(reply)
             future, count = self._waiting[0]
             if len(self._replies) == count:
                 self._waiting.popleft()
+                self._outstanding -= count
                 if not future.done():  # a cancelled caller's replies are read and dropped
                     future.set_result(self._replies)
                 self._replies = []
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = ConnectionError(f"connection to Redis lost: {exc or 'closed by the server'}")
-        while self._waiting:
-            future, _count = self._waiting.popleft()
-            if not future.done():
-                future.set_exception(self.lost)
+        if self.lost is None:
+            self._fail(rx.ConnectionError(f"connection to Redis lost: {exc or 'closed'}"))
 
     def send(self, commands: Sequence[Command]) -> asyncio.Future[list[Any]]:
         assert self.transport is not None
         if self.lost is not None:
             raise self.lost
+        if self._outstanding + len(commands) > self._max_outstanding:
+            raise PipeOverloaded(
+                f"{self._outstanding} Redis commands are waiting for replies (at most "
+                f"{self._max_outstanding}): Redis is slow or overloaded, try again"
+            )
         future = self._loop.create_future()
         # hiredis's stub types pack_command's argument as a tuple of one element.
         packed = [hiredis.pack_command(tuple(c)) for c in commands]  # type: ignore[arg-type]
         self.transport.write(b"".join(packed))
+        if not self._waiting:
+            self._heard_at = self._loop.time()
         self._waiting.append((future, len(commands)))
+        self._outstanding += len(commands)
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_later(self._timeout / 4, self._check_deadline)
         return future
+
+    def _check_deadline(self) -> None:
+        """Drops the connection when calls wait and Redis has been silent past the deadline.
+
+        One timer per connection rather than one per call. After the loop was blocked, asyncio
+        runs the socket's reads before due timers, so replies already received count as heard.
+        """
+        self._watchdog = None
+        if not self._waiting or self.lost is not None:
+            return
+        if self._loop.time() - self._heard_at >= self._timeout:
+            assert self.transport is not None
+            self._fail(rx.TimeoutError(f"no reply from Redis within {self._timeout:g} s"))
+            self.transport.abort()
+            return
+        self._watchdog = self._loop.call_later(self._timeout / 4, self._check_deadline)
+
+    def _fail(self, error: rx.ConnectionError | rx.TimeoutError) -> None:
+        # A timeout marks the connection lost too, so that the next call opens a new one.
+        self.lost = (
+            error
+            if isinstance(error, rx.ConnectionError)
+            else rx.ConnectionError(f"connection to Redis dropped: {error}")
+        )
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        while self._waiting:
+            future, _count = self._waiting.popleft()
+            if not future.done():
+                future.set_exception(error)
+        self._outstanding = 0
 
 
 class RedisPipe:
@@ -77,7 +177,8 @@ class RedisPipe:
         db: int = 0,
         username: str | None = None,
         password: str | None = None,
-        connect_timeout: float = 5.0,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_outstanding: int = DEFAULT_MAX_OUTSTANDING,
     ) -> None:
         self._address = (host, port)
         self._setup: list[Command] = []
@@ -85,12 +186,16 @@ class RedisPipe:
             self._setup.append(("AUTH", *([username] if username else []), password))
         if db:
             self._setup.append(("SELECT", db))
-        self._connect_timeout = connect_timeout
+        self.timeout = timeout
+        self._max_outstanding = max_outstanding
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
+        self.connects = 0  # connections opened: more than one means reconnects
 
     async def send(self, commands: Sequence[Command]) -> list[Any]:
         """The replies to `commands` in order, error replies as exception objects in place."""
+        if not commands:
+            return []
         protocol = self._protocol
         if protocol is None or protocol.lost is not None:
             protocol = await self._connected()
@@ -119,18 +224,23 @@ class RedisPipe:
         self._connecting = None
         if not attempt.cancelled() and attempt.exception() is None:
             self._protocol = attempt.result()
+            self.connects += 1
 
     async def _connect(self) -> _Protocol:
         loop = asyncio.get_running_loop()
+        host, port = self._address
         try:
-            async with asyncio.timeout(self._connect_timeout):
-                _transport, protocol = await loop.create_connection(_Protocol, *self._address)
+            async with asyncio.timeout(self.timeout):
+                _transport, protocol = await loop.create_connection(
+                    lambda: _Protocol(self.timeout, self._max_outstanding), host, port
+                )
                 if self._setup:
                     for reply in await protocol.send(self._setup):
                         if isinstance(reply, Exception):
                             protocol.transport.close()  # type: ignore[union-attr]
                             raise reply
         except (OSError, TimeoutError) as error:
-            host, port = self._address
-            raise ConnectionError(f"cannot connect to Redis at {host}:{port}: {error}") from error
+            raise rx.ConnectionError(
+                f"cannot connect to Redis at {host}:{port}: {error or 'timed out'}"
+            ) from error
         return protocol

@@ -42,20 +42,28 @@ class Call:
     args: Sequence[Arg]
 
 
+class MissingInclude(LookupError):
+    """A script or include names an include that does not exist."""
+
+
 def load_script(name: str, lua_dir: Traversable = LUA_DIR) -> Script:
+    """The script with its includes expanded; MissingInclude names the file that asked for one
+    that does not exist, so a typo fails here rather than when a branch runs."""
     included: set[str] = set()
 
-    def expand_includes(text: str) -> str:
-        return _INCLUDE.sub(expand, text)
+    def expand_includes(text: str, where: str) -> str:
+        return _INCLUDE.sub(lambda match: expand(match.group(1), where), text)
 
-    def expand(match: re.Match[str]) -> str:
-        include = match.group(1)
+    def expand(include: str, where: str) -> str:
         if include in included:
             return ""
         included.add(include)
-        return expand_includes((lua_dir / "includes" / f"{include}.lua").read_text())
+        path = lua_dir / "includes" / f"{include}.lua"
+        if not path.is_file():
+            raise MissingInclude(f"{where} includes {include}: no includes/{include}.lua")
+        return expand_includes(path.read_text(), f"includes/{include}.lua")
 
-    source = expand_includes((lua_dir / f"{name}.lua").read_text())
+    source = expand_includes((lua_dir / f"{name}.lua").read_text(), f"{name}.lua")
     return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
 
 

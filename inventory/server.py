@@ -10,11 +10,11 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from lml.inventory.v1 import inventory_pb2 as pb
 from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 from redis.exceptions import RedisError
 
 from inventory.engine import Inventory
+from inventory.health_probe import SERVICE_NAME, probe_redis
 from inventory.redis_client import connect
 from inventory.service import InventoryServicer
 from inventory.watch import WatchHub
@@ -24,8 +24,6 @@ log = logging.getLogger(__name__)
 # grpc-stubs predates grpc_health's asyncio servicer, so mypy sees it as Any.
 HealthServicer: Any = health.aio.HealthServicer  # type: ignore[attr-defined]
 
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InventoryService"].full_name
-
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -34,23 +32,19 @@ class ServerConfig:
     sweep_interval: float = 0.5
     grace: float = 10.0
     redis_connections: int = 64
+    redis_timeout: float = 2.0  # deadline of every Redis command (the pipe's and redis-py's)
+    health_interval: float = 0.5  # seconds between health probes of Redis
 
 
-async def run_sweeper(inventory: Inventory, health_servicer: Any, interval: float) -> None:
-    """Expires due holds of every event periodically; reports Redis's reachability as health."""
-    serving = health_pb2.HealthCheckResponse.SERVING
-    not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+async def run_sweeper(inventory: Inventory, interval: float) -> None:
+    """Expires due holds of every event periodically (health is the probe's job)."""
     while True:
         try:
             expired = await inventory.sweep()
             if expired:
                 log.info("sweeper expired %d holds", expired)
-            status = serving
         except RedisError as error:
             log.warning("sweeper: redis unavailable: %s", error)
-            status = not_serving
-        for name in ("", SERVICE_NAME):
-            await health_servicer.set(name, status)
         await asyncio.sleep(interval)
 
 
@@ -77,7 +71,7 @@ def create_server(
 
 async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> None:
     """Serves until SIGTERM or SIGINT, then stops taking calls and drains the ones in flight."""
-    redis = connect(config.redis_url, config.redis_connections)
+    redis = connect(config.redis_url, config.redis_connections, config.redis_timeout)
     inventory = Inventory(redis)
     watch_hub = WatchHub(redis)
     server, health_servicer = create_server(inventory, config.listen, watch_hub)
@@ -88,7 +82,10 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    sweeper = asyncio.create_task(run_sweeper(inventory, health_servicer, config.sweep_interval))
+    sweeper = asyncio.create_task(run_sweeper(inventory, config.sweep_interval))
+    probe = asyncio.create_task(
+        probe_redis(redis, health_servicer, config.health_interval, min(1.0, config.redis_timeout))
+    )
     if started is not None:
         started.set()
     await stop.wait()
@@ -96,6 +93,7 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
     log.info("draining calls in flight (up to %.0f s)", config.grace)
     await health_servicer.enter_graceful_shutdown()
     sweeper.cancel()
+    probe.cancel()
     await watch_hub.close()  # watch streams never end by themselves: end them before draining
     await server.stop(config.grace)
     await redis.aclose()

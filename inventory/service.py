@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from inventory.engine import Inventory
 from inventory.errors import InventoryError, redis_status
-from inventory.watch import WatchEnded, WatchHub
+from inventory.watch import WatchHub
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
         try:
             async for changes in self.watch_hub.watch(request.event_id, request.from_version):
                 yield pb.WatchEventResponse(changes=changes)
-        except (InventoryError, WatchEnded) as error:
+        except InventoryError as error:
             status = error.to_status()
         except RedisError as error:
             status = redis_status(error)

@@ -12,10 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
-from google.protobuf import any_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.rpc import error_details_pb2, status_pb2
 from lml.inventory.v1 import inventory_pb2 as pb
 from redis.asyncio import ConnectionPool, Redis
 from redis.exceptions import RedisError
@@ -23,7 +20,7 @@ from redis.maint_notifications import MaintNotificationsConfig
 
 from inventory import keys
 from inventory.engine import _check_event_id
-from inventory.errors import DOMAIN, InventoryError
+from inventory.errors import InventoryError
 
 log = logging.getLogger(__name__)
 
@@ -49,24 +46,18 @@ _STATUSES = {
 Changes = list[pb.SeatChange]
 
 
-class WatchEnded(Exception):
-    """Ends a watch: the log no longer reaches back far enough, the watcher is too slow, or the
-    reader lost Redis."""
+class WatchEnded(InventoryError):
+    """Ends a watch: the log no longer reaches back far enough, the watcher is too slow, the
+    reader lost Redis, or the server is shutting down."""
 
-    def __init__(self, code: grpc.StatusCode, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.reason, self.message = code, reason, message
 
-    def to_status(self) -> status_pb2.Status:
-        detail = any_pb2.Any()
-        detail.Pack(error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN))
-        return status_pb2.Status(code=self.code.value[0], message=self.message, details=[detail])
+def _shutting_down() -> WatchEnded:
+    return WatchEnded(pb.ERROR_REASON_SHUTTING_DOWN, "server shutting down")
 
 
 def _trimmed(after: int) -> WatchEnded:
     return WatchEnded(
-        grpc.StatusCode.OUT_OF_RANGE,
-        "CHANGES_TRIMMED",
+        pb.ERROR_REASON_CHANGES_TRIMMED,
         f"changes after version {after} are no longer retained: snapshot again",
     )
 
@@ -99,8 +90,7 @@ class _Watcher:
         if isinstance(item, list) and self.queue.qsize() >= MAX_QUEUED:
             self.queue.put_nowait(
                 WatchEnded(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    "WATCHER_TOO_SLOW",
+                    pb.ERROR_REASON_WATCHER_TOO_SLOW,
                     "the watcher fell behind: watch again from the last version received",
                 )
             )
@@ -136,15 +126,11 @@ class _Feed:
                 self.publish(changes)
         except RedisError as error:
             log.warning("change-log reader of %s: %s", self.key, error)
-            self.publish(
-                WatchEnded(grpc.StatusCode.UNAVAILABLE, "REDIS_UNAVAILABLE", f"redis: {error}")
-            )
+            self.publish(WatchEnded(pb.ERROR_REASON_REDIS_UNAVAILABLE, f"redis: {error}"))
         except Exception:
             # Never leave watchers waiting on a reader that is gone.
             log.exception("change-log reader of %s failed", self.key)
-            self.publish(
-                WatchEnded(grpc.StatusCode.INTERNAL, "READER_FAILED", "change-log reader failed")
-            )
+            self.publish(WatchEnded(pb.ERROR_REASON_READER_FAILED, "change-log reader failed"))
 
 
 def _reader_client(redis: Redis) -> Redis:
@@ -174,20 +160,19 @@ class WatchHub:
 
     async def watch(self, event_id: str, from_version: int) -> AsyncIterator[Changes]:
         """Every change of the event after `from_version`, in order, in batches; never ends
-        by itself, raises WatchEnded (or InventoryError for a bad request)."""
+        by itself, raises WatchEnded (or another InventoryError for a bad request)."""
         _check_event_id(event_id)
         event_keys = keys.event_keys(event_id)
         latest: str | None = await self.redis.hget(event_keys.meta, "version")  # type: ignore[assignment]
         if latest is None:
-            raise InventoryError("EVENT_NOT_FOUND", f"no event {event_id}")
+            raise InventoryError(pb.ERROR_REASON_EVENT_NOT_FOUND, f"no event {event_id}")
         if from_version > int(latest):
             raise WatchEnded(
-                grpc.StatusCode.OUT_OF_RANGE,
-                "VERSION_AHEAD",
+                pb.ERROR_REASON_VERSION_AHEAD,
                 f"version {from_version} is ahead of the change log ({latest}): snapshot again",
             )
         if self._closed:
-            raise WatchEnded(grpc.StatusCode.UNAVAILABLE, "SHUTTING_DOWN", "server shutting down")
+            raise _shutting_down()
         feed = self._feeds.get(event_id)
         if feed is None or (feed.task is not None and feed.task.done()):  # a reader that failed
             feed = self._start(event_id, event_keys.changes, int(latest))
@@ -244,9 +229,7 @@ class WatchHub:
         """Ends every watch with UNAVAILABLE (clients reconnect elsewhere) and the readers."""
         self._closed = True
         for feed in list(self._feeds.values()):
-            feed.publish(
-                WatchEnded(grpc.StatusCode.UNAVAILABLE, "SHUTTING_DOWN", "server shutting down")
-            )
+            feed.publish(_shutting_down())
             if feed.task is not None:
                 feed.task.cancel()
         self._feeds.clear()

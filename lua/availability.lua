@@ -15,14 +15,11 @@
   Cost: O(seats in the event): this is the one whole-event read, for seat maps.
 ]]
 -- @include clock
--- @include changelog
+-- @include event
 -- @include free_index
--- @include end_hold
 -- @include sweep_due
 
-local meta = redis.call('HMGET', KEYS[1], 'changelog_max')
-if not meta[1] then return {'EVENT_NOT_FOUND', 'no event for these keys'} end
-changelog_max = meta[1]
+if not read_event() then return EVENT_NOT_FOUND end
 
 local now = now_ms()
 while sweep_due(now, 1000)[3] == 1 do end

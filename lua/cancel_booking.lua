@@ -25,13 +25,12 @@
   Cost: O(seats given).
 ]]
 -- @include clock
+-- @include event
 -- @include changelog
 -- @include free_index
 
 local booking_id, reason, event_id = ARGV[1], ARGV[2], ARGV[3]
-local meta = redis.call('HMGET', KEYS[1], 'changelog_max')
-if not meta[1] then return {'EVENT_NOT_FOUND', 'no event for these keys'} end
-changelog_max = meta[1]
+if not read_event() then return EVENT_NOT_FOUND end
 
 local prior = redis.call('HGET', KEYS[13], booking_id)
 if prior then

@@ -28,16 +28,16 @@
   Cost: O(seats of the hold).
 ]]
 -- @include clock
+-- @include event
 -- @include changelog
--- @include free_index
 -- @include end_hold
 -- @include find_hold
 
+local CONFIRMED_RETENTION_MS = 86400000  -- a confirm retry returns the same booking for a day
+
 local hold_id, holder_id, booking_id = ARGV[1], ARGV[2], ARGV[3]
 local payment_ref, request_id, event_id = ARGV[4], ARGV[5], ARGV[6]
-local meta = redis.call('HMGET', KEYS[1], 'changelog_max')
-if not meta[1] then return {'EVENT_NOT_FOUND', 'no event for these keys'} end
-changelog_max = meta[1]
+if not read_event() then return EVENT_NOT_FOUND end
 
 local now = now_ms()
 local rec, err = find_hold(hold_id, holder_id, now)

@@ -21,19 +21,16 @@
   Cost: O(seats of the hold).
 ]]
 -- @include clock
+-- @include event
 -- @include changelog
--- @include free_index
--- @include end_hold
 -- @include find_hold
 -- @include ttl
 
 local hold_id, holder_id = ARGV[1], ARGV[2]
-local meta = redis.call('HMGET', KEYS[1], 'default_ttl_ms', 'max_ttl_ms', 'max_lifetime_ms',
-  'changelog_max')
-if not meta[1] then return {'EVENT_NOT_FOUND', 'no event for these keys'} end
-changelog_max = meta[4]
+local event = read_event()
+if not event then return EVENT_NOT_FOUND end
 
-local ttl, ttl_err = resolve_ttl(ARGV[3], tonumber(meta[1]), tonumber(meta[2]))
+local ttl, ttl_err = resolve_ttl(ARGV[3], event.default_ttl_ms, event.max_ttl_ms)
 if not ttl then return ttl_err end
 
 local now = now_ms()
@@ -42,7 +39,7 @@ if not rec then return err end
 if rec.st ~= 'held' then return ended_error(hold_id, rec) end
 
 local expires_at = math.max(rec.e, now + ttl)
-local lifetime = tonumber(meta[3])
+local lifetime = event.max_lifetime_ms
 if expires_at > rec.c + lifetime then
   return {'LIMIT_EXCEEDED', 'a hold lives at most ' .. lifetime .. ' ms from its creation',
     'max_hold_lifetime'}

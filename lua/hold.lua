@@ -47,6 +47,7 @@
   never O(seats of the event).
 ]]
 -- @include clock
+-- @include event
 -- @include changelog
 -- @include free_index
 -- @include end_hold
@@ -55,10 +56,8 @@
 -- @include ttl
 
 local hold_id, holder_id, request_id, mode = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
-local meta = redis.call('HMGET', KEYS[1], 'max_seats_per_hold', 'max_seats_per_holder',
-  'default_ttl_ms', 'max_ttl_ms', 'changelog_max', 'bucket_cap')
-if not meta[1] then return {'EVENT_NOT_FOUND', 'no event for these keys'} end
-changelog_max, bucket_cap = meta[5], tonumber(meta[6])
+local event = read_event()
+if not event then return EVENT_NOT_FOUND end
 
 if request_id ~= '' then
   local earlier = redis.call('GET', KEYS[13])
@@ -68,14 +67,13 @@ if request_id ~= '' then
   end
 end
 
-local seats, quantity = {}, 0
+local seats = {}
 if mode == 'seats' then
   for i = 6, #ARGV do seats[#seats + 1] = ARGV[i] end
-  quantity = #seats
-else
-  quantity = tonumber(mode == 'best' and ARGV[6] or ARGV[7])
 end
-local max_per_hold = tonumber(meta[1])
+local quantity = #seats
+if mode ~= 'seats' then quantity = tonumber(mode == 'best' and ARGV[6] or ARGV[7]) end
+local max_per_hold = event.max_seats_per_hold
 if quantity > max_per_hold then
   return {'LIMIT_EXCEEDED', 'at most ' .. max_per_hold .. ' seats per hold', 'max_seats_per_hold'}
 end
@@ -84,7 +82,7 @@ for _, seat in ipairs(seats) do
   if seen[seat] then return {'INVALID_ARGUMENT', 'seat ' .. seat .. ' is listed twice'} end
   seen[seat] = true
 end
-local ttl, ttl_err = resolve_ttl(ARGV[3], tonumber(meta[3]), tonumber(meta[4]))
+local ttl, ttl_err = resolve_ttl(ARGV[3], event.default_ttl_ms, event.max_ttl_ms)
 if not ttl then return ttl_err end
 
 local now = now_ms()
@@ -107,7 +105,7 @@ if list then
     end
   end
 end
-local max_per_holder = tonumber(meta[2])
+local max_per_holder = event.max_seats_per_holder
 if held + quantity > max_per_holder then
   return {'LIMIT_EXCEEDED', 'at most ' .. max_per_holder .. ' seats held at once per holder',
     'max_seats_per_holder'}

@@ -18,15 +18,12 @@
   Cost: O(seats of the hold).
 ]]
 -- @include clock
--- @include changelog
--- @include free_index
+-- @include event
 -- @include end_hold
 -- @include find_hold
 
 local hold_id, holder_id = ARGV[1], ARGV[2]
-local meta = redis.call('HMGET', KEYS[1], 'changelog_max')
-if not meta[1] then return {'EVENT_NOT_FOUND', 'no event for these keys'} end
-changelog_max = meta[1]
+if not read_event() then return EVENT_NOT_FOUND end
 
 local now = now_ms()
 local rec, err = find_hold(hold_id, holder_id, now)

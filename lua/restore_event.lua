@@ -18,18 +18,18 @@
     {"EVENT_NOT_FOUND", message}: nothing changed
   Cost: O(rows of the seats restored).
 ]]
+-- @include clock
+-- @include event
 -- @include changelog
 -- @include free_index
 
-local meta = redis.call('HMGET', KEYS[1], 'changelog_max', 'version')
-if not meta[1] then return {'EVENT_NOT_FOUND', 'no event for these keys'} end
-changelog_max = meta[1]
-if tonumber(meta[2]) < tonumber(ARGV[1]) then
+local event = read_event()
+if not event then return EVENT_NOT_FOUND end
+if event.version < tonumber(ARGV[1]) then
   redis.call('HSET', KEYS[1], 'version', ARGV[1])
 end
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local restored, already, conflicts = 0, 0, {}
 for i = 2, #ARGV, 2 do
   local booking_id = ARGV[i]

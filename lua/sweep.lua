@@ -18,14 +18,11 @@
   Cost: O(batch size x seats per hold + rows refreshed x row length).
 ]]
 -- @include clock
--- @include changelog
+-- @include event
 -- @include free_index
--- @include end_hold
 -- @include sweep_due
 
-local meta = redis.call('HMGET', KEYS[1], 'changelog_max')
-if not meta[1] then return {'EVENT_NOT_FOUND', 'no event for these keys'} end
-changelog_max = meta[1]
+if not read_event() then return EVENT_NOT_FOUND end
 local result = sweep_due(now_ms(), tonumber(ARGV[1]))
 result[4] = refresh_rows(tonumber(ARGV[2])) and 1 or 0
 return result

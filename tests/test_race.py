@@ -15,11 +15,23 @@ from redis.asyncio import Redis
 
 from inventory import keys
 from inventory.engine import Inventory
+from tests.grpc_errors import error_info, status_info
 
 EVENT = "race"
 SEATS = [f"S{n}" for n in range(40)]
 BUYERS = 60
 ROUNDS = 12
+# The only refusals contention can cause; any other reason is a defect the race must not hide.
+HOLD_CONTENTION = {"SEATS_UNAVAILABLE", "LIMIT_EXCEEDED"}
+END_CONTENTION = {"HOLD_EXPIRED"}
+
+
+class Refused(Exception):
+    """An operation refused with an ErrorInfo reason (unary or in an Execute batch)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
 
 
 def pick_seats(rng: random.Random) -> list[str]:
@@ -37,11 +49,16 @@ class Buyer:
         self.batch = batch
         self.rng = random.Random(n)
         self.bookings: dict[str, list[str]] = {}
+        self.refusals: Counter[str] = Counter()
 
     async def call(self, field: str, request: Any) -> Any:
-        """One operation, unary or as a one-operation Execute batch; raises on an error status."""
+        """One operation, unary or as a one-operation Execute batch; raises Refused on an error
+        status that carries a reason (a status without one fails the test)."""
         if not self.batch:
-            return await getattr(self.stub, field.capitalize())(request)
+            try:
+                return await getattr(self.stub, field.capitalize())(request)
+            except grpc.aio.AioRpcError as error:
+                raise Refused(error_info(error).reason, error.details() or "") from error
 
         async def batch() -> Any:
             yield pb.ExecuteRequest(operations=[pb.Operation(id="1", **{field: request})])
@@ -49,7 +66,7 @@ class Buyer:
         async for response in self.stub.Execute(batch()):
             result = response.results[0]
             if result.HasField("error"):
-                raise LookupError(result.error.message)
+                raise Refused(status_info(result.error).reason, result.error.message)
             return getattr(result, field)
         raise AssertionError("no result")
 
@@ -68,7 +85,9 @@ class Buyer:
                         ),
                     )
                 ).hold
-            except (grpc.aio.AioRpcError, LookupError):
+            except Refused as refused:
+                assert refused.reason in HOLD_CONTENTION, refused
+                self.refusals[refused.reason] += 1
                 continue
             ref = {"event_id": EVENT, "hold_id": hold.hold_id, "holder_id": self.holder}
             choice = self.rng.random()
@@ -78,8 +97,10 @@ class Buyer:
                     self.bookings[booking.booking_id] = list(booking.seat_ids)
                 elif choice < 0.9:
                     await self.call("release", pb.ReleaseRequest(**ref))
-            except (grpc.aio.AioRpcError, LookupError):
-                pass  # expired under load: a legitimate outcome
+            except Refused as refused:
+                # Expired under load (the TTL is short): the only legitimate refusal here.
+                assert refused.reason in END_CONTENTION, refused
+                self.refusals[refused.reason] += 1
 
 
 async def sweep_until(inventory: Inventory, done: asyncio.Event) -> None:
@@ -118,6 +139,8 @@ async def test_no_double_booking_under_races(
     outbox = [fields for _id, fields in entries]
     bookings = {b: s for buyer in buyers for b, s in buyer.bookings.items()}
     assert len(bookings) > 10, "the race should book something"
+    refusals = sum((buyer.refusals for buyer in buyers), Counter[str]())
+    assert refusals["SEATS_UNAVAILABLE"] > 0, "the race should contend"
 
     # The outbox holds exactly one record per booking, and they agree.
     assert Counter(entry["booking_id"] for entry in outbox) == Counter(bookings.keys())

@@ -2,17 +2,27 @@
 a lost connection failing only the calls waiting on it, and reconnecting after a restart."""
 
 import asyncio
+import os
+import signal
+import socket
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import uvloop
 from redis.asyncio import Redis
-from redis.exceptions import AuthenticationError, ConnectionError, NoScriptError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    ConnectionError,
+    NoScriptError,
+    ResponseError,
+)
+from redis.exceptions import TimeoutError as RedisTimeout
 
 from inventory.local_servers import RedisServer
 from inventory.redis_client import PipedRedis, connect
-from inventory.redis_pipe import RedisPipe
+from inventory.redis_pipe import PipeOverloaded, RedisPipe
 
 
 @pytest.fixture
@@ -31,9 +41,20 @@ def private_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 async def private_pipe(private_server: RedisServer) -> AsyncIterator[RedisPipe]:
-    pipe = RedisPipe("127.0.0.1", private_server.port)
+    pipe = RedisPipe("127.0.0.1", private_server.port, timeout=0.5)
     yield pipe
     pipe.close()
+
+
+@contextmanager
+def frozen(server: RedisServer) -> Iterator[None]:
+    """Redis stopped by SIGSTOP: its connections stay open and nothing answers."""
+    assert server.process is not None
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
 
 
 async def _concurrent_calls(pipe: RedisPipe, count: int) -> None:
@@ -155,3 +176,72 @@ def test_only_a_plain_tcp_url_gets_a_pipe() -> None:
     assert isinstance(connect("redis://127.0.0.1:1/0"), PipedRedis)
     assert not isinstance(connect("unix:///tmp/redis.sock"), PipedRedis)
     assert not isinstance(connect("rediss://127.0.0.1:1/0"), PipedRedis)
+
+
+async def test_calls_to_a_frozen_redis_fail_at_their_deadline_and_the_pipe_reconnects(
+    private_server: RedisServer, private_pipe: RedisPipe
+) -> None:
+    assert await private_pipe.execute("SET", "k", "1") == "OK"
+    with frozen(private_server):
+        async with asyncio.timeout(20):  # a bound on the test, far above the 0.5 s deadline
+            results = await asyncio.gather(
+                *(private_pipe.execute("GET", "k") for _ in range(5)), return_exceptions=True
+            )
+        assert all(isinstance(result, RedisTimeout) for result in results), results
+        # The connection was dropped: the next call opens another, which waits in its turn.
+        with pytest.raises((RedisTimeout, ConnectionError)):
+            async with asyncio.timeout(20):
+                await private_pipe.execute("GET", "k")
+    async with asyncio.timeout(20):
+        assert await private_pipe.execute("GET", "k") == "1"
+    assert private_pipe.connects >= 2
+
+
+async def test_commands_beyond_the_bound_fail_at_once_with_a_clear_error(
+    private_server: RedisServer,
+) -> None:
+    pipe = RedisPipe("127.0.0.1", private_server.port, timeout=30, max_outstanding=10)
+    try:
+        assert await pipe.execute("PING") == "PONG"
+        with frozen(private_server):
+            waiting = [asyncio.ensure_future(pipe.execute("PING")) for _ in range(10)]
+            await asyncio.sleep(0)
+            with pytest.raises(PipeOverloaded, match="at most 10"):
+                await pipe.send([("PING",)])
+        # Redis answers the ten once it runs again; then there is room again.
+        assert await asyncio.gather(*waiting) == ["PONG"] * 10
+        assert await pipe.send([("PING",)] * 10) == ["PONG"] * 10
+    finally:
+        pipe.close()
+
+
+async def test_an_empty_send_returns_at_once_and_leaves_the_fifo_alone(
+    client: PipedRedis,
+) -> None:
+    async with asyncio.timeout(5):
+        assert await client.pipe.send([]) == []
+        assert await client.pipe.execute("SET", "after-empty", "1") == "OK"
+        assert await client.pipe.execute("GET", "after-empty") == "1"
+
+
+async def test_a_false_reply_is_a_reply_not_missing_data(private_pipe: RedisPipe) -> None:
+    """RESP3 has booleans: Lua's false comes back as False, which must not stall the FIFO."""
+    hello, false, after = await private_pipe.send(
+        [
+            ("HELLO", 3),
+            ("EVAL", "redis.setresp(3) return false", 0),
+            ("EVAL", "redis.setresp(3) return true", 0),
+        ]
+    )
+    assert hello["proto"] == 3
+    assert false is False and after is True
+    assert await private_pipe.execute("PING") == "PONG"
+
+
+async def test_the_connection_has_tcp_keepalive(private_pipe: RedisPipe) -> None:
+    assert await private_pipe.execute("PING") == "PONG"
+    protocol = private_pipe._protocol
+    assert protocol is not None and protocol.transport is not None
+    sock = protocol.transport.get_extra_info("socket")
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 10

@@ -16,7 +16,7 @@ from clients.client import InventoryClient
 from clients.errors import InventoryClientError
 from clients.gateway import problems
 from clients.gateway.access import Admin, Buyer, MaybeBuyer, auth_error
-from clients.gateway.checkout import (
+from clients.gateway.checkout_routes import (
     CheckoutState,
     StripeSettings,
     add_checkout_routes,
@@ -24,6 +24,7 @@ from clients.gateway.checkout import (
 )
 from clients.gateway.identity import AuthError, Verifier
 from clients.gateway.models import (
+    MAX_VERSION,
     AvailabilityOut,
     BookingOut,
     ChangeOut,
@@ -315,7 +316,9 @@ def _add_routes(app: FastAPI) -> None:
         event_id: str,
         request: Request,
         caller: MaybeBuyer,
-        last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0)] = None,
+        last_event_id: Annotated[
+            int | None, Header(alias="Last-Event-ID", ge=0, le=MAX_VERSION)
+        ] = None,
     ) -> StreamingResponse:
         """Live seat updates as Server-Sent Events. First a `snapshot` event (every seat), then
         a `change` event per change; each event's id is its version, so a reconnecting

@@ -10,7 +10,7 @@ import limits
 import uvicorn
 
 from clients.gateway.app import create_app
-from clients.gateway.checkout import StripeSettings
+from clients.gateway.checkout_routes import StripeSettings
 from clients.gateway.settings import JwtSettings, Limits, Network, TrustSettings
 
 DEFAULT_LIMITS = Limits()

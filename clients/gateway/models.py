@@ -9,8 +9,17 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from lml.inventory.v1 import inventory_pb2 as pb
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# Numbers are bounded here as the service bounds them, so that out-of-range input is a 422
+# problem rather than a protobuf range error (a 500). Counts are proto uint32, but the booking
+# worker stores them in Postgres `integer`.
+MAX_COUNT = 2**31 - 1
+MAX_LIMIT_SECONDS = 366 * 86_400  # an event's TTL and hold-lifetime limits: a year at most
+MAX_VERSION = 2**63 - 1  # change-log versions (proto uint64, Redis stream ids)
+
 Id = Annotated[str, Field(min_length=1, max_length=128)]
-Seconds = Annotated[float, Field(gt=0, le=86_400)]
+Seconds = Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)]
+LimitSeconds = Annotated[float, Field(ge=0, le=MAX_LIMIT_SECONDS, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 Status = Literal["AVAILABLE", "HELD", "BOOKED"]
 
 
@@ -50,11 +59,11 @@ class SeatIn(BaseModel):
 class Limits(BaseModel):
     """Zero or absent fields take the service defaults."""
 
-    max_seats_per_hold: int = Field(default=0, ge=0)
-    max_seats_per_holder: int = Field(default=0, ge=0)
-    default_ttl_seconds: float = Field(default=0, ge=0)
-    max_ttl_seconds: float = Field(default=0, ge=0)
-    max_hold_lifetime_seconds: float = Field(default=0, ge=0)
+    max_seats_per_hold: Count = 0
+    max_seats_per_holder: Count = 0
+    default_ttl_seconds: LimitSeconds = 0
+    max_ttl_seconds: LimitSeconds = 0
+    max_hold_lifetime_seconds: LimitSeconds = 0
 
     def message(self) -> pb.EventLimits:
         limits = pb.EventLimits(
@@ -68,7 +77,8 @@ class Limits(BaseModel):
 
     @classmethod
     def of(cls, limits: pb.EventLimits) -> "Limits":
-        return cls(
+        # Not validated: an event made over gRPC may have limits beyond what HTTP takes in.
+        return cls.model_construct(
             max_seats_per_hold=limits.max_seats_per_hold,
             max_seats_per_holder=limits.max_seats_per_holder,
             default_ttl_seconds=_seconds(limits.default_ttl),

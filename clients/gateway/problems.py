@@ -6,24 +6,32 @@ import grpc
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from lml.inventory.v1 import inventory_pb2 as pb
 
-from clients.errors import InventoryClientError
+from clients.errors import InventoryClientError, Reason
 
 MEDIA_TYPE = "application/problem+json"
 
-# Reason -> HTTP status; a reason not listed falls back on its gRPC code below.
-_STATUS_BY_REASON = {
-    "SEATS_UNAVAILABLE": 409,
-    "HOLD_EXPIRED": 410,
-    "HOLD_CONFIRMED": 409,
-    "BOOKING_CANCELLED": 410,
-    "HOLD_NOT_FOUND": 404,
-    "NOT_HOLDER": 403,
-    "EVENT_NOT_FOUND": 404,
-    "EVENT_EXISTS": 409,
-    "LIMIT_EXCEEDED": 422,
-    "INVALID_ARGUMENT": 400,
+_STATUS_BY_REASON: dict[Reason, int] = {
+    pb.ERROR_REASON_SEATS_UNAVAILABLE: 409,
+    pb.ERROR_REASON_HOLD_EXPIRED: 410,
+    pb.ERROR_REASON_HOLD_CONFIRMED: 409,
+    pb.ERROR_REASON_BOOKING_CANCELLED: 410,
+    pb.ERROR_REASON_HOLD_NOT_FOUND: 404,
+    pb.ERROR_REASON_NOT_HOLDER: 403,
+    pb.ERROR_REASON_EVENT_NOT_FOUND: 404,
+    pb.ERROR_REASON_EVENT_EXISTS: 409,
+    pb.ERROR_REASON_BOOKING_NOT_FOUND: 404,
+    pb.ERROR_REASON_LIMIT_EXCEEDED: 422,
+    pb.ERROR_REASON_INVALID_ARGUMENT: 400,
+    pb.ERROR_REASON_CHANGES_TRIMMED: 410,
+    pb.ERROR_REASON_VERSION_AHEAD: 409,
+    pb.ERROR_REASON_WATCHER_TOO_SLOW: 429,
+    pb.ERROR_REASON_REDIS_UNAVAILABLE: 503,
+    pb.ERROR_REASON_READER_FAILED: 502,
+    pb.ERROR_REASON_SHUTTING_DOWN: 503,
 }
+# Failures without a known reason (transport errors, a reason newer than the SDK), by gRPC code.
 _STATUS_BY_CODE = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
     grpc.StatusCode.NOT_FOUND: 404,
@@ -52,7 +60,7 @@ def problem(status: int, reason: str, detail: str, instance: str, **extra: Any) 
 
 async def inventory_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, InventoryClientError)
-    status = _STATUS_BY_REASON.get(error.reason) or _STATUS_BY_CODE.get(error.code, 502)
+    status = _STATUS_BY_REASON.get(error.error_reason) or _STATUS_BY_CODE.get(error.code, 502)
     extra: dict[str, Any] = {}
     if error.seat_ids:
         extra["seat_ids"] = error.seat_ids

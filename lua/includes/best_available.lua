@@ -1,7 +1,9 @@
 -- Picks seats for a hold from the best-available index (free_index.lua): an adjacent block in
 -- one row, accessible seats, the best seats when no block is free, or general-admission places.
 -- Each function returns the seat ids, or nil when nothing fits.
--- Needs free_index.lua (KEYS[2] seats, KEYS[9] rows, KEYS[11] free, KEYS[12] dirty_rows).
+-- Needs KEYS[2] seats, KEYS[9] rows, KEYS[11] free, KEYS[12] dirty_rows.
+-- @include free_index
+
 local ACCESSIBLE_RUNS_READ = 64  -- accessible runs looked at per request, best first
 local REFRESH_ROWS = 16  -- dirty rows a request refreshes before it picks
 local PICK_ATTEMPTS = 4  -- picks tried when the index listed seats taken since

@@ -1,6 +1,6 @@
 -- Appends one seat state change to the event's change log and returns its version.
 -- The stream entry id is "0-<version>", so a reader resumes after version v with XREAD from "0-v".
--- Needs KEYS[1] (meta) and KEYS[6] (changes); `changelog_max` is set by the including script.
+-- Needs KEYS[1] meta and KEYS[6] changes; read_event (event.lua) sets `changelog_max`.
 local changelog_max = 100000
 
 local function append_change(reason, status, hold_id, holder_id, seats, now, booking_id)

@@ -1,10 +1,11 @@
 -- Ends a live hold as 'expired' or 'released': frees the seats it still holds, keeps its record
 -- as a tombstone (so late calls get HOLD_EXPIRED rather than HOLD_NOT_FOUND) until the sweeper
 -- purges it, drops it from its holder's list and logs the change.
--- Needs KEYS[2] seats, KEYS[3] holds, KEYS[4] deadlines, KEYS[5] holders, changelog.lua and
--- free_index.lua.
+-- Needs KEYS[2] seats, KEYS[3] holds, KEYS[4] deadlines, KEYS[5] holders.
+-- @include changelog
+-- @include free_index
+
 local TOMBSTONE_MS = 3600000        -- ended holds answer HOLD_EXPIRED / released for an hour
-local CONFIRMED_RETENTION_MS = 86400000  -- a confirm retry returns the same booking for a day
 
 local function drop_from_holder(holder_id, hold_id)
   local list = redis.call('HGET', KEYS[5], holder_id)

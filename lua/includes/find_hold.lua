@@ -2,7 +2,9 @@
 -- error reply: HOLD_NOT_FOUND, NOT_HOLDER; for a live hold past its deadline it ends the hold
 -- as expired first and answers HOLD_EXPIRED. Ended holds are returned as they are: each caller
 -- decides what a released, expired or confirmed hold means for it.
--- Needs KEYS[3] holds and end_hold.lua.
+-- Needs KEYS[3] holds.
+-- @include end_hold
+
 local function find_hold(hold_id, holder_id, now)
   local raw = redis.call('HGET', KEYS[3], hold_id)
   if not raw then return nil, {'HOLD_NOT_FOUND', 'no hold ' .. hold_id} end

@@ -1,6 +1,8 @@
 -- Expires the live holds whose deadline has passed and purges tombstones past their retention,
 -- oldest first, at most `limit` of them. Returns {expired, purged, more_due (0/1)}.
--- Needs end_hold.lua.
+-- Needs KEYS[3] holds, KEYS[4] deadlines.
+-- @include end_hold
+
 local function sweep_due(now, limit)
   local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, limit)
   local expired, purged = 0, 0

@@ -11,7 +11,7 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from clients.gateway.app import create_app
-from clients.gateway.checkout import StripeSettings
+from clients.gateway.checkout_routes import StripeSettings
 from inventory.engine import Inventory
 from inventory.layouts.backends import Backends
 from inventory.layouts.events import EventFromLayout, create_event_from_layout

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.async_api import Page, expect
 
-from clients.gateway.checkout import WEBHOOK_PATH, StripeSettings
+from clients.gateway.checkout_routes import WEBHOOK_PATH, StripeSettings
 from tests.browser.conftest import PageOpener, screenshot
 from tests.browser.test_live_page import SEATS_JS, seat
 from tests.stripe_standin import SECRET_KEY, WEBHOOK_SECRET, StripeStandin, stripe_standin

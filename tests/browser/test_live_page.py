@@ -1,8 +1,10 @@
 """Two browser sessions on the same event: one holds seats from the page, the other sees them
-turn held within a second; a confirm (checkout not configured here) turns them booked in both."""
+turn held; a confirm (checkout not configured here) turns them booked in both. How long the other
+session took is recorded (a report property), not asserted: the machine is shared."""
 
 import re
 import time
+from collections.abc import Callable
 
 from playwright.async_api import Browser, Locator, Page, expect
 
@@ -17,7 +19,7 @@ def seat(page: Page, seat_id: str) -> Locator:
 
 
 async def test_a_hold_shows_in_the_other_session_then_booking_in_both(
-    open_page: PageOpener, opera_event: str
+    open_page: PageOpener, opera_event: str, record_property: Callable[[str, object], None]
 ) -> None:
     buyer = await open_page(f"/demo?event={opera_event}")
     watcher = await open_page(f"/demo?event={opera_event}")
@@ -31,8 +33,10 @@ async def test_a_hold_shows_in_the_other_session_then_booking_in_both(
     await buyer.locator("#hold-selected").click()
     started = time.monotonic()
     for seat_id in seat_ids:
-        await expect(seat(watcher, seat_id)).to_have_attribute("data-status", "held", timeout=1000)
-    print(f"held seats seen by the other session after {time.monotonic() - started:.3f} s")
+        await expect(seat(watcher, seat_id)).to_have_attribute("data-status", "held")
+    seen_after = round(time.monotonic() - started, 3)
+    record_property("held_seen_by_other_session_s", seen_after)
+    print(f"held seats seen by the other session after {seen_after} s")
     for seat_id in seat_ids:
         await expect(seat(buyer, seat_id)).to_have_class("seat mine")
     await expect(buyer.locator("#countdown")).to_have_text(re.compile(r"^\d+:\d\d$"))

@@ -13,7 +13,7 @@ import stripe
 from lml.inventory.v1 import inventory_pb2 as pb
 
 from clients.gateway.app import create_app
-from clients.gateway.checkout import WEBHOOK_PATH, StripeSettings
+from clients.gateway.checkout_routes import WEBHOOK_PATH, StripeSettings
 from inventory.engine import Inventory
 from inventory.layouts.backends import Backends
 from inventory.layouts.canonical import seat_id

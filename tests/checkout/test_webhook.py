@@ -11,7 +11,7 @@ import pytest
 
 from clients import InventoryClient
 from clients.gateway.app import create_app
-from clients.gateway.checkout import WEBHOOK_PATH, StripeSettings
+from clients.gateway.checkout_routes import WEBHOOK_PATH, StripeSettings
 from inventory.layouts.backends import Backends
 from inventory.layouts.lifecycle import Layouts
 from inventory.local_servers import RedisServer

@@ -23,6 +23,7 @@ from clients import InventoryClient
 from clients.gateway.app import create_app
 from clients.gateway.settings import JwtSettings, Limits, TrustSettings
 from inventory.engine import Inventory
+from inventory.health_probe import probe_redis
 from inventory.local_servers import RedisServer, free_port
 from inventory.server import HealthServicer, run_sweeper
 from inventory.service import InventoryServicer
@@ -162,9 +163,11 @@ async def service(inventory: Inventory) -> AsyncIterator[Service]:
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     server.add_insecure_port(target)
     await server.start()
-    sweeper = asyncio.create_task(run_sweeper(inventory, health, 0.05))
+    sweeper = asyncio.create_task(run_sweeper(inventory, 0.05))
+    probe = asyncio.create_task(probe_redis(inventory.redis, health, 0.05, 1.0))
     yield Service(target, hub, faults)
     sweeper.cancel()
+    probe.cancel()
     await hub.close()
     await server.stop(None)
 

@@ -101,6 +101,20 @@ async def test_events(gateway: httpx.AsyncClient) -> None:
         ({"event_id": "x", "seats": []}, "body"),
         ({"event_id": "x", "seats": [{"seat_id": ""}]}, "body.seats.0.seat_id"),
         ({"event_id": "x", "seats": [{"seat_id": "A"}], "limits": {"max_ttl_seconds": -1}}, ""),
+        # Out of range for the service (once answered 500, found by the fuzzer).
+        *(
+            ({"event_id": "x", "seats": [{"seat_id": "A"}], "limits": {field: value}}, field)
+            for field, value in (
+                ("max_ttl_seconds", 9.2e40),
+                ("default_ttl_seconds", 1e20),
+                ("max_hold_lifetime_seconds", 1e300),
+                ("max_seats_per_holder", 2**40),
+                ("max_seats_per_holder", 2**31),  # a uint32, beyond Postgres integer
+                ("max_seats_per_hold", 2**32),
+            )
+        ),
+        ({"event_id": "x", "seats": [{"seat_id": "A", "rank": 2**63}]}, "rank"),
+        ({"event_id": "x", "areas": [{"area_id": "GA", "capacity": 2**64}]}, "capacity"),
     ],
 )
 async def test_invalid_bodies_are_422_problems(

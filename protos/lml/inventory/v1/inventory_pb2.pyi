@@ -70,6 +70,88 @@ CHANGE_REASON_RESTORED: ChangeReason.ValueType  # 7
 """Booked again by `lml-worker rebuild` after Redis lost the event."""
 Global___ChangeReason: _TypeAlias = ChangeReason  # noqa: Y015
 
+class _ErrorReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ERROR_REASON_UNSPECIFIED: _ErrorReason.ValueType  # 0
+    ERROR_REASON_SEATS_UNAVAILABLE: _ErrorReason.ValueType  # 1
+    """Seats held or booked by others (metadata "seat_ids", comma separated), no free block,
+    too few places left.
+    """
+    ERROR_REASON_HOLD_EXPIRED: _ErrorReason.ValueType  # 2
+    """Extend, release or confirm after the hold expired."""
+    ERROR_REASON_HOLD_NOT_FOUND: _ErrorReason.ValueType  # 3
+    """An unknown or released hold."""
+    ERROR_REASON_HOLD_CONFIRMED: _ErrorReason.ValueType  # 4
+    """Extend or release of a confirmed hold."""
+    ERROR_REASON_NOT_HOLDER: _ErrorReason.ValueType  # 5
+    """Another holder id than the one that made the hold."""
+    ERROR_REASON_EVENT_NOT_FOUND: _ErrorReason.ValueType  # 6
+    ERROR_REASON_EVENT_EXISTS: _ErrorReason.ValueType  # 7
+    """CreateEvent again with other seats or limits."""
+    ERROR_REASON_BOOKING_NOT_FOUND: _ErrorReason.ValueType  # 8
+    ERROR_REASON_BOOKING_CANCELLED: _ErrorReason.ValueType  # 9
+    """Confirm again after the hold's booking was cancelled."""
+    ERROR_REASON_LIMIT_EXCEEDED: _ErrorReason.ValueType  # 10
+    """A per-event limit (metadata "limit" names it)."""
+    ERROR_REASON_INVALID_ARGUMENT: _ErrorReason.ValueType  # 11
+    ERROR_REASON_CHANGES_TRIMMED: _ErrorReason.ValueType  # 12
+    """WatchEvent: the change log no longer reaches back to the version asked for."""
+    ERROR_REASON_VERSION_AHEAD: _ErrorReason.ValueType  # 13
+    """WatchEvent: the version asked for is ahead of the change log."""
+    ERROR_REASON_WATCHER_TOO_SLOW: _ErrorReason.ValueType  # 14
+    """WatchEvent: the watcher fell too far behind; watch again from the last version received."""
+    ERROR_REASON_REDIS_UNAVAILABLE: _ErrorReason.ValueType  # 15
+    """WatchEvent: the server's change-log reader lost Redis."""
+    ERROR_REASON_READER_FAILED: _ErrorReason.ValueType  # 16
+    """WatchEvent: the server's change-log reader failed."""
+    ERROR_REASON_SHUTTING_DOWN: _ErrorReason.ValueType  # 17
+    """WatchEvent: the server is shutting down; watch again elsewhere."""
+
+class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
+    """Why a call failed. The ErrorInfo reason on the wire is the value's name without the
+    "ERROR_REASON_" prefix: ERROR_REASON_SEATS_UNAVAILABLE travels as "SEATS_UNAVAILABLE".
+    """
+
+ERROR_REASON_UNSPECIFIED: ErrorReason.ValueType  # 0
+ERROR_REASON_SEATS_UNAVAILABLE: ErrorReason.ValueType  # 1
+"""Seats held or booked by others (metadata "seat_ids", comma separated), no free block,
+too few places left.
+"""
+ERROR_REASON_HOLD_EXPIRED: ErrorReason.ValueType  # 2
+"""Extend, release or confirm after the hold expired."""
+ERROR_REASON_HOLD_NOT_FOUND: ErrorReason.ValueType  # 3
+"""An unknown or released hold."""
+ERROR_REASON_HOLD_CONFIRMED: ErrorReason.ValueType  # 4
+"""Extend or release of a confirmed hold."""
+ERROR_REASON_NOT_HOLDER: ErrorReason.ValueType  # 5
+"""Another holder id than the one that made the hold."""
+ERROR_REASON_EVENT_NOT_FOUND: ErrorReason.ValueType  # 6
+ERROR_REASON_EVENT_EXISTS: ErrorReason.ValueType  # 7
+"""CreateEvent again with other seats or limits."""
+ERROR_REASON_BOOKING_NOT_FOUND: ErrorReason.ValueType  # 8
+ERROR_REASON_BOOKING_CANCELLED: ErrorReason.ValueType  # 9
+"""Confirm again after the hold's booking was cancelled."""
+ERROR_REASON_LIMIT_EXCEEDED: ErrorReason.ValueType  # 10
+"""A per-event limit (metadata "limit" names it)."""
+ERROR_REASON_INVALID_ARGUMENT: ErrorReason.ValueType  # 11
+ERROR_REASON_CHANGES_TRIMMED: ErrorReason.ValueType  # 12
+"""WatchEvent: the change log no longer reaches back to the version asked for."""
+ERROR_REASON_VERSION_AHEAD: ErrorReason.ValueType  # 13
+"""WatchEvent: the version asked for is ahead of the change log."""
+ERROR_REASON_WATCHER_TOO_SLOW: ErrorReason.ValueType  # 14
+"""WatchEvent: the watcher fell too far behind; watch again from the last version received."""
+ERROR_REASON_REDIS_UNAVAILABLE: ErrorReason.ValueType  # 15
+"""WatchEvent: the server's change-log reader lost Redis."""
+ERROR_REASON_READER_FAILED: ErrorReason.ValueType  # 16
+"""WatchEvent: the server's change-log reader failed."""
+ERROR_REASON_SHUTTING_DOWN: ErrorReason.ValueType  # 17
+"""WatchEvent: the server is shutting down; watch again elsewhere."""
+Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
+
 @_typing.final
 class Seat(_message.Message):
     """Seats of one (section, row) are listed in the order they sit, left to right: two seats are

@@ -30,10 +30,8 @@ class InventoryServiceStub:
     confirm after payment. Every state change is one atomic step in Redis.
 
     Errors carry a google.rpc.ErrorInfo (domain "inventory.lml") in the rich
-    status details. Reasons: SEATS_UNAVAILABLE (metadata "seat_ids", comma
-    separated), HOLD_EXPIRED, HOLD_NOT_FOUND, HOLD_CONFIRMED, NOT_HOLDER,
-    EVENT_NOT_FOUND, EVENT_EXISTS, BOOKING_NOT_FOUND, BOOKING_CANCELLED, LIMIT_EXCEEDED (metadata "limit"),
-    INVALID_ARGUMENT.
+    status details; its reason is an ErrorReason's name without the
+    "ERROR_REASON_" prefix (e.g. "SEATS_UNAVAILABLE").
     """
 
     def __init__(self, channel):
@@ -99,10 +97,8 @@ class InventoryServiceServicer:
     confirm after payment. Every state change is one atomic step in Redis.
 
     Errors carry a google.rpc.ErrorInfo (domain "inventory.lml") in the rich
-    status details. Reasons: SEATS_UNAVAILABLE (metadata "seat_ids", comma
-    separated), HOLD_EXPIRED, HOLD_NOT_FOUND, HOLD_CONFIRMED, NOT_HOLDER,
-    EVENT_NOT_FOUND, EVENT_EXISTS, BOOKING_NOT_FOUND, BOOKING_CANCELLED, LIMIT_EXCEEDED (metadata "limit"),
-    INVALID_ARGUMENT.
+    status details; its reason is an ErrorReason's name without the
+    "ERROR_REASON_" prefix (e.g. "SEATS_UNAVAILABLE").
     """
 
     def CreateEvent(self, request, context):
@@ -252,10 +248,8 @@ class InventoryService:
     confirm after payment. Every state change is one atomic step in Redis.
 
     Errors carry a google.rpc.ErrorInfo (domain "inventory.lml") in the rich
-    status details. Reasons: SEATS_UNAVAILABLE (metadata "seat_ids", comma
-    separated), HOLD_EXPIRED, HOLD_NOT_FOUND, HOLD_CONFIRMED, NOT_HOLDER,
-    EVENT_NOT_FOUND, EVENT_EXISTS, BOOKING_NOT_FOUND, BOOKING_CANCELLED, LIMIT_EXCEEDED (metadata "limit"),
-    INVALID_ARGUMENT.
+    status details; its reason is an ErrorReason's name without the
+    "ERROR_REASON_" prefix (e.g. "SEATS_UNAVAILABLE").
     """
 
     @staticmethod

@@ -31,10 +31,8 @@ class InventoryServiceStub:
     confirm after payment. Every state change is one atomic step in Redis.
 
     Errors carry a google.rpc.ErrorInfo (domain "inventory.lml") in the rich
-    status details. Reasons: SEATS_UNAVAILABLE (metadata "seat_ids", comma
-    separated), HOLD_EXPIRED, HOLD_NOT_FOUND, HOLD_CONFIRMED, NOT_HOLDER,
-    EVENT_NOT_FOUND, EVENT_EXISTS, BOOKING_NOT_FOUND, BOOKING_CANCELLED, LIMIT_EXCEEDED (metadata "limit"),
-    INVALID_ARGUMENT.
+    status details; its reason is an ErrorReason's name without the
+    "ERROR_REASON_" prefix (e.g. "SEATS_UNAVAILABLE").
     """
 
     @_typing.overload
@@ -85,10 +83,8 @@ class InventoryServiceAsyncStub(InventoryServiceStub):
     confirm after payment. Every state change is one atomic step in Redis.
 
     Errors carry a google.rpc.ErrorInfo (domain "inventory.lml") in the rich
-    status details. Reasons: SEATS_UNAVAILABLE (metadata "seat_ids", comma
-    separated), HOLD_EXPIRED, HOLD_NOT_FOUND, HOLD_CONFIRMED, NOT_HOLDER,
-    EVENT_NOT_FOUND, EVENT_EXISTS, BOOKING_NOT_FOUND, BOOKING_CANCELLED, LIMIT_EXCEEDED (metadata "limit"),
-    INVALID_ARGUMENT.
+    status details; its reason is an ErrorReason's name without the
+    "ERROR_REASON_" prefix (e.g. "SEATS_UNAVAILABLE").
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -135,10 +131,8 @@ class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
     confirm after payment. Every state change is one atomic step in Redis.
 
     Errors carry a google.rpc.ErrorInfo (domain "inventory.lml") in the rich
-    status details. Reasons: SEATS_UNAVAILABLE (metadata "seat_ids", comma
-    separated), HOLD_EXPIRED, HOLD_NOT_FOUND, HOLD_CONFIRMED, NOT_HOLDER,
-    EVENT_NOT_FOUND, EVENT_EXISTS, BOOKING_NOT_FOUND, BOOKING_CANCELLED, LIMIT_EXCEEDED (metadata "limit"),
-    INVALID_ARGUMENT.
+    status details; its reason is an ErrorReason's name without the
+    "ERROR_REASON_" prefix (e.g. "SEATS_UNAVAILABLE").
     """
 
     @_abc_1.abstractmethod

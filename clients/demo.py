@@ -1,8 +1,9 @@
-"""`lml-inventory demo`: the whole system on one machine, with a demo event, until Ctrl-C.
+"""`lml-demo run`: the whole system on one machine, with a demo event, until Ctrl-C.
 
 Uses the Redis and Postgres given by URL, else the local Postgres on 5432 (database `lml_demo`),
 else private servers in a temporary directory. Applies the schema, starts the inventory service,
 the booking worker and the HTTP gateway, and creates the event `demo` in the sample opera house.
+It starts every other package, so it lives above them all (no package imports it).
 """
 
 import asyncio
@@ -118,7 +119,12 @@ async def create_demo_event(postgres_url: str, redis_url: str) -> str:
     return f"created: {created.event.seat_count} seats, layout hash {event.layout_hash}"
 
 
-@click.command()
+@click.group()
+def main() -> None:
+    """The whole LML system on one machine, with a demo event."""
+
+
+@main.command()
 @click.option("--listen", default="127.0.0.1:50051", show_default=True, help="gRPC address.")
 @click.option("--http", default="127.0.0.1:8080", show_default=True, help="Gateway address.")
 @click.option(
@@ -133,7 +139,7 @@ async def create_demo_event(postgres_url: str, redis_url: str) -> str:
     default=None,
     help="A Postgres database; default: lml_demo on 127.0.0.1:5432, else a private one.",
 )
-def demo(listen: str, http: str, redis_url: str | None, postgres_url: str | None) -> None:
+def run(listen: str, http: str, redis_url: str | None, postgres_url: str | None) -> None:
     """Run the whole system with a demo event until Ctrl-C (or SIGTERM)."""
     # docker stop and service managers send SIGTERM: stop everything, as Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -175,3 +181,22 @@ def demo(listen: str, http: str, redis_url: str | None, postgres_url: str | None
             server.wait()
         except KeyboardInterrupt:
             click.echo("stopping")
+
+
+@main.command("create-event")
+@click.option(
+    "--redis-url", envvar="LML_REDIS_URL", default="redis://127.0.0.1:6379/0", show_default=True
+)
+@click.option(
+    "--postgres-url",
+    envvar="LML_POSTGRES_URL",
+    default="postgresql://postgres@127.0.0.1:5432/lml",
+    show_default=True,
+)
+def create_event(redis_url: str, postgres_url: str) -> None:
+    """Create the event `demo` in the sample opera house (idempotent; needs the schema)."""
+    click.echo(f"event {DEMO_EVENT!r}: " + asyncio.run(create_demo_event(postgres_url, redis_url)))
+
+
+if __name__ == "__main__":
+    main()

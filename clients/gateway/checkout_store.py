@@ -1,5 +1,5 @@
-"""Checkout records in Postgres (tables of migration 0200): one per hold, with its Stripe
-PaymentIntent and how it ended, and the Stripe events already processed."""
+"""Checkout records in Postgres (tables of booking/migrations/0200_checkout.sql): one per hold,
+with its Stripe PaymentIntent and how it ended, and the Stripe events already processed."""
 
 from dataclasses import dataclass
 from datetime import datetime

@@ -22,8 +22,6 @@ import asyncpg
 import stripe
 from lml.inventory.v1 import inventory_pb2 as pb
 
-from booking import checkout_store as store
-from booking.checkout_store import CheckoutRecord, Outcome
 from clients.client import InventoryClient
 from clients.errors import (
     BookingCancelled,
@@ -33,6 +31,8 @@ from clients.errors import (
     LimitExceeded,
     SeatsUnavailable,
 )
+from clients.gateway import checkout_store as store
+from clients.gateway.checkout_store import CheckoutRecord, Outcome
 from inventory.event_shape import area_of_place
 from inventory.layouts.errors import EventSetupError
 from inventory.layouts.events import read_event_layout

@@ -1,5 +1,5 @@
-"""Checkout routes over Stripe (booking.checkout): start a hold's checkout, poll it, pay with
-Stripe's test card, and the webhook Stripe calls.
+"""Checkout routes over Stripe (the service in checkout_service): start a hold's checkout, poll
+it, pay with Stripe's test card, and the webhook Stripe calls.
 
 Configured by StripeSettings (lml-gateway: STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET and,
 for a stand-in server, STRIPE_API_BASE) and the layouts database (prices, checkout records).
@@ -17,11 +17,11 @@ from fastapi import FastAPI, Header, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from booking.checkout import Checkout, CheckoutError
-from booking.checkout_store import CheckoutRecord, Status
 from clients.client import InventoryClient
 from clients.gateway import problems
 from clients.gateway.access import Buyer
+from clients.gateway.checkout_service import Checkout, CheckoutError
+from clients.gateway.checkout_store import CheckoutRecord, Status
 from inventory.layouts.backends import Backends
 
 WEBHOOK_PATH = "/v1/stripe/webhook"
