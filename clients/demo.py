@@ -164,7 +164,8 @@ def run(listen: str, http: str, redis_url: str | None, postgres_url: str | None)
             postgres_url,
             "--redis-url",
             redis_url,
-            "--allow-unpaid-confirm",  # the demo has no Stripe: its page confirms unpaid
+            # Without Stripe keys the page confirms unpaid (with them, only payment books).
+            "--allow-unpaid-confirm",
         )
         _wait_for_port(listen)
         state = asyncio.run(create_demo_event(postgres_url, redis_url))
