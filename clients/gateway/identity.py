@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import jwt
 from fastapi import Request
 
+from clients.gateway.peers import public_host
 from clients.gateway.settings import JwtSettings, TrustSettings
 
 SESSION_ISSUER = "lml-gateway/session"
@@ -118,7 +119,7 @@ class Verifier:
             raise AuthError(
                 403, "CSRF_REFUSED", "a request carrying the session cookie needs an Origin header"
             )
-        host = request.headers.get("host", "")
+        host = public_host(request, self.settings.trusted_proxies)
         if urlsplit(origin).netloc != host and origin not in self.settings.cors_origins:
             raise AuthError(403, "CSRF_REFUSED", f"origin {origin} may not use the session cookie")
 

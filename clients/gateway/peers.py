@@ -1,5 +1,5 @@
-"""The client behind a request: its address and whether it reached us over TLS, believing
-X-Forwarded-For and X-Forwarded-Proto from the configured trusted proxies only.
+"""The client behind a request: its address, the host it asked for and whether it reached us
+over TLS, believing X-Forwarded-For, -Host and -Proto from the configured trusted proxies only.
 
 lml-gateway runs uvicorn with its own proxy-header handling off (uvicorn would otherwise
 believe any local peer's headers): these functions are the one place that reads them."""
@@ -34,6 +34,14 @@ def client_ip(request: Request, trusted: tuple[Network, ...]) -> str:
         if not _within(address, trusted):
             return address
     return peer
+
+
+def public_host(request: Request, trusted: tuple[Network, ...]) -> str:
+    """The host the client asked for: X-Forwarded-Host from a trusted proxy, else Host."""
+    forwarded = request.headers.get("x-forwarded-host", "")
+    if forwarded and _within(_peer(request), trusted):
+        return forwarded.split(",")[-1].strip()
+    return request.headers.get("host", "")
 
 
 def over_tls(request: Request, trusted: tuple[Network, ...]) -> bool:

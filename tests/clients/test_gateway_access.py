@@ -384,6 +384,10 @@ async def test_the_session_cookie_serves_routes_and_streams_behind_an_origin_che
     release = f"{holds}/{held.json()['hold_id']}/release"
     assert (await gateway.post(release, headers=same_origin)).status_code == 200
 
+    # Behind a proxy that rewrites Host, its X-Forwarded-Host counts only when it is trusted.
+    proxied = {"Origin": "https://shop.example", "X-Forwarded-Host": "shop.example"}
+    problem(await gateway.post(release, headers=proxied), 403, "CSRF_REFUSED")
+
     gateway.cookies.set("lml_session", "not-a-session")
     expired = problem(
         await gateway.post(holds, json={"seat_ids": ["A1"]}, headers=same_origin),
@@ -415,8 +419,16 @@ async def test_tls_ended_by_a_trusted_proxy_makes_the_cookie_secure(
     )
     settings = trust(redis_server, trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),))
     async with serve_gateway(create_app(service.target, trust=settings)) as http:
-        cookie = (await http.post("/v1/sessions", headers=proxied)).headers["set-cookie"]
-        assert "Secure" in cookie
+        session = await http.post("/v1/sessions", headers=proxied)
+        assert "Secure" in session.headers["set-cookie"]
+        # The page's requests through that proxy: its Origin is the host the proxy was asked for.
+        page = {
+            "Origin": "https://shop.example",
+            "X-Forwarded-Host": "shop.example",
+            "Cookie": f"lml_session={session.json()['token']}",  # httpx keeps Secure ones for TLS
+        }
+        held = await http.post("/v1/events/none/holds", json={"seat_ids": ["A1"]}, headers=page)
+        problem(held, 404, "EVENT_NOT_FOUND")  # past the cookie's origin check
 
 
 async def test_cors_allows_only_the_configured_origins(
