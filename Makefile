@@ -14,7 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Where googleapis-common-protos keeps google/rpc/status.proto (evaluated when used).
 GOOGLE_PROTOS = $(shell $(BIN)/python -c "import google.rpc, os; print(os.path.dirname(os.path.dirname(google.rpc.__path__[0])))")
 
-.PHONY: install system-packages lock proto lint test demo
+.PHONY: install system-packages lock proto lint test test-all demo
 
 # System packages when missing (needs root), then the locked project and its dev tools in .venv.
 install: system-packages $(UV)
@@ -56,8 +56,13 @@ lint:
 	buf lint /tmp/lml-inventory.binpb --path lml/inventory/v1/inventory.proto \
 		--config '{"version":"v2","lint":{"use":["STANDARD"]}}'
 
+# The slow fault-injection tests (pytest marker `slow`) run when CI is set, as in CI;
+# `make test-all` runs them anywhere.
 test: install lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(if $(CI),,-m "not slow")
+
+test-all:
+	$(MAKE) test CI=true
 
 demo: install
 	$(BIN)/python -m clients.demo run

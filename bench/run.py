@@ -11,6 +11,7 @@ import click
 
 from bench import scenarios
 from bench.driver import DriverConfig
+from bench.durability_bench import durability as durability_harness
 from bench.engine_bench import engine as engine_harness
 from bench.peers import peers as peers_harness
 from bench.report import Report
@@ -111,6 +112,19 @@ def engine(sizes: str, holds: int, pipeline: int, rounds: int) -> None:
 def service(options: Options, duration: float, concurrency: int, rounds: int) -> None:
     """Unary Hold against the real service and against an empty handler: the ratio."""
     _done(service_harness(options.workers, options.processes, duration, concurrency, rounds))
+
+
+@main.command("durability")
+@click.option("--duration", default=10.0, show_default=True)
+@click.option(
+    "--concurrency", default="1,32", show_default=True, help="Callers at once, one measure each."
+)
+@click.option("--rounds", default=3, show_default=True, help="Alternating rounds of each.")
+@click.pass_obj
+def durability_command(options: Options, duration: float, concurrency: str, rounds: int) -> None:
+    """Confirm with --confirm-durability none / replica (/ aof): confirms/s and p99, ratios."""
+    levels = [int(level) for level in concurrency.split(",")]
+    _done(durability_harness(duration, levels, rounds, options.workers))
 
 
 @main.command()

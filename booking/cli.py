@@ -14,8 +14,10 @@ import click
 import uvloop
 from prometheus_client import start_http_server
 
-from booking import migrations, recovery, store
+from booking import migrations, recovery, replay, store
+from booking.upkeep import DEFAULT_CHANGELOG_RETENTION
 from booking.worker import AUDIT_GROUP, OUTBOX_GROUP, Worker, WorkerSettings
+from inventory import keys
 from inventory.engine import Inventory
 from inventory.redis_client import connect
 
@@ -90,6 +92,14 @@ def migrate(postgres_url: str) -> None:
 )
 @click.option("--discovery-interval", default=1.0, show_default=True, type=click.FloatRange(0.01))
 @click.option("--trim-interval", default=5.0, show_default=True, type=click.FloatRange(0.01))
+@click.option(
+    "--changelog-retention",
+    default=DEFAULT_CHANGELOG_RETENTION,
+    show_default=True,
+    type=click.IntRange(1000),
+    help="Change-log entries kept per event even when a consumer group has not read them; "
+    "older ones are trimmed and reported lost (lml_changelog_entries_lost).",
+)
 @click.option("--metrics-port", type=click.IntRange(0, 65535), help="Serve Prometheus metrics.")
 @click.option(
     "--group",
@@ -111,6 +121,7 @@ def run(
     max_deliveries: int,
     discovery_interval: float,
     trim_interval: float,
+    changelog_retention: int,
     metrics_port: int | None,
     groups: tuple[str, ...],
 ) -> None:
@@ -123,6 +134,7 @@ def run(
         max_deliveries=max_deliveries,
         discovery_interval_s=discovery_interval,
         trim_interval_s=trim_interval,
+        changelog_retention=changelog_retention,
         groups=groups,
     )
     if metrics_port is not None:
@@ -170,6 +182,8 @@ def rebuild(redis_url: str, postgres_url: str, event_id: str) -> None:
         f"event {event_id} {state}; {report.restored} seats booked again, "
         f"{report.already_booked} were already booked"
     )
+    if report.cancelled:
+        click.echo(f"{report.cancelled} seats left available: their booking was cancelled")
     click.echo(
         "holds are not kept in Postgres: every hold of this event is lost, and its seats "
         "are available"
@@ -229,6 +243,72 @@ def history(postgres_url: str, event_id: str, seat_id: str) -> None:
         )
     if not rows:
         click.echo(f"no transitions recorded for seat {seat_id} of event {event_id}")
+
+
+@main.group("dead-letters")
+def dead_letters() -> None:
+    """Entries the worker gave up on (Postgres refused their data): list, replay."""
+
+
+def _streams(event_id: str | None) -> list[str] | None:
+    if event_id is None:
+        return None
+    event_keys = keys.event_keys(event_id)
+    return [event_keys.outbox, event_keys.changes]
+
+
+@dead_letters.command("list")
+@postgres_url_option
+@click.option("--event", "event_id", help="Only this event's.")
+@click.option("--all", "replayed", is_flag=True, help="Also those already replayed.")
+def list_dead_letters(postgres_url: str, event_id: str | None, replayed: bool) -> None:
+    """One line per dead letter: id, when, group, event, entry, deliveries, state, reason."""
+
+    async def go() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            return await store.dead_letters(conn, _streams(event_id), (), replayed)
+        finally:
+            await conn.close()
+
+    letters = _run(go)
+    for letter in letters:
+        replayed_at = letter["replayed_at"]
+        state = f"replayed {replayed_at.isoformat()}" if replayed_at else "waiting"
+        click.echo(
+            f"{letter['id']} {letter['created_at'].isoformat()} {letter['consumer_group']} "
+            f"event={keys.event_of(letter['stream'])} entry={letter['entry_id']} "
+            f"deliveries={letter['deliveries']} {state}: {' '.join(letter['reason'].split())}"
+        )
+    click.echo(f"{len(letters)} dead letters")
+
+
+@dead_letters.command("replay")
+@postgres_url_option
+@click.option("--event", "event_id", help="Only this event's.")
+@click.option("--id", "ids", multiple=True, type=int, help="Only this letter (repeat).")
+@click.option("--again", is_flag=True, help="Also letters already replayed (idempotent).")
+def replay_dead_letters(
+    postgres_url: str, event_id: str | None, ids: tuple[int, ...], again: bool
+) -> None:
+    """Applies waiting dead letters to Postgres again, once their cause is fixed; exits 1 when
+    Postgres still refuses some (they keep waiting, with the new reason)."""
+
+    async def go() -> replay.ReplayReport:
+        pool = await asyncpg.create_pool(postgres_url, min_size=0, max_size=2)
+        try:
+            async with pool.acquire() as conn:
+                letters = await store.dead_letters(conn, _streams(event_id), ids, again)
+            return await replay.replay(pool, letters)
+        finally:
+            await pool.close()
+
+    report = _run(go)
+    for letter_id, reason in report.refused:
+        click.echo(f"{letter_id} still refused: {' '.join(reason.split())}", err=True)
+    click.echo(f"{len(report.replayed)} replayed, {len(report.refused)} still refused")
+    if report.refused:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

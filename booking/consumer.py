@@ -2,11 +2,14 @@
 
 Entries are read in batches and handed to a sink, which applies them in one Postgres
 transaction; they are acknowledged only after the commit, so a crash at any point leaves them
-pending and another consumer claims them after an idle timeout. An entry whose delivery count
-passes the bound is dead-lettered (Postgres table and a Redis stream) with its last failure.
+pending and another consumer claims them after an idle timeout. An entry that Postgres refuses
+for its data (or that cannot be parsed) and whose delivery count passes the bound is
+dead-lettered (Postgres table and a Redis stream) with its reason; every other failure (Postgres
+down, too many connections, read-only, deadlock, ...) is retried in place, however long it takes.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -20,16 +23,26 @@ from redis.exceptions import ResponseError
 
 from booking import metrics, store
 from booking.records import Entry
-from booking.retry import TRANSIENT_ERRORS, retrying
+from booking.retry import is_transient, retrying
+from booking.upkeep import Upkeep
 from inventory import keys
 
 # (event id, entry id): entry ids are unique within one stream, and there is one stream per event.
 EntryKey = tuple[str, str]
 
 
+@dataclass(frozen=True)
+class Failure:
+    """Why an entry was not applied; `permanent` when retrying cannot help (bad data), which
+    alone lets it be dead-lettered."""
+
+    reason: str
+    permanent: bool
+
+
 class Sink(Protocol):
-    async def write(self, entries: Sequence[Entry]) -> dict[EntryKey, str]:
-        """Applies the entries durably; returns the reason for each entry it could not apply.
+    async def write(self, entries: Sequence[Entry]) -> dict[EntryKey, Failure]:
+        """Applies the entries durably; returns why each entry it could not apply was not.
 
         Raises (a transient error) only when it applied nothing.
         """
@@ -44,12 +57,7 @@ class ConsumerSettings:
     block_ms: int = 100
     claim_idle_ms: int = 30_000
     max_deliveries: int = 5
-    trim_interval_s: float | None = None  # None: never trim (the change log trims itself)
-
-
-def _id_order(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
+    upkeep_interval_s: float = 5.0  # lag reports and trimming
 
 
 class StreamConsumer:
@@ -58,18 +66,20 @@ class StreamConsumer:
         redis: Redis,
         pool: asyncpg.Pool,
         sink: Sink,
+        upkeep: Upkeep,
         stream_of: Callable[[str], str],
         settings: ConsumerSettings,
     ) -> None:
         self.redis = redis
         self.pool = pool
         self.sink = sink
+        self.upkeep = upkeep
         self.stream_of = stream_of
         self.settings = settings
         self.streams: dict[str, str] = {}  # stream key -> event id
-        self.failures: dict[EntryKey, str] = {}  # last failure of entries not yet acknowledged
+        self.failures: dict[EntryKey, Failure] = {}  # last failure of entries not yet acknowledged
         self._next_reclaim = 0.0
-        self._next_trim = 0.0
+        self._next_upkeep = 0.0
 
     async def watch(self, event_id: str) -> None:
         """Joins the event's stream, creating the group at the start so nothing is missed."""
@@ -82,27 +92,37 @@ class StreamConsumer:
         self.streams[stream] = event_id
 
     async def run(self, stop: asyncio.Event) -> None:
-        try:
-            while not stop.is_set():
+        """Steps until `stop` is set. Nothing ends it early: transient failures are retried with
+        backoff, and an unexpected one is logged, counted and retried after a pause, so that one
+        bad entry or event never stops the work on the others."""
+        errors = 0
+        while not stop.is_set():
+            try:
                 async for attempt in retrying(stop, f"{self.settings.group} consumer"):
                     with attempt:
                         await self.step(stop)
-        except TRANSIENT_ERRORS as error:
-            if not stop.is_set():
-                raise
-            # Told to stop during an outage: what was read stays pending, for whoever comes next.
-            log.warning("%s: stopped while failing: %r", self.settings.group, error)
+                errors = 0
+            except Exception as error:
+                if stop.is_set() and is_transient(error):
+                    # Told to stop during an outage: what was read stays pending for the next.
+                    log.warning("%s: stopped while failing: %r", self.settings.group, error)
+                    return
+                errors += 1
+                log.exception("%s: step failed (%d in a row)", self.settings.group, errors)
+                metrics.WORKER_ERRORS.labels(self.settings.group).inc()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), min(0.1 * 2**errors, 30.0))
 
     async def step(self, stop: asyncio.Event) -> int:
-        """One round: reclaim and trim when due, then read and apply one batch of new entries."""
+        """One round: reclaim and upkeep when due, then read and apply one batch of new entries."""
         now = time.monotonic()
         if now >= self._next_reclaim:
             more = await self.reclaim(stop)
             interval = min(max(self.settings.claim_idle_ms / 2000, 0.1), 10.0)
             self._next_reclaim = now + (0 if more else interval)
-        if self.settings.trim_interval_s is not None and now >= self._next_trim:
-            await self.trim()
-            self._next_trim = now + self.settings.trim_interval_s
+        if now >= self._next_upkeep:
+            await self.upkeep.run(self.streams)
+            self._next_upkeep = now + self.settings.upkeep_interval_s
         return await self.read(stop)
 
     async def read(self, stop: asyncio.Event) -> int:
@@ -137,18 +157,19 @@ class StreamConsumer:
     async def handle(self, entries: Sequence[Entry], stop: asyncio.Event) -> None:
         if not entries:
             return
-        failures: dict[EntryKey, str] = {}
+        failures: dict[EntryKey, Failure] = {}
         # Postgres down: hold on to the batch and wait; Redis keeps the entries meanwhile.
         async for attempt in retrying(stop, f"{self.settings.group} write"):
             with attempt:
                 failures = await self.sink.write(entries)
-        for (event_id, entry_id), reason in failures.items():
+        for (event_id, entry_id), failure in failures.items():
             log.warning(
-                "%s: entry %s of %s not applied: %s",
+                "%s: entry %s of %s not applied (%s): %s",
                 self.settings.group,
                 entry_id,
                 event_id,
-                reason,
+                "bad data" if failure.permanent else "will retry",
+                failure.reason,
             )
             metrics.ENTRY_FAILURES.labels(self.settings.group).inc()
         self.failures.update(failures)
@@ -191,10 +212,18 @@ class StreamConsumer:
                 continue
             entries = [Entry(stream, event_id, entry_id, fields) for entry_id, fields in claimed]
             deliveries = await self._deliveries(stream, entries)
-            dead = [e for e in entries if deliveries[e.entry_id] > self.settings.max_deliveries]
+            dead = [
+                e
+                for e in entries
+                if deliveries[e.entry_id] > self.settings.max_deliveries and self._bad_data(e)
+            ]
             await self._dead_letter(dead, deliveries, stop)
             await self.handle([e for e in entries if e not in dead], stop)
         return more
+
+    def _bad_data(self, entry: Entry) -> bool:
+        failure = self.failures.get((entry.event_id, entry.entry_id))
+        return failure is not None and failure.permanent
 
     async def _deliveries(self, stream: str, entries: Sequence[Entry]) -> dict[str, int]:
         pending = await self.redis.xpending_range(
@@ -217,10 +246,7 @@ class StreamConsumer:
             (
                 entry,
                 deliveries[entry.entry_id] - 1,
-                self.failures.get(
-                    (entry.event_id, entry.entry_id),
-                    f"not acknowledged after {deliveries[entry.entry_id] - 1} deliveries",
-                ),
+                self.failures[(entry.event_id, entry.entry_id)].reason,
             )
             for entry in dead
         ]
@@ -243,23 +269,6 @@ class StreamConsumer:
         await pipe.execute()
         metrics.DEAD_LETTERS.labels(self.settings.group).inc(len(letters))
         await self._ack(dead)
-
-    async def trim(self) -> None:
-        """Drops acknowledged entries: everything older than the oldest entry some group still
-        needs (its oldest pending entry, else its last delivered one)."""
-        for stream in list(self.streams):
-            try:
-                groups = await self.redis.xinfo_groups(stream)
-            except ResponseError:
-                continue  # the stream is gone
-            bounds: list[str] = []
-            for group in groups:
-                if group["pending"]:
-                    bounds.append((await self.redis.xpending(stream, group["name"]))["min"])
-                else:
-                    bounds.append(group["last-delivered-id"])
-            if bounds:
-                await self.redis.xtrim(stream, minid=min(bounds, key=_id_order), approximate=False)
 
 
 def _letter(entry: Entry, group: str, deliveries: int, reason: str) -> dict[Any, Any]:

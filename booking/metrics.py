@@ -1,6 +1,6 @@
 """The worker's Prometheus metrics, served with --metrics-port."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 SYNC_LAG = Histogram(
     "lml_booking_sync_lag_seconds",
@@ -14,3 +14,20 @@ CONFLICTS = Counter("lml_booking_conflicts", "Seats Redis booked twice, kept on 
 AUDIT_ROWS = Counter("lml_seat_audit_rows", "Seat transitions appended to the audit log")
 DEAD_LETTERS = Counter("lml_dead_letters", "Stream entries given up on", ["group"])
 ENTRY_FAILURES = Counter("lml_entry_failures", "Entries left unacknowledged to retry", ["group"])
+WORKER_ERRORS = Counter(
+    "lml_worker_errors", "Unexpected failures of a consumer step, retried after a pause", ["group"]
+)
+EVENT_FAILURES = Counter(
+    "lml_event_failures",
+    "Failures to take an event on (its definition refused by Postgres, ...), retried with backoff",
+)
+GROUP_LAG = Gauge(
+    "lml_consumer_group_lag_entries",
+    "Entries of the watched streams a consumer group has not acknowledged (pending or unread)",
+    ["group"],
+)
+CHANGELOG_LOST = Gauge(
+    "lml_changelog_entries_lost",
+    "Change-log entries of the watched events trimmed beyond the retention before every "
+    "consumer group read them (their audit rows are missing)",
+)

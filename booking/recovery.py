@@ -25,12 +25,14 @@ class RebuildReport:
     created: bool  # False: the event was still in Redis (a rebuild run again)
     restored: int  # seats booked again
     already_booked: int
+    cancelled: int  # seats left available: their booking's cancellation is in Redis, not yet synced
     conflicts: list[tuple[str, str]] = field(default_factory=list)  # (seat id, Redis value)
 
 
 async def rebuild(inventory: Inventory, conn: store.Conn, event_id: str) -> RebuildReport:
     """Recreates the event with its saved seats and limits, then books again, atomically, every
-    seat Postgres holds booked. Holds are not in Postgres: they are lost."""
+    seat Postgres holds booked, except bookings cancelled in Redis (the cancellation may not have
+    reached Postgres yet). Holds are not in Postgres: they are lost."""
     request = await store.load_event(conn, event_id)
     if request is None:
         raise RecoveryError(f"event {event_id} is not in Postgres: nothing to rebuild from")
@@ -45,14 +47,18 @@ async def rebuild(inventory: Inventory, conn: store.Conn, event_id: str) -> Rebu
     for booking_id, seat_ids in by_booking.items():
         args += [booking_id, json.dumps(sorted(seat_ids))]
     reply = await inventory.runner.run(
-        Call(load_script("restore_event"), keys.event_keys(event_id), args)
+        Call(
+            load_script("restore_event"),
+            (*keys.event_keys(event_id), keys.cancelled_key(event_id)),
+            args,
+        )
     )
     if isinstance(reply, Exception):
         raise RecoveryError(f"restoring booked seats failed: {reply}")
     if reply[0] != "OK":
         raise RecoveryError(f"restoring booked seats failed: {reply[1]}")
     conflicts = [(seat, value) for seat, value in json.loads(reply[3])]
-    return RebuildReport(created, int(reply[1]), int(reply[2]), conflicts)
+    return RebuildReport(created, int(reply[1]), int(reply[2]), int(reply[4]), conflicts)
 
 
 @dataclass

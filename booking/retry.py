@@ -8,14 +8,14 @@ import redis.exceptions
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    retry_if_exception_type,
+    retry_if_exception,
     wait_exponential,
     wait_random,
 )
 
 log = logging.getLogger(__name__)
 
-# A dropped connection or a server going away; anything else is about the data and is not retried.
+# A dropped connection or a server going away.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
@@ -27,6 +27,25 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
 )
+
+# SQLSTATE classes about the data itself: 22 data exception (a value out of range, a NUL in
+# text), 23 integrity constraint violation. Retrying the same entry gets the same answer.
+DATA_ERROR_CLASSES = ("22", "23")
+
+
+def is_data_error(error: BaseException) -> bool:
+    return isinstance(error, asyncpg.PostgresError) and str(error.sqlstate)[:2] in (
+        DATA_ERROR_CLASSES
+    )
+
+
+def is_transient(error: BaseException) -> bool:
+    """Worth waiting out: connection trouble, and every Postgres error that is not about the
+    data (too many connections, read-only during a failover, disk full, deadlock, serialization
+    failure, a missing table before `migrate`, ...)."""
+    if isinstance(error, TRANSIENT_ERRORS):
+        return True
+    return isinstance(error, asyncpg.PostgresError) and not is_data_error(error)
 
 
 def retrying(stop: asyncio.Event, what: str) -> AsyncRetrying:
@@ -41,7 +60,7 @@ def retrying(stop: asyncio.Event, what: str) -> AsyncRetrying:
         log.warning("%s failed (attempt %d), retrying: %r", what, state.attempt_number, error)
 
     return AsyncRetrying(
-        retry=retry_if_exception_type(TRANSIENT_ERRORS),
+        retry=retry_if_exception(is_transient),
         wait=wait_exponential(multiplier=0.05, max=2.0) + wait_random(0, 0.05),
         stop=give_up,
         before_sleep=report,

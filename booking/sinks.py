@@ -1,6 +1,7 @@
 """What the two consumer groups do with a batch: bookings into Postgres, transitions into the
-audit log. Each batch is one transaction; when Postgres refuses it for its data, the entries are
-applied one by one so that one bad entry holds back only itself."""
+audit log. Each batch is one transaction; when Postgres refuses it for its data (SQLSTATE class
+22 or 23), the entries are applied one by one so that one bad entry holds back only itself. Any
+other error is raised for the consumer to retry the whole batch in place."""
 
 import logging
 import time
@@ -10,7 +11,7 @@ from typing import TypeVar
 import asyncpg
 
 from booking import metrics, store
-from booking.consumer import EntryKey
+from booking.consumer import EntryKey, Failure
 from booking.records import (
     BadEntry,
     Entry,
@@ -19,7 +20,7 @@ from booking.records import (
     parse_change,
     parse_outbox,
 )
-from booking.retry import TRANSIENT_ERRORS
+from booking.retry import is_data_error
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +32,18 @@ async def _apply_isolating(
     pool: asyncpg.Pool,
     items: Sequence[tuple[EntryKey, Item]],
     apply: Callable[[store.Conn, list[Item]], Awaitable[Result]],
-    failures: dict[EntryKey, str],
+    failures: dict[EntryKey, Failure],
 ) -> list[Result]:
-    """Applies all items in one transaction, or, if Postgres refuses that, each entry's items
-    in a transaction of their own, recording the refused entries in `failures`."""
+    """Applies all items in one transaction, or, if Postgres refuses that for its data, each
+    entry's items in a transaction of their own, recording the refused entries in `failures`."""
     if not items:
         return []
     try:
         async with pool.acquire() as conn, conn.transaction():
             return [await apply(conn, [item for _, item in items])]
-    except TRANSIENT_ERRORS:
-        raise
     except asyncpg.PostgresError as error:
+        if not is_data_error(error):
+            raise
         log.warning("batch refused (%s), applying its entries one by one", error)
     results: list[Result] = []
     by_entry: dict[EntryKey, list[Item]] = {}
@@ -52,10 +53,12 @@ async def _apply_isolating(
         try:
             async with pool.acquire() as conn, conn.transaction():
                 results.append(await apply(conn, entry_items))
-        except TRANSIENT_ERRORS:
-            raise
         except asyncpg.PostgresError as error:
-            failures[key] = f"postgres refused it: {error}"
+            if not is_data_error(error):
+                raise
+            failures[key] = Failure(
+                f"postgres refused it: {error} (SQLSTATE {error.sqlstate})", True
+            )
     return results
 
 
@@ -65,20 +68,23 @@ class OutboxSink:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def write(self, entries: Sequence[Entry]) -> dict[EntryKey, str]:
-        failures: dict[EntryKey, str] = {}
+    async def write(self, entries: Sequence[Entry]) -> dict[EntryKey, Failure]:
+        failures: dict[EntryKey, Failure] = {}
         records: list[tuple[EntryKey, OutboxRecord]] = []
         for entry in entries:
             key = (entry.event_id, entry.entry_id)
             try:
                 records.append((key, parse_outbox(entry)))
             except BadEntry as error:
-                failures[key] = str(error)
+                failures[key] = Failure(str(error), True)
         for result in await _apply_isolating(self.pool, records, store.apply_outbox, failures):
             self._report(result)
             for cancel in result.unknown_cancels:
-                # Its booking's entry is still pending somewhere: try again after it.
-                failures[(cancel.event_id, cancel.entry_id)] = "cancels a booking not synced yet"
+                # Its booking's entry is still pending somewhere (or dead-lettered, waiting for
+                # a replay): try again after it.
+                failures[(cancel.event_id, cancel.entry_id)] = Failure(
+                    "cancels a booking not synced yet", False
+                )
         return failures
 
     @staticmethod
@@ -107,15 +113,15 @@ class AuditSink:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def write(self, entries: Sequence[Entry]) -> dict[EntryKey, str]:
-        failures: dict[EntryKey, str] = {}
+    async def write(self, entries: Sequence[Entry]) -> dict[EntryKey, Failure]:
+        failures: dict[EntryKey, Failure] = {}
         changes: list[tuple[EntryKey, SeatChange]] = []
         for entry in entries:
             key = (entry.event_id, entry.entry_id)
             try:
                 changes += [(key, change) for change in parse_change(entry)]
             except BadEntry as error:
-                failures[key] = str(error)
+                failures[key] = Failure(str(error), True)
         for added in await _apply_isolating(self.pool, changes, store.insert_changes, failures):
             metrics.AUDIT_ROWS.inc(added)
         return failures

@@ -175,6 +175,35 @@ async def insert_dead_letters(
     )
 
 
+async def dead_letters(
+    conn: Conn, streams: Sequence[str] | None, ids: Sequence[int], replayed: bool
+) -> list[asyncpg.Record]:
+    """Dead letters, oldest first: of these streams (None: all), these ids (empty: all), and
+    with `replayed` those already replayed too."""
+    return await conn.fetch(
+        """SELECT id, stream, consumer_group, entry_id, fields, deliveries, reason, created_at,
+                  replayed_at
+           FROM dead_letters
+           WHERE ($1::text[] IS NULL OR stream = ANY($1))
+             AND (cardinality($2::int8[]) = 0 OR id = ANY($2))
+             AND ($3 OR replayed_at IS NULL)
+           ORDER BY id""",
+        streams,
+        list(ids),
+        replayed,
+    )
+
+
+async def mark_replayed(conn: Conn, ids: Sequence[int]) -> None:
+    await conn.execute(
+        "UPDATE dead_letters SET replayed_at = now() WHERE id = ANY($1::int8[])", list(ids)
+    )
+
+
+async def note_refusal(conn: Conn, letter_id: int, reason: str) -> None:
+    await conn.execute("UPDATE dead_letters SET reason = $2 WHERE id = $1", letter_id, reason)
+
+
 # -- event definitions ------------------------------------------------------------------------
 
 

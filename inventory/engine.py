@@ -20,7 +20,7 @@ from lml.inventory.v1 import inventory_pb2 as pb
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from inventory import event_shape, keys
+from inventory import bounds, event_shape, keys
 from inventory.errors import InventoryError, from_script_error, invalid, redis_status
 from inventory.scripts import Call, Script, ScriptRunner, load_script
 
@@ -31,8 +31,11 @@ DEFAULT_LIMITS = pb.EventLimits(
     max_ttl=Duration(seconds=30 * 60),
     max_hold_lifetime=Duration(seconds=2 * 3600),
 )
-CHANGELOG_MAX = 100_000  # change-log entries kept per event (approximately)
+CHANGELOG_MAX = 100_000  # change-log entries kept for watchers (lua/includes/changelog.lua)
 MAX_SEATS_PER_EVENT = 200_000
+# create_event writes every seat in one script: seconds for the largest events, beyond the
+# Redis deadline of other calls (which fail alone meanwhile, see inventory/redis_pipe.py).
+CREATE_EVENT_TIMEOUT = 60.0
 MAX_SEATS_PER_REQUEST = 1_000  # beyond any event's limit: refused before reaching Redis
 MAX_ID_LENGTH = event_shape.MAX_ID_LENGTH
 SWEEP_BATCH = 500
@@ -48,6 +51,7 @@ def _check_id(value: str, name: str) -> None:
         raise invalid(f"{name} is required")
     if len(value) > MAX_ID_LENGTH:
         raise invalid(f"{name} is longer than {MAX_ID_LENGTH} characters")
+    bounds.check_text(value, name)
 
 
 def _check_event_id(event_id: str) -> None:
@@ -167,6 +171,7 @@ class Inventory:
 
     async def create_event(self, request: pb.CreateEventRequest) -> pb.CreateEventResponse:
         _check_event_id(request.event_id)
+        bounds.check_event(request)
         places = sum(area.capacity for area in request.areas)
         if len(request.seats) + places > MAX_SEATS_PER_EVENT:
             raise invalid(f"more than {MAX_SEATS_PER_EVENT} seats and places")
@@ -196,6 +201,7 @@ class Inventory:
                         CHANGELOG_MAX,
                         *shape_args,
                     ),
+                    timeout=CREATE_EVENT_TIMEOUT,
                 )
             )
         )
@@ -296,6 +302,7 @@ class Inventory:
         _check_id(request.booking_id, "booking_id")
         if len(request.reason) > 256:
             raise invalid("reason is longer than 256 characters")
+        bounds.check_text(request.reason, "reason")
         event_keys = keys.event_keys(request.event_id)
         # No index from booking to seats: scan the seats without blocking Redis. Only this script
         # ever takes a seat away from a booking, so the script re-checking each seat suffices.
@@ -363,6 +370,7 @@ class Inventory:
         choice = _hold_choice(request)
         if len(request.request_id) > MAX_ID_LENGTH:
             raise invalid(f"request_id is longer than {MAX_ID_LENGTH} characters")
+        bounds.check_text(request.request_id, "request_id")
         request_key = (
             keys.request_key(request.event_id, request.holder_id, request.request_id)
             if request.request_id
@@ -384,16 +392,15 @@ class Inventory:
     @staticmethod
     def _hold_response(request: pb.HoldRequest, reply: Any) -> pb.HoldResponse:
         ok = _check_reply(reply)
-        seat_ids = json.loads(ok[3]) if len(ok) > 3 else request.seat_ids
         return pb.HoldResponse(
             hold=pb.Hold(
                 hold_id=ok[1],
                 event_id=request.event_id,
                 holder_id=request.holder_id,
-                seat_ids=seat_ids,
+                seat_ids=json.loads(ok[3]),
                 expires_at=_timestamp(ok[2]),
             ),
-            split=len(ok) > 4 and ok[4] == 1,
+            split=ok[4] == 1,
         )
 
     def _extend_call(self, request: pb.ExtendRequest) -> Call:
@@ -435,6 +442,8 @@ class Inventory:
             raise invalid("payment_ref is longer than 256 characters")
         if len(request.request_id) > MAX_ID_LENGTH:
             raise invalid(f"request_id is longer than {MAX_ID_LENGTH} characters")
+        bounds.check_text(request.payment_ref, "payment_ref")
+        bounds.check_text(request.request_id, "request_id")
         return Call(
             self.scripts["confirm"],
             (*keys.event_keys(request.event_id), keys.cancelled_key(request.event_id)),

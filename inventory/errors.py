@@ -7,7 +7,14 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from lml.inventory.v1 import inventory_pb2 as pb
-from redis.exceptions import ConnectionError, RedisError, TimeoutError
+from redis.exceptions import (
+    ClusterDownError,
+    ConnectionError,
+    ReadOnlyError,
+    RedisError,
+    TimeoutError,
+    TryAgainError,
+)
 
 DOMAIN = "inventory.lml"
 _PREFIX = "ERROR_REASON_"
@@ -93,8 +100,25 @@ def from_script_error(reply: list[str]) -> InventoryError:
     return InventoryError(reason, message, seat_ids=extra)
 
 
+# Replies of a Redis that cannot run the command now and will later: a script running too long
+# (BUSY), a replica not promoted yet or a primary gone (READONLY, MASTERDOWN), a cluster
+# resharding or failing over (CLUSTERDOWN, TRYAGAIN), a restart reading its data (LOADING).
+# redis-py gives most of them a class; BUSY has none, hence the codes too.
+_TRANSIENT = (ConnectionError, TimeoutError, ReadOnlyError, ClusterDownError, TryAgainError)
+_TRANSIENT_CODES = frozenset(
+    {"BUSY", "LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN"}
+)
+
+
+def is_transient(error: RedisError) -> bool:
+    """Whether the command did not run for a reason that passes: a retry may succeed."""
+    if isinstance(error, _TRANSIENT):
+        return True
+    return str(error).split(" ", 1)[0] in _TRANSIENT_CODES
+
+
 def redis_status(error: RedisError) -> status_pb2.Status:
-    """The status for an operation Redis could not run: unreachable, or a fault in a script."""
-    transient = isinstance(error, ConnectionError | TimeoutError)
-    code = grpc.StatusCode.UNAVAILABLE if transient else grpc.StatusCode.INTERNAL
+    """The status for an operation Redis could not run: UNAVAILABLE when it may run later
+    (unreachable, busy, failing over), INTERNAL for a fault in a script."""
+    code = grpc.StatusCode.UNAVAILABLE if is_transient(error) else grpc.StatusCode.INTERNAL
     return status_pb2.Status(code=code.value[0], message=f"redis: {error}")

@@ -3,7 +3,8 @@ ranks, kinds and categories) for best available, and its general-admission place
 
 Seats of one (section, row) are adjacent in the order the request lists them; a seat's rank is
 its own or, when unset, its position in the request, so an event created without ranks fills
-from its first seat.
+from its first seat. Seats without a row (plain seat ids) belong to no row: they are held by id,
+and best available never picks them.
 """
 
 import json
@@ -74,13 +75,19 @@ class _Row:
 
 
 def _rows(seats: Sequence[pb.Seat]) -> tuple[list[_Row], list[int]]:
-    """The rows, numbered from 1 in order of appearance, and each seat's row number."""
+    """The rows, numbered from 1 in order of appearance, and each seat's row number (0 for a
+    seat without a row)."""
     numbers: dict[tuple[str, str], int] = {}
     rows: list[_Row] = []
     row_of: list[int] = []
     for index, seat in enumerate(seats):
         _check_name(seat.section, "section")
         _check_name(seat.category, "category")
+        if seat.HasField("rank") and not 1 <= seat.rank <= MAX_RANK:
+            raise invalid(f"seat {seat.seat_id}: rank must be 1 to {MAX_RANK}")
+        if not seat.row:
+            row_of.append(0)
+            continue
         number = numbers.setdefault((seat.section, seat.row), len(rows) + 1)
         if number > len(rows):
             rows.append(_Row(seat.section))
@@ -88,8 +95,6 @@ def _rows(seats: Sequence[pb.Seat]) -> tuple[list[_Row], list[int]]:
         if len(row.seat_ids) == MAX_ROW_LENGTH:
             raise invalid(f"row {seat.row!r} of {seat.section!r} has over {MAX_ROW_LENGTH} seats")
         row.seat_ids.append(seat.seat_id)
-        if seat.HasField("rank") and not 1 <= seat.rank <= MAX_RANK:
-            raise invalid(f"seat {seat.seat_id}: rank must be 1 to {MAX_RANK}")
         row.ranks.append(seat.rank if seat.HasField("rank") else index + 1)
         row.kinds.append(_kind(seat))
         row.categories.append(seat.category)
@@ -108,10 +113,11 @@ def _seat_args(seats: Sequence[pb.Seat]) -> tuple[list[str], list[str]]:
             "section": seat.section,
             "row": seat.row,
             "number": seat.number,
-            "r": number,
-            "b": best[number - 1],  # the row's best rank: dirty rows are refreshed best first
             "kind": _kind(seat),
         }
+        if number:
+            info["r"] = number
+            info["b"] = best[number - 1]  # the row's best rank: dirty rows are refreshed best first
         # Only what the request said, so that GetEvent gives back the request that was made.
         if seat.HasField("rank"):
             info["rank"] = seat.rank

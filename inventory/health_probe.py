@@ -14,6 +14,7 @@ from lml.inventory.v1 import inventory_pb2 as pb
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
+from inventory import metrics
 from inventory.redis_client import PipedRedis
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ async def probe_redis(
             probed, problem = SERVING, ""
         except (RedisError, TimeoutError) as error:
             probed, problem = NOT_SERVING, str(error) or f"no PONG within {patience:g} s"
+        metrics.REDIS_UP.set(probed == SERVING)
         if probed != status:
             if probed == SERVING:
                 log.info("redis answers: SERVING")

@@ -33,6 +33,11 @@ def event_keys(event_id: str) -> EventKeys:
     return EventKeys(*(prefix + name for name in EventKeys._fields))
 
 
+def event_of(key: str) -> str:
+    """The event id of one of the event's keys (the inverse of the names built here)."""
+    return key[key.index("{") + 1 : key.rindex("}")]
+
+
 def request_key(event_id: str, holder_id: str, request_id: str) -> str:
     # The holder id's length keeps ("a:b", "c") and ("a", "b:c") apart.
     return f"lml:{{{event_id}}}:request:{len(holder_id)}:{holder_id}:{request_id}"
@@ -46,3 +51,8 @@ def dead_letter_key(event_id: str) -> str:
 def cancelled_key(event_id: str) -> str:
     """Hash booking id -> JSON record of its cancellation (seats, time, reason)."""
     return f"lml:{{{event_id}}}:cancelled"
+
+
+# Written before each WAIT / WAITAOF of --confirm-durability, on the waiting connection: a write
+# of that connection is what WAIT counts (inventory/durability.py).
+DURABILITY_MARKER = "lml:durability-marker"

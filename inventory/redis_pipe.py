@@ -7,14 +7,16 @@ matches them. There is no pool or lock. Against redis-py's asyncio client in the
 
 Faults: a lost connection fails the calls waiting on it with redis-py's ConnectionError (a script
 may have run: only the caller can tell whether a retry is safe); the next call connects again.
-A Redis that stops answering without closing the connection (a frozen host, a partition) is
-caught by a deadline: when calls wait and Redis has sent nothing for `timeout` seconds, every
-call waiting on the connection fails with TimeoutError and the connection is dropped (its
-replies could no longer be matched). The deadline is on silence, not on a call's age: under
-overload replies keep coming, late, and dropping the connection then would fail every call in
-flight and turn a slowdown into an outage. TCP keepalive finds a dead peer on an idle
-connection. Commands waiting for replies are bounded: beyond `max_outstanding` a call fails at
-once with PipeOverloaded.
+Every call has a deadline (`timeout`, or its own `max_wait` for a long command): past it the
+call fails alone with TimeoutError, and its replies are read and dropped when they come. A
+Redis that stops answering without closing the connection (a frozen host, a partition) is
+caught when the oldest call is past its deadline and Redis has sent nothing for `timeout`
+seconds: every call waiting on the connection fails and the connection is dropped (its replies
+could no longer be matched). Silence, not age alone, drops the connection: under overload
+replies keep coming, late, and dropping the connection then would fail every call in flight
+and turn a slowdown into an outage. TCP keepalive finds a dead peer on an idle connection.
+Commands waiting for replies are bounded: beyond `max_outstanding` a call fails at once with
+PipeOverloaded.
 Error replies are redis-py's exception classes (NoScriptError, ResponseError, ...).
 """
 
@@ -26,6 +28,8 @@ from typing import Any, cast
 
 import hiredis
 from redis import exceptions as rx
+
+from inventory import metrics
 
 Command = Sequence[str | int | bytes]
 
@@ -84,8 +88,8 @@ class _Protocol(asyncio.Protocol):
         self._reader = hiredis.Reader(
             replyError=parse_error, encoding="utf-8", notEnoughData=_NOT_ENOUGH_DATA
         )
-        # One entry per send: its future and how many replies it waits for.
-        self._waiting: deque[tuple[asyncio.Future[list[Any]], int]] = deque()
+        # One entry per send: its future, how many replies it waits for, its deadline.
+        self._waiting: deque[tuple[asyncio.Future[list[Any]], int, float]] = deque()
         # When Redis last sent something, or an idle connection was given a call.
         self._heard_at = self._loop.time()
         self._replies: list[Any] = []
@@ -101,7 +105,7 @@ class _Protocol(asyncio.Protocol):
         self._heard_at = self._loop.time()
         while (reply := self._reader.gets()) is not _NOT_ENOUGH_DATA:
             self._replies.append(reply)
-            future, count = self._waiting[0]
+            future, count, _deadline = self._waiting[0]
             if len(self._replies) == count:
                 self._waiting.popleft()
                 self._outstanding -= count
@@ -113,7 +117,9 @@ class _Protocol(asyncio.Protocol):
         if self.lost is None:
             self._fail(rx.ConnectionError(f"connection to Redis lost: {exc or 'closed'}"))
 
-    def send(self, commands: Sequence[Command]) -> asyncio.Future[list[Any]]:
+    def send(
+        self, commands: Sequence[Command], max_wait: float | None = None
+    ) -> asyncio.Future[list[Any]]:
         assert self.transport is not None
         if self.lost is not None:
             raise self.lost
@@ -126,16 +132,19 @@ class _Protocol(asyncio.Protocol):
         # hiredis's stub types pack_command's argument as a tuple of one element.
         packed = [hiredis.pack_command(tuple(c)) for c in commands]  # type: ignore[arg-type]
         self.transport.write(b"".join(packed))
+        now = self._loop.time()
         if not self._waiting:
-            self._heard_at = self._loop.time()
-        self._waiting.append((future, len(commands)))
+            self._heard_at = now
+        deadline = now + (max_wait or self._timeout)
+        self._waiting.append((future, len(commands), deadline))
         self._outstanding += len(commands)
         if self._watchdog is None:
             self._watchdog = self._loop.call_later(self._timeout / 4, self._check_deadline)
         return future
 
     def _check_deadline(self) -> None:
-        """Drops the connection when calls wait and Redis has been silent past the deadline.
+        """Drops the connection when the oldest call is past its deadline and Redis has been
+        silent as long; else fails alone each call past its deadline.
 
         One timer per connection rather than one per call. After the loop was blocked, asyncio
         runs the socket's reads before due timers, so replies already received count as heard.
@@ -143,11 +152,18 @@ class _Protocol(asyncio.Protocol):
         self._watchdog = None
         if not self._waiting or self.lost is not None:
             return
-        if self._loop.time() - self._heard_at >= self._timeout:
+        now = self._loop.time()
+        if now >= self._waiting[0][2] and now - self._heard_at >= self._timeout:
             assert self.transport is not None
             self._fail(rx.TimeoutError(f"no reply from Redis within {self._timeout:g} s"))
             self.transport.abort()
             return
+        for future, _count, deadline in self._waiting:
+            if deadline <= now and not future.done():
+                # Its replies are still read off the connection and dropped.
+                future.set_exception(
+                    rx.TimeoutError(f"no reply from Redis within {self._timeout:g} s")
+                )
         self._watchdog = self._loop.call_later(self._timeout / 4, self._check_deadline)
 
     def _fail(self, error: rx.ConnectionError | rx.TimeoutError) -> None:
@@ -161,7 +177,7 @@ class _Protocol(asyncio.Protocol):
             self._watchdog.cancel()
             self._watchdog = None
         while self._waiting:
-            future, _count = self._waiting.popleft()
+            future, _count, _deadline = self._waiting.popleft()
             if not future.done():
                 future.set_exception(error)
         self._outstanding = 0
@@ -192,18 +208,20 @@ class RedisPipe:
         self._connecting: asyncio.Future[_Protocol] | None = None
         self.connects = 0  # connections opened: more than one means reconnects
 
-    async def send(self, commands: Sequence[Command]) -> list[Any]:
-        """The replies to `commands` in order, error replies as exception objects in place."""
+    async def send(self, commands: Sequence[Command], max_wait: float | None = None) -> list[Any]:
+        """The replies to `commands` in order, error replies as exception objects in place.
+
+        `max_wait` (seconds) replaces the pipe's timeout for these commands (a large script)."""
         if not commands:
             return []
         protocol = self._protocol
         if protocol is None or protocol.lost is not None:
             protocol = await self._connected()
-        return await protocol.send(commands)
+        return await protocol.send(commands, max_wait)
 
-    async def execute(self, *command: str | int | bytes) -> Any:
+    async def execute(self, *command: str | int | bytes, max_wait: float | None = None) -> Any:
         """The reply to one command; an error reply is raised."""
-        reply = (await self.send((command,)))[0]
+        reply = (await self.send((command,), max_wait))[0]
         if isinstance(reply, Exception):
             raise reply
         return reply
@@ -225,6 +243,7 @@ class RedisPipe:
         if not attempt.cancelled() and attempt.exception() is None:
             self._protocol = attempt.result()
             self.connects += 1
+            metrics.REDIS_CONNECTS.inc()
 
     async def _connect(self) -> _Protocol:
         loop = asyncio.get_running_loop()

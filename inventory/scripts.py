@@ -8,6 +8,7 @@ installed wheel carries them.
 
 import hashlib
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
@@ -15,8 +16,9 @@ from importlib.resources.abc import Traversable
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
+from inventory import metrics
 from inventory.redis_client import PipedRedis
 from inventory.redis_pipe import Command
 
@@ -40,6 +42,7 @@ class Call:
     script: Script
     keys: Sequence[str]
     args: Sequence[Arg]
+    timeout: float | None = None  # the connection's deadline when None
 
 
 class MissingInclude(LookupError):
@@ -83,34 +86,69 @@ class ScriptRunner:
         A plain EVALSHA rather than a pipeline of one: the pipeline's bookkeeping cost a
         sizeable share of a unary call's time in the service.
         """
+        started = time.perf_counter()
         try:
             try:
-                return await self._execute(_evalsha(call))
+                return await self._execute(_evalsha(call), call.timeout)
             except NoScriptError:  # it did not run: load the script and send it again
                 await self._load(call.script)
-                return await self._execute(_evalsha(call))
+                return await self._execute(_evalsha(call), call.timeout)
         except ResponseError as error:
+            metrics.REDIS_ERRORS.labels(type(error).__name__).inc()
             return error
+        except RedisError as error:
+            metrics.REDIS_ERRORS.labels(type(error).__name__).inc()
+            raise
+        finally:
+            metrics.SCRIPT_SECONDS.labels(call.script.name).observe(time.perf_counter() - started)
 
     async def run_batch(self, calls: Sequence[Call]) -> list[Any]:
         """Runs each call as its own atomic script, all in one round trip.
 
         A failed call (an exception in its place in the result) never fails the others. A call
-        refused with NOSCRIPT did not run, so it is safe to load its script and send it again.
+        refused with NOSCRIPT did not run, so it is safe to load its script and send it again;
+        when the load or that second send fails, only those calls carry the error.
         """
-        results = await self._send([_evalsha(call) for call in calls])
-        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-        if missing:
-            for script in {calls[i].script for i in missing}:
-                await self._load(script)
-            retried = await self._send([_evalsha(calls[i]) for i in missing])
-            for i, result in zip(missing, retried, strict=True):
-                results[i] = result
+        started = time.perf_counter()
+        try:
+            results = await self._run_batch(calls)
+        except RedisError as error:
+            metrics.REDIS_ERRORS.labels(type(error).__name__).inc()
+            raise
+        elapsed = time.perf_counter() - started
+        for script in {call.script.name for call in calls}:
+            metrics.SCRIPT_SECONDS.labels(script).observe(elapsed)
+        for result in results:
+            if isinstance(result, RedisError):
+                metrics.REDIS_ERRORS.labels(type(result).__name__).inc()
         return results
 
-    async def _execute(self, command: Command) -> Any:
+    async def _run_batch(self, calls: Sequence[Call]) -> list[Any]:
+        results = await self._send([_evalsha(call) for call in calls])
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if not missing:
+            return results
+        # Only the calls that did not run may fail from here on: the others have their replies.
+        unloaded: dict[Script, RedisError] = {}
+        for script in {calls[i].script for i in missing}:
+            try:
+                await self._load(script)
+            except RedisError as error:
+                unloaded[script] = error
+        resend = [i for i in missing if calls[i].script not in unloaded]
+        for i in missing:
+            results[i] = unloaded.get(calls[i].script)
+        try:
+            retried = await self._send([_evalsha(calls[i]) for i in resend])
+        except RedisError as error:
+            retried = [error] * len(resend)
+        for i, result in zip(resend, retried, strict=True):
+            results[i] = result
+        return results
+
+    async def _execute(self, command: Command, max_wait: float | None) -> Any:
         if self._pipe is not None:
-            return await self._pipe.execute(*command)
+            return await self._pipe.execute(*command, max_wait=max_wait)
         return await self.redis.execute_command(*command)
 
     async def _load(self, script: Script) -> None:

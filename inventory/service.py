@@ -12,6 +12,8 @@ from lml.inventory.v1 import inventory_pb2 as pb
 from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 from redis.exceptions import RedisError
 
+from inventory.call_metrics import count_operations
+from inventory.durability import ConfirmWaiter
 from inventory.engine import Inventory
 from inventory.errors import InventoryError, redis_status
 from inventory.watch import WatchHub
@@ -44,9 +46,15 @@ async def _unary(
 
 
 class InventoryServicer(pb_grpc.InventoryServiceServicer):
-    def __init__(self, inventory: Inventory, watch_hub: WatchHub | None = None) -> None:
+    def __init__(
+        self,
+        inventory: Inventory,
+        watch_hub: WatchHub | None = None,
+        confirm_waiter: ConfirmWaiter | None = None,
+    ) -> None:
         self.inventory = inventory
         self.watch_hub = watch_hub or WatchHub(inventory.redis)
+        self.confirm_waiter = confirm_waiter
 
     async def CreateEvent(
         self,
@@ -88,7 +96,26 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
         request: pb.ConfirmRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.ConfirmResponse:
-        return await _unary(self.inventory.confirm, request, context)
+        return await _unary(self._confirm, request, context)
+
+    async def _confirm(self, request: pb.ConfirmRequest) -> pb.ConfirmResponse:
+        response = await self.inventory.confirm(request)
+        if self.confirm_waiter is not None:
+            await self.confirm_waiter.wait()  # also for a retry: its booking may not be durable
+        return response
+
+    async def _durable(self, results: list[pb.OperationResult]) -> list[pb.OperationResult]:
+        """The batch's results once its bookings are durable; they fail UNAVAILABLE if not."""
+        confirmed = [result for result in results if result.HasField("confirm")]
+        if self.confirm_waiter is None or not confirmed:
+            return results
+        try:
+            await self.confirm_waiter.wait()
+        except RedisError as error:
+            status = redis_status(error)
+            for result in confirmed:
+                result.error.CopyFrom(status)  # replaces the booking (one field of a oneof)
+        return results
 
     async def GetAvailability(
         self,
@@ -119,7 +146,8 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
 
         async def run(batch: pb.ExecuteRequest) -> None:
             try:
-                results = await self.inventory.execute(batch.operations)
+                results = await self._durable(await self.inventory.execute(batch.operations))
+                count_operations(batch.operations, results)
             finally:
                 slots.release()
             await responses.put(pb.ExecuteResponse(results=results))

@@ -209,6 +209,11 @@ class WatchHub:
             yield changes
             start = changes[-1].version + 1
 
+    def counts(self) -> tuple[int, int]:
+        """(watchers, change-log readers) of this process, for the metrics."""
+        feeds = list(self._feeds.values())
+        return sum(len(feed.watchers) for feed in feeds), len(feeds)
+
     def _start(self, event_id: str, key: str, position: int) -> _Feed:
         feed = _Feed(key, position)
         feed.task = asyncio.create_task(feed.run(self._reader))

@@ -52,11 +52,12 @@ if #freed == 0 then
 end
 
 local now = now_ms()
-redis.call('HSET', KEYS[2], unpack(args))
-reindex(freed, true)
-redis.call('HSET', KEYS[13], booking_id, cjson.encode({s = freed, t = now, r = reason}))
+-- The change log first (the one write that can fail), then the outbox and the seats.
 local version = append_change('cancelled', 'AVAILABLE', '', '', freed, now, booking_id)
 redis.call('XADD', KEYS[7], '*', 'kind', 'cancelled', 'booking_id', booking_id,
   'event_id', event_id, 'seat_ids', cjson.encode(freed), 'reason', reason,
   'cancelled_at', now, 'version', version)
+redis.call('HSET', KEYS[2], unpack(args))
+reindex(freed, true)
+redis.call('HSET', KEYS[13], booking_id, cjson.encode({s = freed, t = now, r = reason}))
 return {'OK', cjson.encode(freed), now, 1}

@@ -50,14 +50,16 @@ if rec.st == 'confirmed' then
 end
 if rec.st ~= 'held' then return ended_error(hold_id, rec) end
 
-local booked = move_seats(hold_id, rec.s, 'B:' .. booking_id)
-rec.st, rec.b, rec.ct, rec.p = 'confirmed', booking_id, now, payment_ref
-redis.call('HSET', KEYS[3], hold_id, cjson.encode(rec))
-redis.call('ZADD', KEYS[4], now + CONFIRMED_RETENTION_MS, hold_id)
-drop_from_holder(holder_id, hold_id)
+local booked = held_seats(hold_id, rec.s)
+-- The change log first (the one write that can fail), then the outbox and the booking.
 local version = append_change('confirmed', 'BOOKED', hold_id, holder_id, booked, now, booking_id)
 redis.call('XADD', KEYS[7], '*', 'kind', 'confirmed', 'booking_id', booking_id,
   'event_id', event_id, 'hold_id', hold_id, 'holder_id', holder_id,
   'seat_ids', cjson.encode(booked), 'payment_ref', payment_ref, 'request_id', request_id,
   'confirmed_at', now, 'version', version)
+set_seats(booked, 'B:' .. booking_id)
+rec.st, rec.b, rec.ct, rec.p = 'confirmed', booking_id, now, payment_ref
+redis.call('HSET', KEYS[3], hold_id, cjson.encode(rec))
+redis.call('ZADD', KEYS[4], now + CONFIRMED_RETENTION_MS, hold_id)
+drop_from_holder(holder_id, hold_id)
 return {'OK', booking_id, now, cjson.encode(rec.s), payment_ref}

@@ -1,7 +1,8 @@
 --[[
   create_event: creates an event's inventory, every seat and place available, and its
   best-available index. Idempotent: creating the same event again with identical input (same
-  fingerprint) changes nothing.
+  fingerprint) changes nothing. Versions go on from the change log's last id when the event's
+  change log outlived its other keys, so that no version is issued twice.
 
   Input:
     KEYS[1..12] the event's keys (as in hold.lua)
@@ -11,13 +12,15 @@
     ARGV[4] default_ttl_ms
     ARGV[5] max_ttl_ms
     ARGV[6] max_lifetime_ms
-    ARGV[7] changelog_max: change-log entries kept (approximately)
+    ARGV[7] changelog_max: change-log entries kept for watchers (approximately; entries a
+            consumer group has not read are kept longer: includes/changelog.lua)
     ARGV[8] the event's shape as JSON: {"seat_count": seats without places, "entries": seats
             and places (E), "rows": row count (R), "bucket_cap": see free_index.lua,
             "areas": [[area id, capacity, category or ""], ...], "categories": [...],
             "sections": [...]}
     ARGV[9 .. 8 + 2E] seat id, description JSON, ...: a seat's description carries its row
-            number "r", a place's its area's index "a" (1-based, in the order of "areas")
+            number "r" (none for a seat without a row), a place's its area's index "a"
+            (1-based, in the order of "areas")
     ARGV[9 + 2E ..] each row's JSON, rows numbered from 1 in this order: {"x": section,
             "s": seat ids left to right, "r": their ranks, "k": their kinds ("S" standard,
             "W" wheelchair space, "C" companion seat), "c": their categories}
@@ -28,6 +31,7 @@
   Cost: O(seats and places in the event), once per event.
 ]]
 -- @include clock
+-- @include changelog
 -- @include free_index
 
 local existing = redis.call('HGET', KEYS[1], 'fingerprint')
@@ -39,8 +43,9 @@ end
 local shape = cjson.decode(ARGV[8])
 redis.call('HSET', KEYS[1], 'fingerprint', ARGV[1], 'max_seats_per_hold', ARGV[2],
   'max_seats_per_holder', ARGV[3], 'default_ttl_ms', ARGV[4], 'max_ttl_ms', ARGV[5],
-  'max_lifetime_ms', ARGV[6], 'changelog_max', ARGV[7], 'version', 0,
-  'seat_count', shape.seat_count, 'created_at_ms', now_ms(), 'bucket_cap', shape.bucket_cap,
+  'max_lifetime_ms', ARGV[6], 'changelog_max', ARGV[7], 'version', last_logged_version(),
+  'seat_count', shape.seat_count, 'row_count', shape.rows, 'created_at_ms', now_ms(),
+  'bucket_cap', shape.bucket_cap,
   'areas', cjson.encode(shape.areas))
 -- Names best-available and general-admission requests may use, checked in O(1).
 for index, area in ipairs(shape.areas) do

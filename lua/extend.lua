@@ -44,8 +44,8 @@ if expires_at > rec.c + lifetime then
   return {'LIMIT_EXCEEDED', 'a hold lives at most ' .. lifetime .. ' ms from its creation',
     'max_hold_lifetime'}
 end
+append_change('extended', 'HELD', hold_id, holder_id, rec.s, now)
 rec.e = expires_at
 redis.call('HSET', KEYS[3], hold_id, cjson.encode(rec))
 redis.call('ZADD', KEYS[4], expires_at, hold_id)
-append_change('extended', 'HELD', hold_id, holder_id, rec.s, now)
 return {'OK', expires_at, cjson.encode(rec.s)}

@@ -26,18 +26,21 @@
             "area":  ARGV[6] general-admission area id, ARGV[7] quantity
 
   Output:
-    seats named: {"OK", hold id, expires at (ms since epoch)}
-    best, area:  {"OK", hold id, expires at, seat ids as JSON, split (1 when not side by side)}
-    A retry with a known request id returns the first hold: {"OK", hold id, its expiry as first
-    granted, seat ids as JSON, split}.
+    {"OK", hold id, expires at (ms since epoch), seat ids as JSON, split (1 when best available
+    took seats that are not side by side, else 0)}
+    A retry with a known request id answers as the first call did while that hold is live (with
+    its current expiry); once it ended: HOLD_EXPIRED, HOLD_CONFIRMED, or HOLD_NOT_FOUND (released
+    or purged), never the old hold as if alive.
     Errors, nothing changed by the request:
     {"EVENT_NOT_FOUND", message}
     {"INVALID_ARGUMENT", message} duplicate seat ids, TTL out of range, unknown category,
-                                  section or area
+                                  section or area, best available on an event whose seats
+                                  have no rows (seats without a row are never picked)
     {"INVALID_ARGUMENT", message, seat ids...} unknown seats
     {"LIMIT_EXCEEDED", message, "max_seats_per_hold" | "max_seats_per_holder"}
     {"SEATS_UNAVAILABLE", message, seat ids...} named seats held or booked by others
     {"SEATS_UNAVAILABLE", message} no free block that fits, fewer places left than asked
+    {"HOLD_EXPIRED" | "HOLD_CONFIRMED" | "HOLD_NOT_FOUND", message} a retry of a hold that ended
 
   Holds found past their deadline along the way (this holder's, or on the requested seats) are
   ended as expired first, whatever the outcome: that is the lazy half of expiry. Best available
@@ -51,6 +54,7 @@
 -- @include changelog
 -- @include free_index
 -- @include end_hold
+-- @include find_hold
 -- @include sweep_due
 -- @include best_available
 -- @include ttl
@@ -59,11 +63,15 @@ local hold_id, holder_id, request_id, mode = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
 local event = read_event()
 if not event then return EVENT_NOT_FOUND end
 
+local now = now_ms()
 if request_id ~= '' then
   local earlier = redis.call('GET', KEYS[13])
   if earlier then
-    local r = cjson.decode(earlier)
-    return {'OK', r[1], r[2], cjson.encode(r[3]), r[4] or 0}
+    local first = cjson.decode(earlier)
+    local rec, err = find_hold(first[1], holder_id, now)
+    if not rec then return err end
+    if rec.st ~= 'held' then return ended_error(first[1], rec) end
+    return {'OK', first[1], rec.e, cjson.encode(first[3]), first[4]}
   end
 end
 
@@ -85,7 +93,6 @@ end
 local ttl, ttl_err = resolve_ttl(ARGV[3], event.default_ttl_ms, event.max_ttl_ms)
 if not ttl then return ttl_err end
 
-local now = now_ms()
 if mode ~= 'seats' then sweep_due(now, 20) end
 
 -- This holder's live seats, for the per-holder limit.
@@ -125,7 +132,12 @@ if mode == 'area' then
   seats = places
 elseif mode == 'best' then
   local category, section, wheelchairs = ARGV[7], ARGV[8], tonumber(ARGV[9])
-  local known = redis.call('HMGET', KEYS[1], 'category:' .. category, 'section:' .. section)
+  local known = redis.call('HMGET', KEYS[1], 'category:' .. category, 'section:' .. section,
+    'row_count')
+  if known[3] == '0' then
+    return {'INVALID_ARGUMENT', 'best available picks seats in rows, and the seats of this event '
+      .. 'have no rows: hold them by seat id'}
+  end
   if category ~= '*' and not known[1] then
     return {'INVALID_ARGUMENT', 'no category ' .. category}
   end
@@ -170,23 +182,17 @@ if #taken > 0 then
   return err
 end
 
+-- Every check passed: the change log first (the one write that can fail), then the hold.
+append_change('held', 'HELD', hold_id, holder_id, seats, now)
 local expires_at = now + ttl
-local marker = 'H:' .. hold_id
-local args = {}
-for _, seat in ipairs(seats) do
-  args[#args + 1] = seat
-  args[#args + 1] = marker
-end
-redis.call('HSET', KEYS[2], unpack(args))
+set_seats(seats, 'H:' .. hold_id)
 reindex(seats, false)
 redis.call('HSET', KEYS[3], hold_id,
   cjson.encode({h = holder_id, s = seats, e = expires_at, c = now, st = 'held'}))
 redis.call('ZADD', KEYS[4], expires_at, hold_id)
 live_ids[#live_ids + 1] = hold_id
 redis.call('HSET', KEYS[5], holder_id, table.concat(live_ids, ' '))
-append_change('held', 'HELD', hold_id, holder_id, seats, now)
 if request_id ~= '' then
   redis.call('SET', KEYS[13], cjson.encode({hold_id, expires_at, seats, split}), 'EX', 86400)
 end
-if mode == 'seats' then return {'OK', hold_id, expires_at} end
 return {'OK', hold_id, expires_at, cjson.encode(seats), split}

@@ -23,6 +23,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture
+def private_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, to stop, freeze or reconfigure."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
     client = connect(redis_server.url)
     await client.flushall()

@@ -38,8 +38,8 @@ class State:
     seats: tuple[str, ...]
     limits: Limits
     holds: dict[str, HoldRecord]  # in creation order; never mutated, replaced
-    # (holder, request id) -> the first answer: hold id, seats, expiry as first granted
-    requests: dict[tuple[str, str], tuple[str, tuple[str, ...], int]]
+    # (holder, request id) -> the first answer: hold id, seats
+    requests: dict[tuple[str, str], tuple[str, tuple[str, ...]]]
 
 
 # -- requests -----------------------------------------------------------------------------------
@@ -174,8 +174,12 @@ def _hold(state: State, op: HoldOp, now: int, new_id: str) -> Outcome:
     if len(set(op.seats)) != len(op.seats):
         return Err("INVALID_ARGUMENT"), state, None
     earlier = state.requests.get((op.holder, op.request_id)) if op.request_id else None
-    if earlier is not None:
-        return Held(*earlier), state, None
+    if earlier is not None:  # the first answer while its hold is live, else what ended it
+        hold_id, seats = earlier
+        first = state.holds[hold_id]
+        if not first.live(now):
+            return _ended(first), state, None
+        return Held(hold_id, seats, first.expires), state, None
     if len(op.seats) > limits.max_seats_per_hold:
         return Err("LIMIT_EXCEEDED", limit="max_seats_per_hold"), state, None
     ttl = _ttl(state, op.ttl)
@@ -197,7 +201,7 @@ def _hold(state: State, op: HoldOp, now: int, new_id: str) -> Outcome:
     record = HoldRecord(op.holder, op.seats, created=now, expires=now + ttl, status="held")
     requests = dict(state.requests)
     if op.request_id:
-        requests[(op.holder, op.request_id)] = (new_id, op.seats, record.expires)
+        requests[(op.holder, op.request_id)] = (new_id, op.seats)
     after = replace(state, holds={**state.holds, new_id: record}, requests=requests)
     change = Change("held", "HELD", new_id, op.holder, op.seats, now)
     return Held(new_id, op.seats, record.expires), after, change

@@ -4,8 +4,7 @@ health turns NOT_SERVING while Redis is frozen and SERVING once it answers again
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -18,14 +17,6 @@ from inventory.health_probe import SERVICE_NAME, probe_redis
 from inventory.local_servers import RedisServer, free_port
 from inventory.redis_client import connect
 from inventory.server import create_server
-
-
-@pytest.fixture
-def private_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

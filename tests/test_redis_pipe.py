@@ -2,12 +2,8 @@
 a lost connection failing only the calls waiting on it, and reconnecting after a restart."""
 
 import asyncio
-import os
-import signal
 import socket
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 import uvloop
@@ -23,6 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeout
 from inventory.local_servers import RedisServer
 from inventory.redis_client import PipedRedis, connect
 from inventory.redis_pipe import PipeOverloaded, RedisPipe
+from tests.redis_replica import frozen
 
 
 @pytest.fixture
@@ -32,29 +29,10 @@ async def client(redis: Redis) -> PipedRedis:
 
 
 @pytest.fixture
-def private_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 async def private_pipe(private_server: RedisServer) -> AsyncIterator[RedisPipe]:
     pipe = RedisPipe("127.0.0.1", private_server.port, timeout=0.5)
     yield pipe
     pipe.close()
-
-
-@contextmanager
-def frozen(server: RedisServer) -> Iterator[None]:
-    """Redis stopped by SIGSTOP: its connections stay open and nothing answers."""
-    assert server.process is not None
-    os.kill(server.process.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(server.process.pid, signal.SIGCONT)
 
 
 async def _concurrent_calls(pipe: RedisPipe, count: int) -> None:
@@ -245,3 +223,20 @@ async def test_the_connection_has_tcp_keepalive(private_pipe: RedisPipe) -> None
     sock = protocol.transport.get_extra_info("socket")
     assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 10
+
+
+async def test_a_long_call_keeps_its_own_deadline_and_the_calls_behind_it_fail_alone(
+    private_pipe: RedisPipe,
+) -> None:
+    """A large script (CreateEvent of a big event) may take seconds: the calls queued behind it
+    fail at their own deadline, the connection and the long call go on."""
+    assert await private_pipe.execute("PING") == "PONG"
+    spin = "local start = redis.call('TIME')[1] "
+    spin += "while redis.call('TIME')[1] - start < 2 do end return 'done'"
+    long_call = asyncio.ensure_future(private_pipe.execute("EVAL", spin, 0, max_wait=30))
+    await asyncio.sleep(0.05)
+    with pytest.raises(RedisTimeout):
+        await private_pipe.execute("PING")  # 0.5 s deadline, behind a 1-2 s script
+    assert await long_call == "done"
+    assert await private_pipe.execute("PING") == "PONG"
+    assert private_pipe.connects == 1

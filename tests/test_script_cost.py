@@ -9,11 +9,13 @@ import asyncio
 from collections import Counter
 from typing import Any
 
+import pytest
 from google.protobuf.duration_pb2 import Duration
 from lml.inventory.v1 import inventory_pb2 as pb
 from redis.asyncio import Redis
 
 from inventory.engine import Inventory
+from inventory.errors import InventoryError
 
 # Commands that read a whole key: none may run for a hold, extend, release or confirm.
 WHOLE_KEY_READS = {"hgetall", "hkeys", "hvals", "hscan", "scan", "keys", "smembers", "xrange"}
@@ -112,3 +114,38 @@ async def test_operations_issue_the_same_commands_whatever_the_event_size(
     # and the release's reads of the event's settings and of the clock: a fixed set of commands.
     extra = small_costs["hold ending an expired hold"] - small_costs["hold"]
     assert extra == small_costs["release"] - Counter(evalsha=1, hmget=1, time=1)
+
+
+async def _create_rowless(inventory: Inventory, event_id: str, seats: int) -> None:
+    request = pb.CreateEventRequest(event_id=event_id)
+    for number in range(seats):
+        request.seats.add(seat_id=f"s{number}")
+    await inventory.create_event(request)
+
+
+async def test_seats_without_rows_cost_the_same_whatever_the_event_size(
+    inventory: Inventory, redis: Redis
+) -> None:
+    for script in inventory.scripts.values():
+        await redis.script_load(script.source)
+    costs: list[dict[str, Counter[str]]] = []
+    for event_id, size in (("small", 1_000), ("big", 100_000)):
+        await _create_rowless(inventory, event_id, size)
+        held = pb.HoldRequest(event_id=event_id, holder_id="ann", seat_ids=["s1", "s2", "s999"])
+        event_costs = {"hold": await _commands(redis, inventory.hold(held))}
+        ref: Any = {"event_id": event_id, "holder_id": "ann"}
+        hold_id = (await inventory.hold(pb.HoldRequest(**ref, seat_ids=["s5"]))).hold.hold_id
+        event_costs["release"] = await _commands(
+            redis, inventory.release(pb.ReleaseRequest(**ref, hold_id=hold_id))
+        )
+        best = pb.HoldRequest(**ref, best_available=pb.BestAvailable(quantity=2))
+        event_costs["best available, refused"] = await _commands(redis, _refused(inventory, best))
+        costs.append(event_costs)
+    assert costs[0] == costs[1]
+    for operation, commands in costs[0].items():
+        assert not WHOLE_KEY_READS & set(commands), f"{operation} reads a whole key: {commands}"
+
+
+async def _refused(inventory: Inventory, request: pb.HoldRequest) -> None:
+    with pytest.raises(InventoryError, match="no rows"):
+        await inventory.hold(request)

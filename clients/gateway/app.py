@@ -23,6 +23,7 @@ from clients.gateway.checkout_routes import (
     open_checkout,
 )
 from clients.gateway.identity import AuthError, Verifier
+from clients.gateway.metrics import MetricsMiddleware
 from clients.gateway.models import (
     MAX_VERSION,
     AvailabilityOut,
@@ -179,6 +180,7 @@ def create_app(
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "If-None-Match"],
             expose_headers=["ETag", "Retry-After", *RATE_LIMIT_HEADERS],
         )
+    app.add_middleware(MetricsMiddleware)  # added last: outermost, it counts every answer
     _add_routes(app)
     add_session_routes(app)
     add_seatmap_routes(app, ERRORS)

@@ -261,6 +261,10 @@ class Checkout:
             return await self._refund(record, f"hold ended and seats were taken: {taken}")
         except (LimitExceeded, HoldExpired, HoldNotFound, HoldConfirmed) as error:
             return await self._refund(record, f"hold ended and could not be made again: {error}")
+        except BookingCancelled:
+            # An earlier delivery booked again and failed before its commit; an admin has
+            # cancelled that booking since. Refunded, not left failing for Stripe to retry.
+            return await self._refund(record, "the booking made after the hold ended was cancelled")
         return Outcome(
             "booked after the hold ended",
             "booked",

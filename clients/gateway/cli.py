@@ -11,6 +11,7 @@ import uvicorn
 
 from clients.gateway.app import create_app
 from clients.gateway.checkout_routes import StripeSettings
+from clients.gateway.metrics import serve_metrics
 from clients.gateway.settings import JwtSettings, Limits, Network, TrustSettings
 
 DEFAULT_LIMITS = Limits()
@@ -153,6 +154,13 @@ def _limit_option(name: str, default: str | int, help: str) -> Callable[[Command
     envvar="LML_API_KEY",
     help="The inventory service's API key for the gateway (better given as LML_API_KEY).",
 )
+@click.option(
+    "--metrics-port",
+    envvar="LML_GATEWAY_METRICS_PORT",
+    type=int,
+    default=None,
+    help="Serve Prometheus metrics on this port (not the public one).",
+)
 def main(
     listen: str,
     target: str,
@@ -181,6 +189,7 @@ def main(
     limit_streams_per_buyer: int,
     limit_streams_per_ip: int,
     api_key: str | None,
+    metrics_port: int | None,
 ) -> None:
     """Serve the HTTP gateway (docs at /docs, OpenAPI at /openapi.json) until SIGTERM."""
     host, _, port = listen.rpartition(":")
@@ -207,6 +216,8 @@ def main(
         trusted_proxies=trusted_proxy,
         cors_origins=cors_origin,
     )
+    if metrics_port is not None:
+        serve_metrics(metrics_port)
     uvicorn.run(
         create_app(
             target,

@@ -21,29 +21,36 @@ local function drop_from_holder(holder_id, hold_id)
   end
 end
 
--- Sets every seat still held by hold_id to new_value; returns the seats changed.
-local function move_seats(hold_id, seats, new_value)
+-- The seats of `seats` that hold_id still holds.
+local function held_seats(hold_id, seats)
   local current = redis.call('HMGET', KEYS[2], unpack(seats))
   local marker = 'H:' .. hold_id
-  local changed, args = {}, {}
+  local held = {}
   for i, seat in ipairs(seats) do
-    if current[i] == marker then
-      changed[#changed + 1] = seat
-      args[#args + 1] = seat
-      args[#args + 1] = new_value
-    end
+    if current[i] == marker then held[#held + 1] = seat end
   end
-  if #args > 0 then redis.call('HSET', KEYS[2], unpack(args)) end
-  return changed
+  return held
+end
+
+local function set_seats(seats, value)
+  if #seats == 0 then return end
+  local args = {}
+  for _, seat in ipairs(seats) do
+    args[#args + 1] = seat
+    args[#args + 1] = value
+  end
+  redis.call('HSET', KEYS[2], unpack(args))
 end
 
 local function end_hold(hold_id, rec, state, now)
-  local freed = move_seats(hold_id, rec.s, 'A')
+  local freed = held_seats(hold_id, rec.s)
+  local version = append_change(state, 'AVAILABLE', hold_id, rec.h, freed, now)
+  set_seats(freed, 'A')
   reindex(freed, true)
   rec.st = state
   rec.ended = now
   redis.call('HSET', KEYS[3], hold_id, cjson.encode(rec))
   redis.call('ZADD', KEYS[4], now + TOMBSTONE_MS, hold_id)
   drop_from_holder(rec.h, hold_id)
-  return append_change(state, 'AVAILABLE', hold_id, rec.h, freed, now)
+  return version
 end

@@ -88,7 +88,7 @@ local function place_member(area_index, place_id)
   return string.format('G|%06d|', area_index) .. place_id
 end
 
--- The rows of these seats (general-admission places have none).
+-- The rows of these seats (general-admission places and seats without a row have none).
 local function rows_of(seat_ids)
   local rows, seen = {}, {}
   for _, raw in ipairs(redis.call('HMGET', KEYS[8], unpack(seat_ids))) do
@@ -112,7 +112,7 @@ local function reindex(seat_ids, freed)
     if info.a then
       if freed then places[#places + 1] = 0 end
       places[#places + 1] = place_member(info.a, seat_ids[i])
-    else
+    elseif info.r then  -- a seat without a row is not in the index
       rows[#rows + 1] = info.b
       rows[#rows + 1] = info.r
     end

@@ -7,14 +7,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import cast
 
 import asyncpg
 from lml.inventory.v1 import inventory_pb2 as pb
 from redis.asyncio import Redis
 
-from booking.worker import Worker, WorkerSettings
+from booking.worker import AUDIT_GROUP, OUTBOX_GROUP, Worker, WorkerSettings
 from inventory import keys
 from inventory.engine import Inventory
 
@@ -81,6 +81,23 @@ async def wait_for(check: Callable[[], Awaitable[bool]], within: float = 30.0) -
         if time.monotonic() > deadline:
             raise AssertionError(f"still not true after {within} s: {check.__name__}")
         await asyncio.sleep(0.05)
+
+
+async def drained(redis: Redis, event_ids: Iterable[str]) -> bool:
+    """Both consumer groups have read everything of every event and have nothing pending."""
+    for event_id in event_ids:
+        event_keys = keys.event_keys(event_id)
+        for stream, group in ((event_keys.outbox, OUTBOX_GROUP), (event_keys.changes, AUDIT_GROUP)):
+            if not await redis.exists(stream):
+                continue
+            # Not XINFO's "lag": Redis counts entries trimmed unread as never read.
+            last = (await redis.xinfo_stream(stream))["last-generated-id"]
+            info = {g["name"]: g for g in await redis.xinfo_groups(stream)}
+            if group not in info or info[group]["pending"] != 0:
+                return False
+            if info[group]["last-delivered-id"] != last:
+                return False
+    return True
 
 
 async def seat_states(redis: Redis, event_id: str) -> dict[str, str]:

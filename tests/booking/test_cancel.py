@@ -13,6 +13,7 @@ from inventory.errors import InventoryError
 from tests.booking.helpers import (
     book,
     count,
+    drained,
     entries,
     make_event,
     running_worker,
@@ -105,11 +106,8 @@ async def test_worker_marks_the_booking_cancelled_and_the_seat_can_be_sold_again
     )
     [second] = await book(inventory, "show-1", [["s00001"]])
     async with running_worker(redis, pg_url, **FAST):
-
-        async def synced() -> bool:
-            return await count(pg, "SELECT count(*) FROM seat_audit") == 8
-
-        await wait_for(synced)
+        await wait_for(lambda: drained(redis, ["show-1"]))
+    assert await count(pg, "SELECT count(*) FROM seat_audit") == 8
     rows = await pg.fetch("SELECT booking_id, status, cancel_reason FROM bookings")
     assert {r["booking_id"]: (r["status"], r["cancel_reason"]) for r in rows} == {
         first: ("cancelled", "refunded"),

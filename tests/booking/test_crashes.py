@@ -107,8 +107,17 @@ async def test_postgres_outage_then_back_loses_nothing(
         private_postgres.stop()
         await book(inventory, "show-1", pairs(seats[200:]))
         # A worker started during the outage waits for Postgres, and stops cleanly when told.
-        late = WorkerProcess(redis_server.url, pg_url)
+        metrics_port = free_port()
+        late = WorkerProcess(redis_server.url, pg_url, "--metrics-port", str(metrics_port))
         late.start()
+
+        async def late_up() -> bool:
+            try:
+                return bool(await asyncio.to_thread(_scrape, metrics_port))
+            except OSError:
+                return False
+
+        await wait_for(late_up)  # its metrics answer just before it takes signals
         await asyncio.sleep(2)  # both keep failing to write meanwhile
         assert worker.alive()
         assert late.stop() == 0

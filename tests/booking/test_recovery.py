@@ -10,7 +10,7 @@ import pytest
 from lml.inventory.v1 import inventory_pb2 as pb
 from redis.asyncio import Redis
 
-from booking import migrations, recovery
+from booking import migrations, recovery, store
 from inventory import keys
 from inventory.engine import Inventory
 from inventory.local_servers import RedisServer
@@ -18,6 +18,7 @@ from inventory.watch import to_change
 from tests.booking.helpers import (
     book,
     booked_in_redis,
+    drained,
     hold,
     make_event,
     pairs,
@@ -48,11 +49,8 @@ async def _synced_event(
     await book(inventory, "show-1", pairs(seats[:40]))
     await hold(inventory, "show-1", pairs(seats[40:50]))
     async with running_worker(redis, pg_url, **FAST):
-
-        async def audited() -> bool:
-            return int(await pg.fetchval("SELECT count(*) FROM seat_audit")) == 90
-
-        await wait_for(audited)
+        await wait_for(lambda: drained(redis, ["show-1"]))
+    assert int(await pg.fetchval("SELECT count(*) FROM seat_audit")) == 90
     return await booked_in_redis(redis, "show-1")
 
 
@@ -96,12 +94,9 @@ async def test_flushall_then_rebuild_books_the_seats_again_and_reconcile_is_clea
 
     # The rebuilt event is watched again, and its restoration is in the audit trail.
     async with running_worker(redis, pg_url, **FAST):
-
-        async def restored() -> bool:
-            n = await pg.fetchval("SELECT count(*) FROM seat_audit WHERE reason = 'restored'")
-            return int(n) == 40
-
-        await wait_for(restored)
+        await wait_for(lambda: drained(redis, ["show-1"]))
+    restored = await pg.fetchval("SELECT count(*) FROM seat_audit WHERE reason = 'restored'")
+    assert restored == 40
     seat = sorted(booked)[0]
     history = cli(None, pg_url, "history", "--event", "show-1", "--seat", seat)
     reasons = [line.split()[2] for line in history.stdout.splitlines()]
@@ -168,11 +163,9 @@ async def test_a_running_worker_carries_on_after_flushall_and_rebuild(
         await book(inventory, "show-1", pairs(seats[20:40]))
         await wait_for(lambda: synced(40))
 
-        async def restored_audited() -> bool:
-            n = await pg.fetchval("SELECT count(*) FROM seat_audit WHERE reason = 'restored'")
-            return int(n) == 20
-
-        await wait_for(restored_audited)
+        await wait_for(lambda: drained(redis, ["show-1"]))
+    restored = await pg.fetchval("SELECT count(*) FROM seat_audit WHERE reason = 'restored'")
+    assert restored == 20
     assert await booked_in_redis(redis, "show-1") == {
         r["seat_id"]: r["booking_id"] for r in await pg.fetch("SELECT * FROM booked_seats")
     }
@@ -203,11 +196,8 @@ async def test_rebuild_keeps_ranks_accessibility_and_sold_places(
     await inventory.confirm(pb.ConfirmRequest(**ref))
     described = await inventory.get_event(pb.GetEventRequest(event_id="gig-1", include_seats=True))
     async with running_worker(redis, pg_url, **FAST):
-
-        async def synced() -> bool:
-            return int(await pg.fetchval("SELECT count(*) FROM booked_seats")) == 4
-
-        await wait_for(synced)
+        await wait_for(lambda: drained(redis, ["gig-1"]))
+    assert int(await pg.fetchval("SELECT count(*) FROM booked_seats")) == 4
 
     await redis.flushall()
     rebuilt = cli(redis_server.url, pg_url, "rebuild", "--event", "gig-1")
@@ -218,3 +208,57 @@ async def test_rebuild_keeps_ranks_accessibility_and_sold_places(
     snapshot = await inventory.availability(pb.GetAvailabilityRequest(event_id="gig-1"))
     assert [(a.area_id, a.available) for a in snapshot.areas] == [("floor", 2)]
     assert cli(redis_server.url, pg_url, "reconcile", "--event", "gig-1").returncode == 0
+
+
+async def test_rebuild_leaves_a_booking_cancelled_in_redis_cancelled(
+    redis: Redis, inventory: Inventory, pg: asyncpg.Connection, pg_url: str
+) -> None:
+    seats = await make_event(inventory, "show-1", 10)
+    kept, cancelled = await book(inventory, "show-1", [seats[:2], seats[2:4]])
+    async with running_worker(redis, pg_url, **FAST):
+
+        async def synced() -> bool:
+            return int(await pg.fetchval("SELECT count(*) FROM booked_seats")) == 4
+
+        await wait_for(synced)
+    # Cancelled while the worker is down: Postgres still holds the booking active.
+    await inventory.cancel_booking(pb.CancelBookingRequest(event_id="show-1", booking_id=cancelled))
+    report = await recovery.rebuild(inventory, pg, "show-1")
+    assert (report.restored, report.already_booked, report.cancelled) == (0, 2, 2)
+    states = await seat_states(redis, "show-1")
+    assert [states[s] for s in seats[:4]] == [f"B:{kept}"] * 2 + ["A"] * 2
+
+    # Redis lost the seats but kept the cancellation: the rebuild still leaves them available.
+    await redis.delete(keys.event_keys("show-1").meta, keys.event_keys("show-1").seats)
+    report = await recovery.rebuild(inventory, pg, "show-1")
+    assert (report.created, report.restored, report.cancelled) == (True, 2, 2)
+    async with running_worker(redis, pg_url, **FAST):
+
+        async def cancel_synced() -> bool:
+            n = await pg.fetchval("SELECT count(*) FROM booked_seats WHERE state = 'active'")
+            return int(n) == 2
+
+        await wait_for(cancel_synced)
+    assert await booked_in_redis(redis, "show-1") == dict.fromkeys(seats[:2], kept)
+
+
+async def test_versions_after_a_rebuild_are_above_any_a_watcher_saw(
+    redis: Redis, inventory: Inventory, pg: asyncpg.Connection, pg_url: str
+) -> None:
+    seats = await make_event(inventory, "show-1", 100)
+    await book(inventory, "show-1", pairs(seats[:10]))
+    async with running_worker(redis, pg_url, **FAST):
+
+        async def audited() -> bool:
+            return int(await pg.fetchval("SELECT count(*) FROM seat_audit")) == 20
+
+        await wait_for(audited)
+    # Changes Postgres never hears of, but a watcher did: versions up to `seen`.
+    await hold(inventory, "show-1", pairs(seats[10:50]))
+    seen = int(await redis.hget(keys.event_keys("show-1").meta, "version") or 0)
+    assert seen > await store.last_version(pg, "show-1")
+    await redis.flushall()
+    report = await recovery.rebuild(inventory, pg, "show-1")
+    assert report.restored == 10
+    log: Any = await redis.xrange(keys.event_keys("show-1").changes)
+    assert all(int(entry_id.split("-")[1]) > seen for entry_id, _ in log)

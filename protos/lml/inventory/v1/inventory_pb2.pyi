@@ -241,7 +241,7 @@ Global___GeneralAdmissionArea: _TypeAlias = GeneralAdmissionArea  # noqa: Y015
 
 @_typing.final
 class EventLimits(_message.Message):
-    """Per-event limits. Zero fields take the service defaults."""
+    """Per-event limits. Zero fields take the service defaults. Out of bounds: INVALID_ARGUMENT."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -251,14 +251,20 @@ class EventLimits(_message.Message):
     MAX_TTL_FIELD_NUMBER: _builtins.int
     MAX_HOLD_LIFETIME_FIELD_NUMBER: _builtins.int
     max_seats_per_hold: _builtins.int
+    """At most 1,000 (default 10)."""
     max_seats_per_holder: _builtins.int
+    """At most 200,000 (default 20)."""
     @_builtins.property
-    def default_ttl(self) -> _duration_pb2.Duration: ...
+    def default_ttl(self) -> _duration_pb2.Duration:
+        """At most 7 days; 0 < default_ttl <= max_ttl <= max_hold_lifetime (defaults 15 min, 30 min)."""
+
     @_builtins.property
     def max_ttl(self) -> _duration_pb2.Duration: ...
     @_builtins.property
     def max_hold_lifetime(self) -> _duration_pb2.Duration:
-        """Longest a hold may live from its creation, across every extension."""
+        """Longest a hold may live from its creation, across every extension. At most 7 days
+        (default 2 h).
+        """
 
     def __init__(
         self,
@@ -279,6 +285,10 @@ Global___EventLimits: _TypeAlias = EventLimits  # noqa: Y015
 
 @_typing.final
 class CreateEventRequest(_message.Message):
+    """Ids and labels (event, seat and area ids, section, row, number, category) may not contain
+    control characters (U+0000-U+001F, U+007F-U+009F): INVALID_ARGUMENT.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_ID_FIELD_NUMBER: _builtins.int
