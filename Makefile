@@ -52,8 +52,8 @@ lint:
 	$(BIN)/lint-imports --no-cache
 	@command -v buf >/dev/null || npm install -g @bufbuild/buf
 	$(BIN)/python -m grpc_tools.protoc -Iprotos -I$(GOOGLE_PROTOS) --include_imports \
-		--descriptor_set_out=/tmp/lml-inventory.binpb $(PROTO)
-	buf lint /tmp/lml-inventory.binpb --path lml/inventory/v1/inventory.proto \
+		--descriptor_set_out=$(VENV)/lml-inventory.binpb $(PROTO)
+	buf lint $(VENV)/lml-inventory.binpb --path lml/inventory/v1/inventory.proto \
 		--config '{"version":"v2","lint":{"use":["STANDARD"]}}'
 
 # The slow fault-injection tests (pytest marker `slow`) run when CI is set, as in CI;

@@ -8,6 +8,7 @@ batch was sent (open loop: from the moment it was due) to the moment its result 
 import asyncio
 import gc
 import multiprocessing
+import os
 import random
 import time
 from collections import deque
@@ -24,6 +25,7 @@ from bench.samples import FAILED, OK, UNAVAILABLE, Samples, SamplesBuilder
 from bench.workload import CONFIRM_SHARE, EXTEND_SHARE, HOT_SHARE, RELEASE_SHARE, SeatPool
 
 HOLD, EXTEND, RELEASE, CONFIRM = range(4)
+READY_TIMEOUT_S = 120.0  # for every load process to import and connect
 FLASH_ATTEMPTS = 3  # a flash-sale buyer whose seats were taken tries other seats this often
 SEATS_UNAVAILABLE_CODE = grpc.StatusCode.FAILED_PRECONDITION.value[0]
 
@@ -44,6 +46,12 @@ class DriverConfig:
     concurrency: int = 64  # unary calls in flight per process
     hot_share: float = HOT_SHARE
     seed: int = 1
+    # Sent as `authorization: Bearer <key>` with every call when the service checks keys.
+    api_key: str = field(default_factory=lambda: os.environ.get("LML_API_KEY", ""))
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.api_key}"),) if self.api_key else ()
 
 
 @dataclass
@@ -153,7 +161,8 @@ class _Buyers:
 
 async def _stream(stub: Any, buyers: _Buyers, start: float, end: float) -> None:
     config = buyers.config
-    call = stub.Execute()  # grpc-stubs types the stub as synchronous: stub is Any here
+    # grpc-stubs types the stub as synchronous: stub is Any here
+    call = stub.Execute(metadata=config.metadata)
     outstanding: dict[str, tuple[float, int, Any]] = {}
     limit = (config.in_flight - 1) * config.batch
     room = asyncio.Event()
@@ -208,7 +217,7 @@ async def _unary(stub: Any, buyers: _Buyers, end: float) -> None:
         request = ops[0][0].hold
         sent = time.monotonic()
         try:
-            await stub.Hold(request)
+            await stub.Hold(request, metadata=buyers.config.metadata)
             outcome = OK
         except grpc.aio.AioRpcError as error:
             expected = error.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -217,7 +226,16 @@ async def _unary(stub: Any, buyers: _Buyers, end: float) -> None:
         buyers.samples.add(now, now - sent, HOLD, outcome)
 
 
-async def _drive(config: DriverConfig, process: int, start: float) -> Samples:
+@dataclass(frozen=True)
+class _StartSignal:
+    """How the processes agree on one start: each reports ready, then waits for the time."""
+
+    ready: Any  # multiprocessing queue: a process's index once it is connected
+    go: Any  # multiprocessing event, set once `start` holds the common start time
+    start: Any  # multiprocessing value (double): monotonic seconds
+
+
+async def _drive(config: DriverConfig, process: int, signal: _StartSignal) -> Samples:
     pool = SeatPool(
         config.event_ids, config.seats, process, config.processes, config.seed, config.hot_share
     )
@@ -225,10 +243,13 @@ async def _drive(config: DriverConfig, process: int, start: float) -> Samples:
     buyers.buyers_left = config.buyers // config.processes + (
         process < config.buyers % config.processes
     )
-    end = start + config.duration
     channels = [grpc.aio.insecure_channel(config.target) for _ in range(config.streams)]
     for channel in channels:
         await channel.channel_ready()
+    signal.ready.put(process)
+    await asyncio.to_thread(signal.go.wait, READY_TIMEOUT_S)
+    start = float(signal.start.value)
+    end = start + config.duration
     await asyncio.sleep(max(0.0, start - time.monotonic()))
     if config.unary:
         stubs = [
@@ -244,25 +265,31 @@ async def _drive(config: DriverConfig, process: int, start: float) -> Samples:
     return buyers.samples.build()
 
 
-def _process(config: DriverConfig, process: int, start: float, results: Any) -> None:
+def _process(config: DriverConfig, process: int, signal: _StartSignal, results: Any) -> None:
     # The generator's own collection pauses would show up as the service's latency.
     gc.disable()
-    results.put((process, uvloop.run(_drive(config, process, start))))
+    results.put((process, uvloop.run(_drive(config, process, signal))))
 
 
 def run_driver(config: DriverConfig) -> Samples:
-    """Runs the load in `config.processes` processes from a common start; merges their samples."""
+    """Runs the load in `config.processes` processes from a common start, once every one of
+    them has imported and connected (on a busy machine that takes seconds, and a process that
+    started late used to measure nothing); merges their samples."""
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    start = time.monotonic() + 3.0  # time for every process to import and connect
+    signal = _StartSignal(context.Queue(), context.Event(), context.Value("d", 0.0))
     processes = [
-        context.Process(target=_process, args=(config, index, start, results))
+        context.Process(target=_process, args=(config, index, signal, results))
         for index in range(config.processes)
     ]
     for process in processes:
         process.start()
+    for _ in processes:
+        signal.ready.get(timeout=READY_TIMEOUT_S)
+    signal.start.value = time.monotonic() + 0.2
+    signal.go.set()
     parts = [results.get(timeout=config.duration + 120) for _ in processes]
     for process in processes:
         process.join()
     merged = Samples.merge([part for _, part in sorted(parts, key=lambda p: p[0])])
-    return merged.shifted(start)
+    return merged.shifted(float(signal.start.value))

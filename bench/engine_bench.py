@@ -7,20 +7,21 @@ same in an event of 1,000 seats as in one of 100,000.
 
 import asyncio
 import random
-import secrets
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
 
+from lml.inventory.v1 import inventory_pb2 as pb
 from redis.asyncio import Redis
 
 from bench.report import Report
 from bench.stack import redis_server
 from bench.workload import SEATS_PER_HOLD, create_events, seat_id
-from inventory import keys
 from inventory.engine import Inventory
+from inventory.errors import InventoryError
+from inventory.script_calls import hold_call, hold_response, release_call
 from inventory.scripts import Call
 
 
@@ -54,6 +55,26 @@ async def _timed(
     return replies
 
 
+async def _held(
+    redis: Redis, inventory: Inventory, requests: list[pb.HoldRequest], cost: _Cost, what: str
+) -> list[pb.Hold]:
+    """Runs the holds as one timed pipeline; every one must succeed."""
+    replies = await _timed(redis, inventory, [hold_call(r) for r in requests], cost)
+    try:
+        return [hold_response(r, reply).hold for r, reply in zip(requests, replies, strict=True)]
+    except InventoryError as error:
+        raise RuntimeError(f"{what} failed in the engine harness: {error}") from error
+
+
+def _releases(holds: list[pb.Hold]) -> list[Call]:
+    return [
+        release_call(
+            pb.ReleaseRequest(event_id=h.event_id, hold_id=h.hold_id, holder_id=h.holder_id)
+        )
+        for h in holds
+    ]
+
+
 async def _measure(
     redis: Redis, seats: int, holds: int, pipeline: int, tag: str
 ) -> tuple[_Cost, _Cost, _Cost]:
@@ -62,35 +83,30 @@ async def _measure(
     inventory = Inventory(redis)
     event_id = f"engine{seats}-{tag}"
     await create_events(redis, [event_id], seats)
-    event_keys = keys.event_keys(event_id)
-    hold, release = inventory.scripts["hold"], inventory.scripts["release"]
     rng = random.Random(seats)
     hold_cost, release_cost, best_cost = _Cost(), _Cost(), _Cost()
     for round_start in range(0, holds, pipeline):
         wanted = [rng.randint(*SEATS_PER_HOLD) for _ in range(min(pipeline, holds - round_start))]
         chosen = iter(rng.sample(range(seats), sum(wanted)))
-        refs = [(secrets.token_urlsafe(16), f"h{round_start + i}") for i in range(len(wanted))]
-        calls = [
-            Call(
-                hold,
-                (*event_keys, event_keys.meta),
-                (hold_id, holder, 0, "", "seats", *(seat_id(next(chosen)) for _ in range(n))),
+        holders = [f"h{round_start + i}" for i in range(len(wanted))]
+        named = [
+            pb.HoldRequest(
+                event_id=event_id,
+                holder_id=holder,
+                seat_ids=[seat_id(next(chosen)) for _ in range(n)],
             )
-            for (hold_id, holder), n in zip(refs, wanted, strict=True)
+            for holder, n in zip(holders, wanted, strict=True)
         ]
-        replies = await _timed(redis, inventory, calls, hold_cost)
-        if any(not isinstance(r, list) or r[0] != "OK" for r in replies):
-            raise RuntimeError(f"a hold failed in the engine harness: {replies[:3]}")
-        releases = [Call(release, event_keys, ref) for ref in refs]
-        await _timed(redis, inventory, releases, release_cost)
+        held = await _held(redis, inventory, named, hold_cost, "a hold")
+        await _timed(redis, inventory, _releases(held), release_cost)
         best = [
-            Call(hold, (*event_keys, event_keys.meta), (*ref, 0, "", "best", n, "*", "*", 0, 0))
-            for ref, n in zip(refs, wanted, strict=True)
+            pb.HoldRequest(
+                event_id=event_id, holder_id=holder, best_available=pb.BestAvailable(quantity=n)
+            )
+            for holder, n in zip(holders, wanted, strict=True)
         ]
-        replies = await _timed(redis, inventory, best, best_cost)
-        if any(not isinstance(r, list) or r[0] != "OK" for r in replies):
-            raise RuntimeError(f"a best-available hold failed: {replies[:3]}")
-        await inventory.runner.run_batch([Call(release, event_keys, ref) for ref in refs])
+        held = await _held(redis, inventory, best, best_cost, "a best-available hold")
+        await inventory.runner.run_batch(_releases(held))
     return hold_cost, release_cost, best_cost
 
 

@@ -18,6 +18,7 @@ import grpc.experimental.gevent as grpc_gevent  # type: ignore[import-not-found]
 
 grpc_gevent.init_gevent()  # before any other grpc object exists
 
+import os  # noqa: E402
 import random  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -61,6 +62,16 @@ def _options(parser: Any) -> None:
     parser.add_argument("--lml-p99-ms", type=float, default=10.0, help="Highest p99 allowed")
     parser.add_argument("--lml-min-ops", type=float, default=0.0, help="Lowest ops/s allowed")
     parser.add_argument("--lml-max-fail-ratio", type=float, default=0.01)
+    parser.add_argument(
+        "--lml-api-key",
+        default=os.environ.get("LML_API_KEY", ""),
+        help="API key sent with every call (default: $LML_API_KEY); creating the event needs admin",
+    )
+
+
+def _metadata(options: Any) -> tuple[tuple[str, str], ...]:
+    key = options.lml_api_key
+    return (("authorization", f"Bearer {key}"),) if key else ()
 
 
 def _seats_unavailable(error: grpc.RpcError) -> bool:
@@ -77,14 +88,18 @@ def _seats_unavailable(error: grpc.RpcError) -> bool:
 
 
 class LocustInterceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
-    """Fires Locust's request event for every unary call, named after the method."""
+    """Fires Locust's request event for every unary call, named after the method; adds the key."""
 
     def __init__(self, environment: Environment) -> None:
         self.environment = environment
+        self.metadata = _metadata(environment.parsed_options)
 
     def intercept_unary_unary(
         self, continuation: Callable[..., Any], client_call_details: Any, request: Any
     ) -> Any:
+        if self.metadata:
+            metadata = (*(client_call_details.metadata or ()), *self.metadata)
+            client_call_details = client_call_details._replace(metadata=metadata)
         started = time.perf_counter()
         outcome = continuation(client_call_details, request)
         error = outcome.exception()
@@ -177,7 +192,9 @@ class ExecuteUser(_InventoryUser):
 
     def on_start(self) -> None:
         self.requests: gevent.queue.Queue[pb.ExecuteRequest | None] = gevent.queue.Queue()
-        self.responses: Any = self.stub.Execute(iter(self.requests.get, None))
+        self.responses: Any = self.stub.Execute(
+            iter(self.requests.get, None), metadata=_metadata(self.options)
+        )
         self.followups: list[pb.Operation] = []
 
     def on_stop(self) -> None:
@@ -255,6 +272,13 @@ class ExecuteUser(_InventoryUser):
         )
 
 
+@events.init.add_listener
+def _fresh_clock(**_kwargs: Any) -> None:
+    """gevent's timers count from the loop's cached time, stale by however long the imports
+    took (seconds on a busy machine): `-t 3s` then ended the run before its first request."""
+    gevent.get_hub().loop.update_now()
+
+
 @events.test_start.add_listener
 def _create_event(environment: Environment, **_kwargs: Any) -> None:
     """The master (or the only process) creates the event; creating it again changes nothing."""
@@ -263,7 +287,8 @@ def _create_event(environment: Environment, **_kwargs: Any) -> None:
     options: Any = environment.parsed_options
     with grpc.insecure_channel(environment.host or "") as channel:
         stub = pb_grpc.InventoryServiceStub(channel)
-        stub.CreateEvent(event_request(options.lml_event, options.lml_seats), timeout=60)
+        request = event_request(options.lml_event, options.lml_seats)
+        stub.CreateEvent(request, timeout=60, metadata=_metadata(options))
 
 
 def check_thresholds(environment: Environment) -> list[str]:

@@ -10,10 +10,13 @@ from dataclasses import dataclass
 import click
 
 from bench import scenarios
+from bench.auth_bench import auth as auth_harness
+from bench.availability_bench import availability as availability_harness
 from bench.driver import DriverConfig
 from bench.durability_bench import durability as durability_harness
 from bench.engine_bench import engine as engine_harness
 from bench.peers import peers as peers_harness
+from bench.queue_bench import queue as queue_harness
 from bench.report import Report
 from bench.service_bench import service as service_harness
 
@@ -128,6 +131,15 @@ def durability_command(options: Options, duration: float, concurrency: str, roun
 
 
 @main.command()
+@click.option("--duration", default=8.0, show_default=True)
+@click.option("--rounds", default=3, show_default=True, help="Rounds of every load and mode.")
+@click.pass_obj
+def auth(options: Options, duration: float, rounds: int) -> None:
+    """Unary Hold and Execute with API keys and quotas on vs off: the cost of the checks."""
+    _done(auth_harness(options.workers, options.processes, duration, rounds))
+
+
+@main.command()
 @click.option("--duration", default=10.0, show_default=True)
 @click.option("--concurrency", default=32, show_default=True)
 @click.option("--seats", default=2_000, show_default=True, help="Seats in the contended event.")
@@ -135,6 +147,27 @@ def durability_command(options: Options, duration: float, concurrency: str, roun
 def peers(duration: float, concurrency: int, seats: int, rounds: int) -> None:
     """The engine beside per-seat SET NX EX and Postgres SELECT ... FOR UPDATE."""
     _done(peers_harness(duration, concurrency, seats, rounds))
+
+
+@main.command()
+@click.option("--sizes", default="1000,20000,100000", show_default=True)
+@click.option("--readers", default=16, show_default=True, help="Concurrent callers per measure.")
+@click.option("--duration", default=5.0, show_default=True, help="Seconds per measure.")
+@click.option("--rounds", default=2, show_default=True, help="Alternating rounds of each.")
+def availability(sizes: str, readers: int, duration: float, rounds: int) -> None:
+    """GetAvailability chunked and cached vs the one-script read; holds beside 100 readers."""
+    _done(availability_harness([int(size) for size in sizes.split(",")], readers, duration, rounds))
+
+
+@main.command()
+@click.option("--buyers", default=100_000, show_default=True, help="Buyers in the burst.")
+@click.option("--concurrency", default=128, show_default=True, help="Calls in flight.")
+@click.option("--per-minute", default=6_000, show_default=True, help="Admission rate.")
+@click.option("--window", default=20.0, show_default=True, help="Seconds of admission measured.")
+@click.option("--watchers", default=10_000, show_default=True, help="WatchQueue streams.")
+def queue(buyers: int, concurrency: int, per_minute: int, window: float, watchers: int) -> None:
+    """Waiting room: a join burst, admission accuracy, watch fan-out; the burst straight to Hold."""
+    _done(queue_harness(buyers, concurrency, per_minute, window, watchers))
 
 
 if __name__ == "__main__":

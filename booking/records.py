@@ -1,5 +1,7 @@
 """Stream entries and what they mean: outbox records and change-log rows, parsed and checked.
 
+Their fields are documented in lua/RECORDS.md.
+
 A malformed entry raises BadEntry with the reason; the consumer leaves it unacknowledged, so it
 is retried and, after enough deliveries, dead-lettered with that reason.
 """
@@ -129,12 +131,12 @@ def parse_change(entry: Entry) -> list[SeatChange]:
         version = int(entry.entry_id.split("-", 1)[1])
     except (IndexError, ValueError):
         raise BadEntry(f"change-log entry id {entry.entry_id!r} is not 0-<version>") from None
-    reason, status = _field(entry, "r"), _field(entry, "st")
-    hold_id, holder_id = entry.fields.get("h", ""), entry.fields.get("by", "")
-    booking_id, at_ms = entry.fields.get("b", ""), _int(entry, "t")
+    reason, status = _field(entry, "reason"), _field(entry, "status")
+    hold_id, holder_id = entry.fields.get("hold_id", ""), entry.fields.get("holder_id", "")
+    booking_id, at_ms = entry.fields.get("booking_id", ""), _int(entry, "changed_at")
     return [
         SeatChange(
             entry.event_id, seat, version, reason, status, hold_id, holder_id, booking_id, at_ms
         )
-        for seat in _seat_ids(entry, "s")
+        for seat in _seat_ids(entry, "seat_ids")
     ]

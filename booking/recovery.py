@@ -1,7 +1,6 @@
 """Recovery from Redis data loss: rebuild an event's inventory from Postgres, and reconcile the
 two stores for an event."""
 
-import json
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
@@ -9,11 +8,10 @@ from redis.exceptions import ResponseError
 
 from booking import store
 from booking.worker import OUTBOX_GROUP
-from inventory import keys
+from inventory import keys, script_calls
 from inventory.engine import Inventory
 from inventory.errors import InventoryError
 from inventory.event_shape import place_id
-from inventory.scripts import Call, load_script
 
 
 class RecoveryError(Exception):
@@ -43,22 +41,17 @@ async def rebuild(inventory: Inventory, conn: store.Conn, event_id: str) -> Rebu
     by_booking: dict[str, list[str]] = {}
     for seat_id, booking_id in (await store.active_seats(conn, event_id)).items():
         by_booking.setdefault(booking_id, []).append(seat_id)
-    args: list[str | int] = [await store.last_version(conn, event_id)]
-    for booking_id, seat_ids in by_booking.items():
-        args += [booking_id, json.dumps(sorted(seat_ids))]
-    reply = await inventory.runner.run(
-        Call(
-            load_script("restore_event"),
-            (*keys.event_keys(event_id), keys.cancelled_key(event_id)),
-            args,
-        )
+    version_floor = await store.last_version(conn, event_id)
+    call = script_calls.restore_event_call(event_id, version_floor, by_booking)
+    try:
+        restored = script_calls.restore_event_result(await inventory.runner.run(call))
+    except InventoryError as error:
+        raise RecoveryError(f"restoring booked seats failed: {error.message}") from error
+    except ResponseError as error:  # a fault in the script
+        raise RecoveryError(f"restoring booked seats failed: {error}") from error
+    return RebuildReport(
+        created, restored.restored, restored.already_booked, restored.cancelled, restored.conflicts
     )
-    if isinstance(reply, Exception):
-        raise RecoveryError(f"restoring booked seats failed: {reply}")
-    if reply[0] != "OK":
-        raise RecoveryError(f"restoring booked seats failed: {reply[1]}")
-    conflicts = [(seat, value) for seat, value in json.loads(reply[3])]
-    return RebuildReport(created, int(reply[1]), int(reply[2]), int(reply[4]), conflicts)
 
 
 @dataclass

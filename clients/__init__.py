@@ -2,6 +2,8 @@
 
 from clients.client import InventoryClient
 from clients.errors import (
+    AdmissionInvalid,
+    AdmissionRequired,
     BookingCancelled,
     ChangesOutOfRange,
     DeadlineExceeded,
@@ -14,15 +16,22 @@ from clients.errors import (
     InventoryClientError,
     LimitExceeded,
     NotHolder,
+    QueueClosed,
+    QueueNotFound,
+    RateLimited,
+    ScopeRequired,
     SeatsUnavailable,
     ServiceUnavailable,
     Transient,
+    Unauthenticated,
     WatcherTooSlow,
 )
 from clients.sync import SyncInventoryClient
 from clients.watching import Snapshot, Update
 
 __all__ = [
+    "AdmissionInvalid",
+    "AdmissionRequired",
     "BookingCancelled",
     "ChangesOutOfRange",
     "DeadlineExceeded",
@@ -36,11 +45,16 @@ __all__ = [
     "InventoryClientError",
     "LimitExceeded",
     "NotHolder",
+    "QueueClosed",
+    "QueueNotFound",
+    "RateLimited",
+    "ScopeRequired",
     "SeatsUnavailable",
     "ServiceUnavailable",
     "Snapshot",
     "SyncInventoryClient",
     "Transient",
+    "Unauthenticated",
     "Update",
     "WatcherTooSlow",
 ]

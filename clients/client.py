@@ -7,8 +7,11 @@ idempotent, an Extend repeated only moves the expiry to now + ttl again, and Cre
 idempotent for identical input.
 """
 
+import os
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -30,6 +33,25 @@ Response = TypeVar("Response")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InventoryService"].full_name
 
 
+def _channel(
+    target: str,
+    tls: bool,
+    tls_ca: str | Path | None,
+    tls_cert: str | Path | None,
+    tls_key: str | Path | None,
+) -> grpc.aio.Channel:
+    if (tls_cert is None) != (tls_key is None):
+        raise ValueError("tls_cert and tls_key go together")
+    if not (tls or tls_ca or tls_cert):
+        return grpc.aio.insecure_channel(target)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=Path(tls_ca).read_bytes() if tls_ca else None,
+        private_key=Path(tls_key).read_bytes() if tls_key else None,
+        certificate_chain=Path(tls_cert).read_bytes() if tls_cert else None,
+    )
+    return grpc.aio.secure_channel(target, credentials)
+
+
 def _duration(seconds: float | None) -> Duration | None:
     if seconds is None:
         return None
@@ -45,6 +67,11 @@ class InventoryClient:
     tried in all. With `multiplex`, Hold, Extend, Release and Confirm travel in batches over one
     Execute stream: calls made within `batch_window` seconds of each other share a batch of at
     most `max_batch` operations.
+
+    `api_key` (default: the environment's LML_API_KEY) travels with every call as
+    `authorization: Bearer <key>`. With `tls` (implied by any file given), the channel is TLS:
+    `tls_ca` is the PEM of the CA to trust (default: the system's), `tls_cert` and `tls_key` the
+    client's certificate and key for mutual TLS.
     """
 
     def __init__(
@@ -57,11 +84,18 @@ class InventoryClient:
         batch_window: float = 0.002,
         max_batch: int = 64,
         watch_timeout: float = 300.0,
+        api_key: str | None = None,
+        tls: bool = False,
+        tls_ca: str | Path | None = None,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
     ) -> None:
         self.target = target
         self.timeout = timeout
         self.watch_timeout = watch_timeout
-        self._channel = grpc.aio.insecure_channel(target)
+        api_key = api_key if api_key is not None else os.environ.get("LML_API_KEY")
+        self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
+        self._channel = _channel(target, tls, tls_ca, tls_cert, tls_key)
         self._stub = pb_grpc.InventoryServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._retrying = AsyncRetrying(
@@ -71,7 +105,9 @@ class InventoryClient:
             reraise=True,
         )
         self.multiplexer = (
-            ExecuteMultiplexer(self._stub, timeout, batch_window, max_batch) if multiplex else None
+            ExecuteMultiplexer(self._stub, timeout, batch_window, max_batch, self._metadata)
+            if multiplex
+            else None
         )
 
     async def __aenter__(self) -> Self:
@@ -106,8 +142,11 @@ class InventoryClient:
         request = pb.GetEventRequest(event_id=event_id, include_seats=include_seats)
         return await self._unary(self._stub.GetEvent, request)
 
-    async def availability(self, event_id: str) -> pb.GetAvailabilityResponse:
-        request = pb.GetAvailabilityRequest(event_id=event_id)
+    async def availability(
+        self, event_id: str, unavailable_only: bool = False
+    ) -> pb.GetAvailabilityResponse:
+        """The event's snapshot; with `unavailable_only`, its held and booked seats only."""
+        request = pb.GetAvailabilityRequest(event_id=event_id, unavailable_only=unavailable_only)
         return await self._unary(self._stub.GetAvailability, request)
 
     async def ready(self) -> bool:
@@ -130,9 +169,16 @@ class InventoryClient:
         *,
         ttl: float | None = None,
         request_id: str | None = None,
+        admission_token: str = "",
     ) -> pb.Hold:
-        """Holds every seat or none; `ttl` in seconds (None: the event's default)."""
-        request = pb.HoldRequest(event_id=event_id, holder_id=holder_id, seat_ids=seat_ids)
+        """Holds every seat or none; `ttl` in seconds (None: the event's default).
+        `admission_token`: the holder's admission when the event has a waiting room."""
+        request = pb.HoldRequest(
+            event_id=event_id,
+            holder_id=holder_id,
+            seat_ids=seat_ids,
+            admission_token=admission_token,
+        )
         return (await self.hold_request(request, ttl=ttl, request_id=request_id)).hold
 
     async def hold_best_available(
@@ -217,7 +263,7 @@ class InventoryClient:
     ) -> AsyncGenerator[pb.WatchEventResponse, None]:
         """The raw WatchEvent stream, ended by `watch_timeout` (a deadline on every call)."""
         request = pb.WatchEventRequest(event_id=event_id, from_version=from_version)
-        call = self._stub.WatchEvent(request, timeout=self.watch_timeout)
+        call = self._stub.WatchEvent(request, timeout=self.watch_timeout, metadata=self._metadata)
         try:
             async for response in call:
                 yield response
@@ -226,12 +272,66 @@ class InventoryClient:
         finally:
             call.cancel()
 
+    # -- the waiting room -------------------------------------------------------------------------
+
+    async def configure_queue(
+        self,
+        event_id: str,
+        *,
+        opens_at: datetime,
+        admit_per_minute: int,
+        max_active: int,
+        admission_ttl: float,
+        enabled: bool = True,
+    ) -> pb.QueueStatus:
+        """Admin: sets or changes the event's waiting room; `admission_ttl` in seconds."""
+        request = pb.ConfigureQueueRequest(
+            event_id=event_id,
+            admit_per_minute=admit_per_minute,
+            max_active=max_active,
+            admission_ttl=_duration(admission_ttl),
+            enabled=enabled,
+        )
+        request.opens_at.FromDatetime(opens_at)
+        return (await self._unary(self._stub.ConfigureQueue, request)).queue
+
+    async def join_queue(self, event_id: str, buyer_id: str) -> pb.QueueTicket:
+        """Joins the waiting room (idempotent: the same ticket again for the same buyer)."""
+        request = pb.JoinQueueRequest(event_id=event_id, buyer_id=buyer_id)
+        return (await self._unary(self._stub.JoinQueue, request)).ticket
+
+    async def watch_queue(
+        self, event_id: str, ticket_id: str
+    ) -> AsyncGenerator[pb.QueueTicket, None]:
+        """The ticket as its place and wait change; ends after its admission."""
+        request = pb.WatchQueueRequest(event_id=event_id, ticket_id=ticket_id)
+        call = self._stub.WatchQueue(request, timeout=self.watch_timeout)
+        try:
+            async for response in call:
+                yield response.ticket
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+        finally:
+            call.cancel()
+
+    async def pause_queue(self, event_id: str) -> pb.QueueStatus:
+        request = pb.PauseQueueRequest(event_id=event_id)
+        return (await self._unary(self._stub.PauseQueue, request)).queue
+
+    async def resume_queue(self, event_id: str) -> pb.QueueStatus:
+        request = pb.ResumeQueueRequest(event_id=event_id)
+        return (await self._unary(self._stub.ResumeQueue, request)).queue
+
+    async def close_queue(self, event_id: str) -> pb.QueueStatus:
+        request = pb.CloseQueueRequest(event_id=event_id)
+        return (await self._unary(self._stub.CloseQueue, request)).queue
+
     # -- plumbing ---------------------------------------------------------------------------------
 
     async def _unary(self, method: Callable[..., Awaitable[T]], request: object) -> T:
         async def attempt() -> T:
             try:
-                return await method(request, timeout=self.timeout)
+                return await method(request, timeout=self.timeout, metadata=self._metadata)
             except grpc.aio.AioRpcError as error:
                 raise from_rpc_error(error) from None
 

@@ -7,6 +7,7 @@ It starts every other package, so it lives above them all (no package imports it
 """
 
 import asyncio
+import os
 import signal
 import socket
 import subprocess
@@ -15,12 +16,14 @@ import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import click
 from lml.inventory.v1 import inventory_pb2 as pb
 
 from booking import migrations
+from inventory.auth import add_key
 from inventory.engine import Inventory
 from inventory.errors import InventoryError
 from inventory.layouts.backends import open_backends
@@ -51,8 +54,10 @@ def _wait_for_port(address: str, timeout: float = 30) -> None:
             time.sleep(0.1)
 
 
-def _start(stack: ExitStack, *args: str) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen([sys.executable, "-m", *args])
+def _start(
+    stack: ExitStack, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen([sys.executable, "-m", *args], env={**os.environ, **(env or {})})
 
     def stop() -> None:
         process.terminate()
@@ -69,6 +74,30 @@ def _redis(stack: ExitStack, redis_url: str | None) -> str:
     server.start()
     stack.callback(server.stop)
     return server.url
+
+
+def _api_keys(stack: ExitStack) -> tuple[Path, str, Path]:
+    """A key file for this run: the gateway's key (admin: it creates events) and an operator's.
+
+    Secrets go to the processes by environment and to a file only its owner reads, never to
+    the terminal. Returns the key file, the gateway's secret, the operator secret's file.
+    """
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lml-demo-keys-")))
+    keys = folder / "keys.json"
+    gateway = add_key(keys, "demo-gateway", ["admin"])
+    operator = folder / "operator.key"
+    descriptor = os.open(operator, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(add_key(keys, "demo-operator", ["sell"]) + "\n")
+    return keys, gateway, operator
+
+
+def _shown(url: str) -> str:
+    """`url` without its password, to print."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
 
 
 async def _fresh_database(admin_url: str, name: str) -> None:
@@ -147,8 +176,17 @@ def run(listen: str, http: str, redis_url: str | None, postgres_url: str | None)
         redis_url = _redis(stack, redis_url)
         postgres_url = _postgres(stack, postgres_url)
         asyncio.run(migrations.apply(postgres_url))
+        keys, gateway_key, operator_key = _api_keys(stack)
         server = _start(
-            stack, "inventory.cli", "serve", "--listen", listen, "--redis-url", redis_url
+            stack,
+            "inventory.cli",
+            "serve",
+            "--listen",
+            listen,
+            "--redis-url",
+            redis_url,
+            "--api-keys",
+            str(keys),
         )
         _start(
             stack, "booking.cli", "run", "--redis-url", redis_url, "--postgres-url", postgres_url
@@ -166,16 +204,20 @@ def run(listen: str, http: str, redis_url: str | None, postgres_url: str | None)
             redis_url,
             # Without Stripe keys the page confirms unpaid (with them, only payment books).
             "--allow-unpaid-confirm",
+            env={"LML_API_KEY": gateway_key},
         )
         _wait_for_port(listen)
         state = asyncio.run(create_demo_event(postgres_url, redis_url))
         _wait_for_port(http)
         click.echo(
             f"\nEvent {DEMO_EVENT!r} {state}.\n"
-            f"  gRPC inventory service: {listen} (Redis {redis_url})\n"
+            f"  gRPC inventory service: {listen} (Redis {_shown(redis_url)}), keys: {keys}\n"
+            f"    a 'sell' key for your own calls is in {operator_key}:\n"
+            f'    grpcurl -plaintext -H "authorization: Bearer $(cat {operator_key})" '
+            f"{listen} list\n"
             f"  HTTP gateway: http://{http}/docs  (seat map: http://{http}/v1/events/demo/seatmap)\n"
             f"  Live seat-map page: http://{http}/demo\n"
-            f"  Postgres: {postgres_url}\n"
+            f"  Postgres: {_shown(postgres_url)}\n"
             "Ctrl-C stops everything."
         )
         try:

@@ -32,6 +32,7 @@ class InventoryClientError(Exception):
         message: str,
         reason: str = "",
         metadata: Mapping[str, str] | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -41,6 +42,9 @@ class InventoryClientError(Exception):
         metadata = metadata or {}
         self.seat_ids = [seat for seat in metadata.get("seat_ids", "").split(",") if seat]
         self.limit = metadata.get("limit", "")
+        self.scope = metadata.get("scope", "")
+        # Seconds the service asks to wait before trying again (google.rpc.RetryInfo), if any.
+        self.retry_after = retry_after
 
 
 class SeatsUnavailable(InventoryClientError):
@@ -79,6 +83,18 @@ class LimitExceeded(InventoryClientError):
     """A per-hold or per-holder limit: `limit` names it."""
 
 
+class Unauthenticated(InventoryClientError):
+    """No API key, or one the service does not know (check LML_API_KEY / api_key=)."""
+
+
+class ScopeRequired(InventoryClientError):
+    """The API key lacks the scope the call needs: `scope` names it."""
+
+
+class RateLimited(InventoryClientError):
+    """The API key is over its rate: wait `retry_after` seconds."""
+
+
 class InvalidArgument(InventoryClientError):
     pass
 
@@ -89,6 +105,22 @@ class ChangesOutOfRange(InventoryClientError):
 
 class WatcherTooSlow(InventoryClientError):
     """A watch fell too far behind the server: watch again from the last version received."""
+
+
+class AdmissionRequired(InventoryClientError):
+    """The event has a waiting room: join it and hold with the admission it gives."""
+
+
+class AdmissionInvalid(InventoryClientError):
+    """The admission token is forged, expired, another buyer's, or no longer live."""
+
+
+class QueueNotFound(InventoryClientError):
+    pass
+
+
+class QueueClosed(InventoryClientError):
+    pass
 
 
 class Transient(InventoryClientError):
@@ -121,6 +153,13 @@ _BY_REASON: dict[Reason, type[InventoryClientError]] = {
     pb.ERROR_REASON_REDIS_UNAVAILABLE: ServiceUnavailable,
     pb.ERROR_REASON_READER_FAILED: InventoryClientError,
     pb.ERROR_REASON_SHUTTING_DOWN: ServiceUnavailable,
+    pb.ERROR_REASON_UNAUTHENTICATED: Unauthenticated,
+    pb.ERROR_REASON_SCOPE_REQUIRED: ScopeRequired,
+    pb.ERROR_REASON_RATE_LIMITED: RateLimited,
+    pb.ERROR_REASON_ADMISSION_REQUIRED: AdmissionRequired,
+    pb.ERROR_REASON_ADMISSION_INVALID: AdmissionInvalid,
+    pb.ERROR_REASON_QUEUE_NOT_FOUND: QueueNotFound,
+    pb.ERROR_REASON_QUEUE_CLOSED: QueueClosed,
 }
 # Failures without a known reason: transport errors, or a reason newer than this SDK.
 _BY_CODE: dict[grpc.StatusCode, type[InventoryClientError]] = {
@@ -135,11 +174,15 @@ def _error(
     code: grpc.StatusCode, message: str, status: status_pb2.Status | None
 ) -> InventoryClientError:
     info = error_details_pb2.ErrorInfo()
+    retry = error_details_pb2.RetryInfo()
+    retry_after = None
     for detail in status.details if status else ():
-        if detail.Unpack(info):
-            break
+        if detail.Is(info.DESCRIPTOR):
+            detail.Unpack(info)
+        elif detail.Unpack(retry):
+            retry_after = retry.retry_delay.ToTimedelta().total_seconds()
     cls = _BY_REASON.get(reason_of(info.reason)) or _BY_CODE.get(code, InventoryClientError)
-    return cls(code, message, info.reason, info.metadata)
+    return cls(code, message, info.reason, info.metadata, retry_after)
 
 
 def from_status(status: status_pb2.Status) -> InventoryClientError:

@@ -22,8 +22,10 @@ class ExecuteMultiplexer:
         deadline: float,
         window: float,
         max_batch: int,
+        metadata: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self._stub = stub
+        self._metadata = metadata
         self._deadline = deadline
         self._window = window
         self._max_batch = max_batch
@@ -50,7 +52,8 @@ class ExecuteMultiplexer:
             del self._waiting[operation.id]
 
     async def _run_stream(self) -> None:
-        call = self._stub.Execute()  # type: ignore[call-arg]  # grpc-stubs: no write() form
+        # grpc-stubs: no write() form
+        call = self._stub.Execute(metadata=self._metadata)  # type: ignore[call-arg]
         writer = asyncio.create_task(self._write(call))
         failure: Exception = ServiceUnavailable(
             grpc.StatusCode.UNAVAILABLE, "the Execute stream ended"

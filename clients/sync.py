@@ -63,8 +63,10 @@ class SyncInventoryClient:
     def get_event(self, event_id: str, include_seats: bool = False) -> pb.GetEventResponse:
         return self._run(self._client.get_event(event_id, include_seats))
 
-    def availability(self, event_id: str) -> pb.GetAvailabilityResponse:
-        return self._run(self._client.availability(event_id))
+    def availability(
+        self, event_id: str, unavailable_only: bool = False
+    ) -> pb.GetAvailabilityResponse:
+        return self._run(self._client.availability(event_id, unavailable_only))
 
     def ready(self) -> bool:
         return self._run(self._client.ready())
@@ -77,10 +79,21 @@ class SyncInventoryClient:
         *,
         ttl: float | None = None,
         request_id: str | None = None,
+        admission_token: str = "",
     ) -> pb.Hold:
         return self._run(
-            self._client.hold(event_id, holder_id, seat_ids, ttl=ttl, request_id=request_id)
+            self._client.hold(
+                event_id,
+                holder_id,
+                seat_ids,
+                ttl=ttl,
+                request_id=request_id,
+                admission_token=admission_token,
+            )
         )
+
+    def join_queue(self, event_id: str, buyer_id: str) -> pb.QueueTicket:
+        return self._run(self._client.join_queue(event_id, buyer_id))
 
     def hold_best_available(
         self,

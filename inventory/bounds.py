@@ -15,7 +15,7 @@ from inventory.errors import invalid
 
 # A hold never takes more seats than one request may name.
 MAX_SEATS_PER_HOLD = 1_000
-# No holder holds more seats than the largest event has (engine.MAX_SEATS_PER_EVENT).
+# No holder holds more seats than the largest event has (validation.MAX_SEATS_PER_EVENT).
 MAX_SEATS_PER_HOLDER = 200_000
 # Longest TTL and hold lifetime: a week, far beyond any checkout and far below Redis's limits.
 MAX_DURATION_SECONDS = 7 * 24 * 3600

@@ -10,6 +10,7 @@ and best available never picks them.
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from lml.inventory.v1 import inventory_pb2 as pb
 
@@ -32,6 +33,12 @@ def place_id(area_id: str, number: int | str) -> str:
 
 def area_of_place(place: str) -> str:
     return place.rpartition("#")[0]
+
+
+def stored_areas(encoded: str) -> list[list[Any]]:
+    """The event's areas as create_event.lua stores them: [area id, capacity, category, ...]."""
+    # Lua's cjson writes an empty list as {}.
+    return json.loads(encoded) or []
 
 
 def bucket_cap(max_seats_per_hold: int) -> int:
@@ -65,11 +72,11 @@ class _Row:
     def as_json(self) -> str:
         return _json(
             {
-                "x": self.section,
-                "s": self.seat_ids,
-                "r": self.ranks,
-                "k": self.kinds,
-                "c": self.categories,
+                "section": self.section,
+                "seat_ids": self.seat_ids,
+                "ranks": self.ranks,
+                "kinds": self.kinds,
+                "categories": self.categories,
             }
         )
 
@@ -109,15 +116,15 @@ def _seat_args(seats: Sequence[pb.Seat]) -> tuple[list[str], list[str]]:
     args: list[str] = []
     for index, (seat, number) in enumerate(zip(seats, row_of, strict=True)):
         info: dict[str, object] = {
-            "i": index,
+            "order": index,
             "section": seat.section,
             "row": seat.row,
             "number": seat.number,
             "kind": _kind(seat),
         }
         if number:
-            info["r"] = number
-            info["b"] = best[number - 1]  # the row's best rank: dirty rows are refreshed best first
+            info["row_no"] = number
+            info["row_best_rank"] = best[number - 1]  # dirty rows are refreshed best first
         # Only what the request said, so that GetEvent gives back the request that was made.
         if seat.HasField("rank"):
             info["rank"] = seat.rank
@@ -145,11 +152,11 @@ def _place_args(
             if place in seat_ids:
                 raise invalid(f"seat id {place} is also a place of area {area.area_id}")
             info = {
-                "i": first_index + len(args) // 2,
+                "order": first_index + len(args) // 2,
                 "section": area.area_id,
                 "row": "",
                 "number": str(number),
-                "a": area_index,
+                "area_no": area_index,
             }
             if area.HasField("category"):
                 info["category"] = area.category
@@ -171,6 +178,10 @@ def script_args(request: pb.CreateEventRequest, max_seats_per_hold: int) -> list
             {s.category for s in request.seats if s.HasField("category")}
             | {a.category for a in request.areas if a.HasField("category")}
         ),
-        "sections": sorted({seat.section for seat in request.seats}),
+        "sections": sorted({seat.section for seat in request.seats if seat.row}),
+        "rowless_sections": sorted(
+            {seat.section for seat in request.seats if not seat.row}
+            - {seat.section for seat in request.seats if seat.row}
+        ),
     }
     return [_json(shape), *seat_args, *place_args, *rows]

@@ -21,7 +21,7 @@ class EventKeys(NamedTuple):
     holders: str
     changes: str
     outbox: str
-    seat_info: str  # seat id -> JSON description, with its row number or area index
+    seat_info: str  # seat id -> JSON description (lua/RECORDS.md describes every record)
     rows: str  # row number -> JSON: the row's seats in order, their ranks, kinds, categories
     row_runs: str  # row number -> JSON list of the row's current members in `free`
     free: str  # best-available index: free runs of seats and free general-admission places
@@ -49,10 +49,29 @@ def dead_letter_key(event_id: str) -> str:
 
 
 def cancelled_key(event_id: str) -> str:
-    """Hash booking id -> JSON record of its cancellation (seats, time, reason)."""
+    """Hash booking id -> JSON record of its cancellation (lua/RECORDS.md)."""
     return f"lml:{{{event_id}}}:cancelled"
 
 
 # Written before each WAIT / WAITAOF of --confirm-durability, on the waiting connection: a write
 # of that connection is what WAIT counts (inventory/durability.py).
 DURABILITY_MARKER = "lml:durability-marker"
+
+
+# Set of event ids with a waiting room: what the admission tick walks. Never touched in a script.
+QUEUES = "lml:queues"
+
+
+class QueueKeys(NamedTuple):
+    """An event's waiting room, in the order the queue scripts expect (KEYS[1..5])."""
+
+    queue: str  # hash: settings, state, and the counters (joined, admitted, the rate's bucket)
+    line: str  # sorted set ticket id -> place: random rank before the opening, then arrival
+    buyers: str  # hash buyer id -> ticket id: one place per buyer
+    tickets: str  # hash ticket id -> JSON record (buyer, joined and admitted times)
+    admissions: str  # sorted set buyer id -> when the admission lapses (ms): the live ones
+
+
+def queue_keys(event_id: str) -> QueueKeys:
+    prefix = f"lml:{{{event_id}}}:"
+    return QueueKeys(*(prefix + name for name in ("queue", "line", "buyers", "tickets", "admits")))

@@ -54,6 +54,11 @@ SWEEPER_LAG = Gauge(
     "How long the oldest due hold (or tombstone) was past its deadline when a sweep began",
     multiprocess_mode="max",
 )
+RATE_LIMITED = Counter(
+    "lml_inventory_rate_limited",
+    "Calls and Execute operations refused for their API key's rate, by key id",
+    ["key"],
+)
 EXPIRED_HOLDS = Counter("lml_inventory_expired_holds", "Holds ended as expired by the sweeper")
 WATCHERS = Gauge("lml_inventory_watchers", "WatchEvent streams open", multiprocess_mode="livesum")
 READERS = Gauge(
@@ -65,6 +70,37 @@ REDIS_UP = Gauge(
     "lml_inventory_redis_up",
     "1 while Redis answers the health probe, else 0",
     multiprocess_mode="min",
+)
+
+# The waiting room (inventory/queue.py), per event with a queue. Every process's tick reads the
+# same figures from Redis, so the gauges take the maximum over processes; each admission is made
+# by exactly one tick, so the counter sums.
+QUEUE_WAITING = Gauge(
+    "lml_inventory_queue_waiting",
+    "Buyers in the waiting room not admitted yet",
+    ["event"],
+    multiprocess_mode="max",
+)
+QUEUE_ADMITTED = Gauge(
+    "lml_inventory_queue_admitted",
+    "Buyers admitted so far",
+    ["event"],
+    multiprocess_mode="max",
+)
+QUEUE_ACTIVE = Gauge(
+    "lml_inventory_queue_active",
+    "Admissions live (at most the queue's max_active)",
+    ["event"],
+    multiprocess_mode="max",
+)
+QUEUE_ADMISSIONS = Counter(
+    "lml_inventory_queue_admissions", "Admissions made (its rate is the admission rate)", ["event"]
+)
+QUEUE_WAIT_SECONDS = Histogram(
+    "lml_inventory_queue_wait_seconds",
+    "Time in line until admission (from joining, or from the opening for the pre-queue)",
+    ["event"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400),
 )
 
 

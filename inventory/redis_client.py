@@ -6,12 +6,12 @@ import hiredis
 from redis.asyncio import BlockingConnectionPool, Connection, ConnectionPool, Redis
 from redis.maint_notifications import MaintNotificationsConfig
 
-from inventory.redis_pipe import DEFAULT_TIMEOUT, RedisPipe
+from inventory.redis_pipe import RedisPipe
 
 
 class HiredisPackingConnection(Connection):
-    """Encodes commands with hiredis (C) instead of redis-py's pure-Python RESP encoder, which
-    was 15% of the service's time on the Execute path (bench/results/20261124-profile.md)."""
+    """Encodes commands with hiredis (C) instead of redis-py's pure-Python RESP encoder, a large
+    share of the service's time on the Execute path (bench/results/20261124-profile.md)."""
 
     def pack_command(self, *args: Any) -> list[bytes]:
         if isinstance(args[0], str) and " " in args[0]:  # "SCRIPT LOAD" and the like
@@ -42,16 +42,16 @@ def _pipe(pool: ConnectionPool, timeout: float | None) -> RedisPipe | None:
         int(options.get("db", 0)),
         options.get("username"),
         options.get("password"),
-        timeout=timeout or DEFAULT_TIMEOUT,
+        timeout=timeout,
     )
 
 
 def connect(url: str, max_connections: int | None = None, timeout: float | None = None) -> Redis:
     """A client that survives a Redis restart, optionally with a bounded, waiting pool.
 
-    `timeout` bounds every command (the pipe's deadline, redis-py's socket timeout); without it
-    the pipe takes its default and redis-py's commands may wait as long as they need (a blocking
-    XREADGROUP of the booking worker). TCP keepalive is on either way (redis-py's default).
+    `timeout` bounds every command (the pipe's deadline, redis-py's socket timeout), as the
+    service wants; without it commands wait as long as they need (the booking worker's blocking
+    XREADGROUP, a rebuild's large script). TCP keepalive is on either way (redis-py's default).
 
     redis-py's default ("auto") maintenance notifications make the pool skip its check for
     connections the server has closed, so after a restart every pooled connection would fail

@@ -2,8 +2,8 @@
 
 Concurrent calls share the connection: each writes its commands (packed by hiredis) and waits
 for its replies, which Redis sends back in the order the commands came, so a FIFO of waiters
-matches them. There is no pool or lock. Against redis-py's asyncio client in the same run
-(bench/results/20261124-unary-profile.md) it costs the service a third less CPU per call.
+matches them. There is no pool or lock: that is the server CPU per call it saves against
+redis-py's asyncio client (measured in bench/results/20261124-unary-profile.md).
 
 Faults: a lost connection fails the calls waiting on it with redis-py's ConnectionError (a script
 may have run: only the caller can tell whether a retry is safe); the next call connects again.
@@ -14,13 +14,15 @@ caught when the oldest call is past its deadline and Redis has sent nothing for 
 seconds: every call waiting on the connection fails and the connection is dropped (its replies
 could no longer be matched). Silence, not age alone, drops the connection: under overload
 replies keep coming, late, and dropping the connection then would fail every call in flight
-and turn a slowdown into an outage. TCP keepalive finds a dead peer on an idle connection.
-Commands waiting for replies are bounded: beyond `max_outstanding` a call fails at once with
-PipeOverloaded.
+and turn a slowdown into an outage. Without a `timeout` (the worker, tools: a rebuild's large
+script) calls wait as long as Redis takes, unless they bring a `max_wait`. TCP keepalive finds a
+dead peer on an idle connection. Commands waiting for replies are bounded: beyond
+`max_outstanding` a call fails at once with PipeOverloaded.
 Error replies are redis-py's exception classes (NoScriptError, ResponseError, ...).
 """
 
 import asyncio
+import math
 import socket
 from collections import deque
 from collections.abc import Sequence
@@ -77,11 +79,18 @@ def _keepalive(transport: asyncio.BaseTransport) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
 
 
+def _timed_out() -> rx.TimeoutError:
+    return rx.TimeoutError("no reply from Redis before the call's deadline")
+
+
 class _Protocol(asyncio.Protocol):
-    def __init__(self, timeout: float, max_outstanding: int) -> None:
+    def __init__(self, timeout: float | None, max_outstanding: int) -> None:
         # Kept: asyncio.get_running_loop() costs a getpid() system call per call on Python 3.11.
         self._loop = asyncio.get_running_loop()
         self._timeout = timeout
+        # How often deadlines are checked while calls wait, and how long a silence is one.
+        self._tick = timeout / 4 if timeout else 1.0
+        self._silence = timeout or 4 * self._tick
         self._max_outstanding = max_outstanding
         self.transport: asyncio.Transport | None = None
         self.lost: rx.ConnectionError | None = None
@@ -135,11 +144,11 @@ class _Protocol(asyncio.Protocol):
         now = self._loop.time()
         if not self._waiting:
             self._heard_at = now
-        deadline = now + (max_wait or self._timeout)
+        deadline = now + (max_wait or self._timeout or math.inf)
         self._waiting.append((future, len(commands), deadline))
         self._outstanding += len(commands)
         if self._watchdog is None:
-            self._watchdog = self._loop.call_later(self._timeout / 4, self._check_deadline)
+            self._watchdog = self._loop.call_later(self._tick, self._check_deadline)
         return future
 
     def _check_deadline(self) -> None:
@@ -153,18 +162,16 @@ class _Protocol(asyncio.Protocol):
         if not self._waiting or self.lost is not None:
             return
         now = self._loop.time()
-        if now >= self._waiting[0][2] and now - self._heard_at >= self._timeout:
+        if now >= self._waiting[0][2] and now - self._heard_at >= self._silence:
             assert self.transport is not None
-            self._fail(rx.TimeoutError(f"no reply from Redis within {self._timeout:g} s"))
+            self._fail(_timed_out())
             self.transport.abort()
             return
         for future, _count, deadline in self._waiting:
             if deadline <= now and not future.done():
                 # Its replies are still read off the connection and dropped.
-                future.set_exception(
-                    rx.TimeoutError(f"no reply from Redis within {self._timeout:g} s")
-                )
-        self._watchdog = self._loop.call_later(self._timeout / 4, self._check_deadline)
+                future.set_exception(_timed_out())
+        self._watchdog = self._loop.call_later(self._tick, self._check_deadline)
 
     def _fail(self, error: rx.ConnectionError | rx.TimeoutError) -> None:
         # A timeout marks the connection lost too, so that the next call opens a new one.
@@ -193,7 +200,7 @@ class RedisPipe:
         db: int = 0,
         username: str | None = None,
         password: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float | None = DEFAULT_TIMEOUT,
         max_outstanding: int = DEFAULT_MAX_OUTSTANDING,
     ) -> None:
         self._address = (host, port)
@@ -249,7 +256,7 @@ class RedisPipe:
         loop = asyncio.get_running_loop()
         host, port = self._address
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout or DEFAULT_TIMEOUT):
                 _transport, protocol = await loop.create_connection(
                     lambda: _Protocol(self.timeout, self._max_outstanding), host, port
                 )

@@ -2,27 +2,30 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import grpc
 from google.protobuf.message import Message
+from google.rpc import status_pb2
 from grpc_status import rpc_status
 from lml.inventory.v1 import inventory_pb2 as pb
 from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 from redis.exceptions import RedisError
 
 from inventory.call_metrics import count_operations
+from inventory.caps import DEFAULT_CAPS, Caps, StreamSlots, cap_exceeded
 from inventory.durability import ConfirmWaiter
 from inventory.engine import Inventory
 from inventory.errors import InventoryError, redis_status
+from inventory.queue import WaitingRoom
+from inventory.queue_watch import QueueWatchHub
 from inventory.watch import WatchHub
 
 log = logging.getLogger(__name__)
 
-# Batches of one Execute stream that run at once; beyond it the stream stops reading, so a fast
-# client is slowed down by HTTP/2 flow control instead of piling up work.
-MAX_BATCHES_IN_FLIGHT = 32
+# Whether an Execute stream may run a batch of N operations: None, or the status refusing it.
+BatchGate = Callable[[int], Awaitable[status_pb2.Status | None]]
 
 Request = TypeVar("Request", bound=Message)
 Response = TypeVar("Response", bound=Message)
@@ -51,10 +54,29 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
         inventory: Inventory,
         watch_hub: WatchHub | None = None,
         confirm_waiter: ConfirmWaiter | None = None,
+        caps: Caps = DEFAULT_CAPS,
+        batch_gate: BatchGate | None = None,
+        queue_hub: QueueWatchHub | None = None,
     ) -> None:
         self.inventory = inventory
         self.watch_hub = watch_hub or WatchHub(inventory.redis)
         self.confirm_waiter = confirm_waiter
+        self.caps = caps
+        self.batch_gate = batch_gate
+        self.streams = StreamSlots(caps)
+        self.queue_hub = queue_hub or QueueWatchHub(
+            WaitingRoom(inventory.redis, inventory.admissions)
+        )
+        self.room = self.queue_hub.room
+
+    async def _refusal(self, batch: pb.ExecuteRequest) -> status_pb2.Status | None:
+        operations = len(batch.operations)
+        if operations > self.caps.batch_operations:
+            return cap_exceeded(
+                "max_batch_operations",
+                f"{operations} operations in one batch; at most {self.caps.batch_operations}",
+            )
+        return None if self.batch_gate is None else await self.batch_gate(operations)
 
     async def CreateEvent(
         self,
@@ -136,17 +158,33 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
         request_iterator: AsyncIterator[pb.ExecuteRequest],
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> AsyncIterator[pb.ExecuteResponse]:
+        async for response in self.streams.counted(context, self._execute(request_iterator)):
+            yield response
+
+    async def _execute(
+        self, request_iterator: AsyncIterator[pb.ExecuteRequest]
+    ) -> AsyncGenerator[pb.ExecuteResponse, None]:
         """Runs each incoming batch as soon as it arrives and answers it when it is done.
 
-        Batches overlap (up to MAX_BATCHES_IN_FLIGHT), so one slow batch does not hold back the
-        next; that is why results may come back in another order than their requests.
+        Batches overlap (up to `caps.batches_in_flight`; beyond it the stream stops reading, so
+        a fast client is slowed down by HTTP/2 flow control instead of piling up work), so one
+        slow batch does not hold back the next; that is why results may come back in another
+        order than their requests. A batch refused as a whole (too large, over the key's rate)
+        gets that status as every operation's result.
         """
         responses: asyncio.Queue[pb.ExecuteResponse | None] = asyncio.Queue()
-        slots = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
+        slots = asyncio.Semaphore(self.caps.batches_in_flight)
 
         async def run(batch: pb.ExecuteRequest) -> None:
             try:
-                results = await self._durable(await self.inventory.execute(batch.operations))
+                refusal = await self._refusal(batch)
+                if refusal is None:
+                    results = await self._durable(await self.inventory.execute(batch.operations))
+                else:
+                    results = [
+                        pb.OperationResult(id=operation.id, error=refusal)
+                        for operation in batch.operations
+                    ]
                 count_operations(batch.operations, results)
             finally:
                 slots.release()
@@ -177,9 +215,83 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
         request: pb.WatchEventRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> AsyncIterator[pb.WatchEventResponse]:
+        watching = self._watch(request, context)
+        async for response in self.streams.counted(context, watching, watch=True):
+            yield response
+
+    async def _watch(
+        self,
+        request: pb.WatchEventRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> AsyncGenerator[pb.WatchEventResponse, None]:
         try:
             async for changes in self.watch_hub.watch(request.event_id, request.from_version):
                 yield pb.WatchEventResponse(changes=changes)
+        except InventoryError as error:
+            status = error.to_status()
+        except RedisError as error:
+            status = redis_status(error)
+        await context.abort_with_status(rpc_status.to_status(status))  # type: ignore[attr-defined]
+
+    # -- the waiting room (inventory/queue.py, inventory/queue_watch.py) ---------------------------
+
+    async def ConfigureQueue(
+        self,
+        request: pb.ConfigureQueueRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.ConfigureQueueResponse:
+        return await _unary(self.room.configure, request, context)
+
+    async def JoinQueue(
+        self,
+        request: pb.JoinQueueRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.JoinQueueResponse:
+        return await _unary(self.room.join, request, context)
+
+    async def PauseQueue(
+        self,
+        request: pb.PauseQueueRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.PauseQueueResponse:
+        async def pause(request: pb.PauseQueueRequest) -> pb.PauseQueueResponse:
+            return pb.PauseQueueResponse(
+                queue=await self.room.set_state(request.event_id, "paused")
+            )
+
+        return await _unary(pause, request, context)
+
+    async def ResumeQueue(
+        self,
+        request: pb.ResumeQueueRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.ResumeQueueResponse:
+        async def resume(request: pb.ResumeQueueRequest) -> pb.ResumeQueueResponse:
+            return pb.ResumeQueueResponse(queue=await self.room.set_state(request.event_id, "open"))
+
+        return await _unary(resume, request, context)
+
+    async def CloseQueue(
+        self,
+        request: pb.CloseQueueRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.CloseQueueResponse:
+        async def close(request: pb.CloseQueueRequest) -> pb.CloseQueueResponse:
+            return pb.CloseQueueResponse(
+                queue=await self.room.set_state(request.event_id, "closed")
+            )
+
+        return await _unary(close, request, context)
+
+    async def WatchQueue(
+        self,
+        request: pb.WatchQueueRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> AsyncIterator[pb.WatchQueueResponse]:
+        try:
+            async for ticket in self.queue_hub.watch(request.event_id, request.ticket_id):
+                yield pb.WatchQueueResponse(ticket=ticket)
+            return
         except InventoryError as error:
             status = error.to_status()
         except RedisError as error:

@@ -19,8 +19,8 @@ from redis.exceptions import RedisError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from inventory import keys
-from inventory.engine import _check_event_id
 from inventory.errors import InventoryError
+from inventory.validation import check_event_id
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +67,16 @@ def _version(entry_id: str) -> int:
 
 
 def to_change(entry_id: str, fields: dict[str, str]) -> pb.SeatChange:
-    """A change-log entry (fields documented in lua/includes/changelog.lua) as a SeatChange."""
-    ms = int(fields["t"])
+    """A change-log entry (its fields are documented in lua/RECORDS.md) as a SeatChange."""
+    ms = int(fields["changed_at"])
     return pb.SeatChange(
         version=_version(entry_id),
-        reason=_REASONS.get(fields["r"], pb.CHANGE_REASON_UNSPECIFIED),
-        status=_STATUSES.get(fields["st"], pb.SEAT_STATUS_UNSPECIFIED),
+        reason=_REASONS.get(fields["reason"], pb.CHANGE_REASON_UNSPECIFIED),
+        status=_STATUSES.get(fields["status"], pb.SEAT_STATUS_UNSPECIFIED),
         # cjson encodes an empty Lua table as {}, hence `or []`.
-        seat_ids=json.loads(fields["s"]) or [],
-        hold_id=fields.get("h", ""),
-        booking_id=fields.get("b", ""),
+        seat_ids=json.loads(fields["seat_ids"]) or [],
+        hold_id=fields.get("hold_id", ""),
+        booking_id=fields.get("booking_id", ""),
         changed_at=Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000),
     )
 
@@ -161,7 +161,7 @@ class WatchHub:
     async def watch(self, event_id: str, from_version: int) -> AsyncIterator[Changes]:
         """Every change of the event after `from_version`, in order, in batches; never ends
         by itself, raises WatchEnded (or another InventoryError for a bad request)."""
-        _check_event_id(event_id)
+        check_event_id(event_id)
         event_keys = keys.event_keys(event_id)
         latest: str | None = await self.redis.hget(event_keys.meta, "version")  # type: ignore[assignment]
         if latest is None:

@@ -6,7 +6,7 @@
 
   Input:
     KEYS[1..12] the event's keys (as in hold.lua)
-    KEYS[13] cancelled  booking id -> JSON {s = seat ids, t = ms, r = reason} (hash)
+    KEYS[13] cancelled  booking id -> its cancellation record (hash, lua/RECORDS.md)
     ARGV[1] booking id
     ARGV[2] reason (free text for the audit trail)
     ARGV[3] event id, written into the outbox record
@@ -35,7 +35,7 @@ if not read_event() then return EVENT_NOT_FOUND end
 local prior = redis.call('HGET', KEYS[13], booking_id)
 if prior then
   local rec = cjson.decode(prior)
-  return {'OK', cjson.encode(rec.s), rec.t, 0}
+  return {'OK', cjson.encode(rec.seat_ids), rec.cancelled_at, 0}
 end
 
 local marker = 'B:' .. booking_id
@@ -59,5 +59,6 @@ redis.call('XADD', KEYS[7], '*', 'kind', 'cancelled', 'booking_id', booking_id,
   'cancelled_at', now, 'version', version)
 redis.call('HSET', KEYS[2], unpack(args))
 reindex(freed, true)
-redis.call('HSET', KEYS[13], booking_id, cjson.encode({s = freed, t = now, r = reason}))
+redis.call('HSET', KEYS[13], booking_id, cjson.encode({seat_ids = freed, cancelled_at = now,
+  reason = reason}))
 return {'OK', cjson.encode(freed), now, 1}

@@ -42,15 +42,16 @@ if not read_event() then return EVENT_NOT_FOUND end
 local now = now_ms()
 local rec, err = find_hold(hold_id, holder_id, now)
 if not rec then return err end
-if rec.st == 'confirmed' then
-  if redis.call('HEXISTS', KEYS[13], rec.b) == 1 then
-    return {'BOOKING_CANCELLED', 'booking ' .. rec.b .. ' of hold ' .. hold_id .. ' was cancelled'}
+if rec.state == 'confirmed' then
+  if redis.call('HEXISTS', KEYS[13], rec.booking_id) == 1 then
+    return {'BOOKING_CANCELLED',
+      'booking ' .. rec.booking_id .. ' of hold ' .. hold_id .. ' was cancelled'}
   end
-  return {'OK', rec.b, rec.ct, cjson.encode(rec.s), rec.p}
+  return {'OK', rec.booking_id, rec.confirmed_at, cjson.encode(rec.seat_ids), rec.payment_ref}
 end
-if rec.st ~= 'held' then return ended_error(hold_id, rec) end
+if rec.state ~= 'held' then return ended_error(hold_id, rec) end
 
-local booked = held_seats(hold_id, rec.s)
+local booked = held_seats(hold_id, rec.seat_ids)
 -- The change log first (the one write that can fail), then the outbox and the booking.
 local version = append_change('confirmed', 'BOOKED', hold_id, holder_id, booked, now, booking_id)
 redis.call('XADD', KEYS[7], '*', 'kind', 'confirmed', 'booking_id', booking_id,
@@ -58,8 +59,9 @@ redis.call('XADD', KEYS[7], '*', 'kind', 'confirmed', 'booking_id', booking_id,
   'seat_ids', cjson.encode(booked), 'payment_ref', payment_ref, 'request_id', request_id,
   'confirmed_at', now, 'version', version)
 set_seats(booked, 'B:' .. booking_id)
-rec.st, rec.b, rec.ct, rec.p = 'confirmed', booking_id, now, payment_ref
+rec.state, rec.booking_id, rec.confirmed_at = 'confirmed', booking_id, now
+rec.payment_ref = payment_ref
 redis.call('HSET', KEYS[3], hold_id, cjson.encode(rec))
 redis.call('ZADD', KEYS[4], now + CONFIRMED_RETENTION_MS, hold_id)
 drop_from_holder(holder_id, hold_id)
-return {'OK', booking_id, now, cjson.encode(rec.s), payment_ref}
+return {'OK', booking_id, now, cjson.encode(rec.seat_ids), payment_ref}

@@ -17,13 +17,10 @@
     ARGV[8] the event's shape as JSON: {"seat_count": seats without places, "entries": seats
             and places (E), "rows": row count (R), "bucket_cap": see free_index.lua,
             "areas": [[area id, capacity, category or ""], ...], "categories": [...],
-            "sections": [...]}
-    ARGV[9 .. 8 + 2E] seat id, description JSON, ...: a seat's description carries its row
-            number "r" (none for a seat without a row), a place's its area's index "a"
-            (1-based, in the order of "areas")
-    ARGV[9 + 2E ..] each row's JSON, rows numbered from 1 in this order: {"x": section,
-            "s": seat ids left to right, "r": their ranks, "k": their kinds ("S" standard,
-            "W" wheelchair space, "C" companion seat), "c": their categories}
+            "sections": [sections with rows], "rowless_sections": [sections whose seats
+            have no row]}
+    ARGV[9 .. 8 + 2E] seat id, its description (lua/RECORDS.md), ...
+    ARGV[9 + 2E ..] each row's JSON, rows numbered from 1 in this order (lua/RECORDS.md)
 
   Output:
     {"OK", 1} created; {"OK", 0} existed with identical input
@@ -57,6 +54,9 @@ end
 for _, section in ipairs(shape.sections) do
   redis.call('HSET', KEYS[1], 'section:' .. section, 1)
 end
+for _, section in ipairs(shape.rowless_sections) do
+  redis.call('HSET', KEYS[1], 'section:' .. section, 0)
+end
 
 -- Lua's unpack is limited to a few thousand values: write in chunks.
 local CHUNK = 1000
@@ -83,7 +83,7 @@ for r = 1, rows do reindex_row(r) end
 -- Places are free from the start: each goes into the index under its area.
 local places = {}
 for i = 1, entries do
-  local area = cjson.decode(description(i)).a
+  local area = cjson.decode(description(i)).area_no
   if area then places[#places + 1] = place_member(area, seat_id(i)) end
 end
 write_chunks('ZADD', KEYS[11], #places, function(i) return 0, places[i] end)

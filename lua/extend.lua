@@ -36,16 +36,16 @@ if not ttl then return ttl_err end
 local now = now_ms()
 local rec, err = find_hold(hold_id, holder_id, now)
 if not rec then return err end
-if rec.st ~= 'held' then return ended_error(hold_id, rec) end
+if rec.state ~= 'held' then return ended_error(hold_id, rec) end
 
-local expires_at = math.max(rec.e, now + ttl)
+local expires_at = math.max(rec.expires_at, now + ttl)
 local lifetime = event.max_lifetime_ms
-if expires_at > rec.c + lifetime then
+if expires_at > rec.created_at + lifetime then
   return {'LIMIT_EXCEEDED', 'a hold lives at most ' .. lifetime .. ' ms from its creation',
     'max_hold_lifetime'}
 end
-append_change('extended', 'HELD', hold_id, holder_id, rec.s, now)
-rec.e = expires_at
+append_change('extended', 'HELD', hold_id, holder_id, rec.seat_ids, now)
+rec.expires_at = expires_at
 redis.call('HSET', KEYS[3], hold_id, cjson.encode(rec))
 redis.call('ZADD', KEYS[4], expires_at, hold_id)
-return {'OK', expires_at, cjson.encode(rec.s)}
+return {'OK', expires_at, cjson.encode(rec.seat_ids)}

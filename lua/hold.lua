@@ -3,9 +3,10 @@
   engine (best available), or places in a general-admission area.
 
   Input:
+    Every record below is described in lua/RECORDS.md.
     KEYS[1] meta       event settings and the change-log version (hash)
     KEYS[2] seats      seat id -> "A" | "H:<hold id>" | "B:<booking id>" (hash)
-    KEYS[3] holds      hold id -> JSON record, live or tombstone (hash)
+    KEYS[3] holds      hold id -> hold record, live or tombstone (hash)
     KEYS[4] deadlines  hold id by expiry / tombstone purge time (sorted set)
     KEYS[5] holders    holder id -> space-separated live hold ids (hash)
     KEYS[6] changes    change log (stream, ids "0-<version>")
@@ -14,6 +15,7 @@
             the best-available index and what it is built from (includes/free_index.lua)
     KEYS[13] request   retry record for (holder, request id) (string, 24 h TTL); any key of
                        the event when there is no request id (then unused)
+    KEYS[14] queue, KEYS[15] admissions: the event's waiting room (includes/admission.lua)
 
     ARGV[1] hold id: 128 random bits made by the service
     ARGV[2] holder id
@@ -24,13 +26,17 @@
             "best":  ARGV[6] quantity, ARGV[7] category or "*", ARGV[8] section or "*",
                      ARGV[9] wheelchair spaces among them, ARGV[10] "1" to allow a split
             "area":  ARGV[6] general-admission area id, ARGV[7] quantity
+    ARGV[#ARGV] (last) the holder's admission: "none", "token" (verified by the service) or
+            "exempt" (includes/admission.lua)
 
   Output:
     {"OK", hold id, expires at (ms since epoch), seat ids as JSON, split (1 when best available
     took seats that are not side by side, else 0)}
-    A retry with a known request id answers as the first call did while that hold is live (with
-    its current expiry); once it ended: HOLD_EXPIRED, HOLD_CONFIRMED, or HOLD_NOT_FOUND (released
-    or purged), never the old hold as if alive.
+    A retry with a known request id answers as the first call did (with the hold's current
+    expiry) while that hold is live, or confirmed: its seats are then this holder's booking, and
+    a confirm retry with that hold id returns it (a "hold, then confirm" sequence is retried
+    whole). Once the hold was released or expired: HOLD_NOT_FOUND or HOLD_EXPIRED, never the old
+    hold as if alive while its seats may be another buyer's.
     Errors, nothing changed by the request:
     {"EVENT_NOT_FOUND", message}
     {"INVALID_ARGUMENT", message} duplicate seat ids, TTL out of range, unknown category,
@@ -40,7 +46,9 @@
     {"LIMIT_EXCEEDED", message, "max_seats_per_hold" | "max_seats_per_holder"}
     {"SEATS_UNAVAILABLE", message, seat ids...} named seats held or booked by others
     {"SEATS_UNAVAILABLE", message} no free block that fits, fewer places left than asked
-    {"HOLD_EXPIRED" | "HOLD_CONFIRMED" | "HOLD_NOT_FOUND", message} a retry of a hold that ended
+    {"HOLD_EXPIRED" | "HOLD_NOT_FOUND", message} a retry of a hold that expired or was released
+    {"ADMISSION_REQUIRED", message} waiting room on and no admission carried
+    {"ADMISSION_INVALID", message} waiting room on and the admission no longer live
 
   Holds found past their deadline along the way (this holder's, or on the requested seats) are
   ended as expired first, whatever the outcome: that is the lazy half of expiry. Best available
@@ -58,6 +66,7 @@
 -- @include sweep_due
 -- @include best_available
 -- @include ttl
+-- @include admission
 
 local hold_id, holder_id, request_id, mode = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
 local event = read_event()
@@ -68,16 +77,18 @@ if request_id ~= '' then
   local earlier = redis.call('GET', KEYS[13])
   if earlier then
     local first = cjson.decode(earlier)
-    local rec, err = find_hold(first[1], holder_id, now)
+    local rec, err = find_hold(first.hold_id, holder_id, now)
     if not rec then return err end
-    if rec.st ~= 'held' then return ended_error(first[1], rec) end
-    return {'OK', first[1], rec.e, cjson.encode(first[3]), first[4]}
+    if rec.state ~= 'held' and rec.state ~= 'confirmed' then
+      return ended_error(first.hold_id, rec)
+    end
+    return {'OK', first.hold_id, rec.expires_at, cjson.encode(first.seat_ids), first.split}
   end
 end
 
 local seats = {}
 if mode == 'seats' then
-  for i = 6, #ARGV do seats[#seats + 1] = ARGV[i] end
+  for i = 6, #ARGV - 1 do seats[#seats + 1] = ARGV[i] end
 end
 local quantity = #seats
 if mode ~= 'seats' then quantity = tonumber(mode == 'best' and ARGV[6] or ARGV[7]) end
@@ -93,6 +104,8 @@ end
 local ttl, ttl_err = resolve_ttl(ARGV[3], event.default_ttl_ms, event.max_ttl_ms)
 if not ttl then return ttl_err end
 
+local admission_refused = admission_error(holder_id, ARGV[#ARGV], now)
+if admission_refused then return admission_refused end
 if mode ~= 'seats' then sweep_due(now, 20) end
 
 -- This holder's live seats, for the per-holder limit.
@@ -102,12 +115,12 @@ if list then
   for id in string.gmatch(list, '%S+') do
     local raw = redis.call('HGET', KEYS[3], id)
     local rec = raw and cjson.decode(raw)
-    if rec and rec.st == 'held' then
-      if rec.e <= now then
+    if rec and rec.state == 'held' then
+      if rec.expires_at <= now then
         end_hold(id, rec, 'expired', now)
       else
         live_ids[#live_ids + 1] = id
-        held = held + #rec.s
+        held = held + #rec.seat_ids
       end
     end
   end
@@ -142,6 +155,10 @@ elseif mode == 'best' then
     return {'INVALID_ARGUMENT', 'no category ' .. category}
   end
   if section ~= '*' and not known[2] then return {'INVALID_ARGUMENT', 'no section ' .. section} end
+  if known[2] == '0' then
+    return {'INVALID_ARGUMENT', 'best available picks seats in rows, and the seats of section '
+      .. section .. ' have no rows: hold them by seat id'}
+  end
   local picked
   picked, split = pick_best('|' .. category .. '|' .. section .. '|', quantity, wheelchairs,
     ARGV[10] == '1')
@@ -164,8 +181,10 @@ for i, state in ipairs(states) do
       -- as free rather than failing every hold on it.
       local raw = redis.call('HGET', KEYS[3], other)
       local rec = raw and cjson.decode(raw)
-      free = not rec or rec.st ~= 'held' or rec.e <= now
-      if rec and rec.st == 'held' and rec.e <= now then end_hold(other, rec, 'expired', now) end
+      free = not rec or rec.state ~= 'held' or rec.expires_at <= now
+      if rec and rec.state == 'held' and rec.expires_at <= now then
+        end_hold(other, rec, 'expired', now)
+      end
       ended[other] = free
     end
     if not free then taken[#taken + 1] = seats[i] end
@@ -188,11 +207,13 @@ local expires_at = now + ttl
 set_seats(seats, 'H:' .. hold_id)
 reindex(seats, false)
 redis.call('HSET', KEYS[3], hold_id,
-  cjson.encode({h = holder_id, s = seats, e = expires_at, c = now, st = 'held'}))
+  cjson.encode({holder_id = holder_id, seat_ids = seats, expires_at = expires_at,
+    created_at = now, state = 'held'}))
 redis.call('ZADD', KEYS[4], expires_at, hold_id)
 live_ids[#live_ids + 1] = hold_id
 redis.call('HSET', KEYS[5], holder_id, table.concat(live_ids, ' '))
 if request_id ~= '' then
-  redis.call('SET', KEYS[13], cjson.encode({hold_id, expires_at, seats, split}), 'EX', 86400)
+  redis.call('SET', KEYS[13], cjson.encode({hold_id = hold_id, seat_ids = seats, split = split}),
+    'EX', 86400)
 end
 return {'OK', hold_id, expires_at, cjson.encode(seats), split}

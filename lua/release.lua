@@ -28,9 +28,9 @@ if not read_event() then return EVENT_NOT_FOUND end
 local now = now_ms()
 local rec, err = find_hold(hold_id, holder_id, now)
 if not rec then return err end
-if rec.st == 'held' then
+if rec.state == 'held' then
   end_hold(hold_id, rec, 'released', now)
-elseif rec.st ~= 'released' then
+elseif rec.state ~= 'released' then
   return ended_error(hold_id, rec)
 end
-return {'OK', cjson.encode(rec.s)}
+return {'OK', cjson.encode(rec.seat_ids)}

@@ -15,7 +15,7 @@ def _class(kind: str) -> str:
 
 def _row_members(number: int, row: dict[str, list[str]], states: list[str], cap: int) -> set[str]:
     members: set[str] = set()
-    seats, i = row["s"], 0
+    seats, i = row["seat_ids"], 0
     while i < len(seats):
         if states[i] != "A":
             i += 1
@@ -24,16 +24,16 @@ def _row_members(number: int, row: dict[str, list[str]], states: list[str], cap:
         while (
             j + 1 < len(seats)
             and states[j + 1] == "A"
-            and _class(row["k"][j + 1]) == _class(row["k"][i])
-            and row["c"][j + 1] == row["c"][i]
+            and _class(row["kinds"][j + 1]) == _class(row["kinds"][i])
+            and row["categories"][j + 1] == row["categories"][i]
         ):
             j += 1
         length = j - i + 1
-        best = min(int(rank) for rank in row["r"][i : j + 1])
+        best = min(int(rank) for rank in row["ranks"][i : j + 1])
         tail = f"{best:07d}|{number}|{i + 1}|{length}"
-        for category in (row["c"][i], "*"):
-            for section in (row["x"], "*"):
-                scope = f"{_class(row['k'][i])}|{category}|{section}|"
+        for category in (row["categories"][i], "*"):
+            for section in (row["section"], "*"):
+                scope = f"{_class(row['kinds'][i])}|{category}|{section}|"
                 members.add(f"{scope}{min(length, cap):04d}|{tail}")
         i = j + 1
     return members
@@ -47,10 +47,10 @@ async def expected_index(redis: Redis, event_id: str) -> set[str]:
     rows: dict[str, str] = await redis.hgetall(event.rows)  # type: ignore[assignment]
     for number, encoded in rows.items():
         row = json.loads(encoded)
-        members |= _row_members(int(number), row, [states[s] for s in row["s"]], cap)
+        members |= _row_members(int(number), row, [states[s] for s in row["seat_ids"]], cap)
     infos: dict[str, str] = await redis.hgetall(event.seat_info)  # type: ignore[assignment]
     for seat_id, encoded in infos.items():
-        area = json.loads(encoded).get("a")
+        area = json.loads(encoded).get("area_no")
         if area is not None and states[seat_id] == "A":
             members.add(f"G|{area:06d}|{seat_id}")
     return members

@@ -174,10 +174,10 @@ def _hold(state: State, op: HoldOp, now: int, new_id: str) -> Outcome:
     if len(set(op.seats)) != len(op.seats):
         return Err("INVALID_ARGUMENT"), state, None
     earlier = state.requests.get((op.holder, op.request_id)) if op.request_id else None
-    if earlier is not None:  # the first answer while its hold is live, else what ended it
+    if earlier is not None:  # the first answer while its hold is live or booked, else what ended it
         hold_id, seats = earlier
         first = state.holds[hold_id]
-        if not first.live(now):
+        if first.status != "confirmed" and not first.live(now):
             return _ended(first), state, None
         return Held(hold_id, seats, first.expires), state, None
     if len(op.seats) > limits.max_seats_per_hold:

@@ -198,4 +198,4 @@ async def test_the_sweeper_expires_holds_on_every_node(
             "list[tuple[str, dict[str, str]]]",
             await cluster.xrange(keys.event_keys(event_id).changes),
         )
-        assert [fields["r"] for _, fields in changes] == ["held", "expired"]
+        assert [fields["reason"] for _, fields in changes] == ["held", "expired"]

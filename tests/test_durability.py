@@ -36,7 +36,7 @@ async def stub(
     private_server: RedisServer, replica: RedisServer
 ) -> AsyncIterator["pb_grpc.InventoryServiceAsyncStub"]:
     redis = connect(private_server.url, timeout=5)
-    waiter = ConfirmWaiter(private_server.url, Durability.REPLICA, timeout=0.3)
+    waiter = ConfirmWaiter(private_server.url, Durability.REPLICA, timeout=2)
     address = f"127.0.0.1:{free_port()}"
     server, _health = create_server(Inventory(redis), address, confirm_waiter=waiter)
     await server.start()

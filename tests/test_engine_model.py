@@ -406,8 +406,19 @@ class EngineMachine(RuleBasedStateMachine):
         for entry_id, f in entries:
             self.version += 1
             assert entry_id == f"0-{self.version}", "change-log versions skip or repeat"
-            seats = tuple(json.loads(f["s"]))
-            changes.append(Change(f["r"], f["st"], f["h"], f["by"], seats, int(f["t"]), f["b"]))
+            seats = tuple(json.loads(f["seat_ids"]))
+            at = int(f["changed_at"])
+            changes.append(
+                Change(
+                    f["reason"],
+                    f["status"],
+                    f["hold_id"],
+                    f["holder_id"],
+                    seats,
+                    at,
+                    f["booking_id"],
+                )
+            )
         times = [change.at for change in changes]
         assert times == sorted(times), "change-log times go back"
         return changes

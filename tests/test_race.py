@@ -155,6 +155,6 @@ async def test_no_double_booking_under_races(
     for seat, state in seats.items():
         if state.startswith("H:"):
             hold = holds[state[2:]]
-            assert hold["st"] == "held" and seat in hold["s"]
+            assert hold["state"] == "held" and seat in hold["seat_ids"]
         elif state.startswith("B:"):
             assert seat in bookings[state[2:]]

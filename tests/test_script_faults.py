@@ -107,11 +107,13 @@ async def test_a_hold_retry_returns_the_first_answer_only_while_the_hold_is_live
     )
 
     kept = (await inventory.hold(_hold("ann", seats[6:7], request_id="r3"))).hold
-    ref = {"event_id": EVENT, "hold_id": kept.hold_id, "holder_id": "ann"}
-    await inventory.confirm(pb.ConfirmRequest(**ref))
-    assert await _refused(inventory.hold(_hold("ann", seats[6:7], request_id="r3"))) == (
-        "HOLD_CONFIRMED"
-    )
+    ref = {"event_id": EVENT, "holder_id": "ann"}
+    booked = (await inventory.confirm(pb.ConfirmRequest(**ref, hold_id=kept.hold_id))).booking
+    # Confirmed: the seats are ann's booking, and "hold, then confirm" retried whole gives it.
+    retried = (await inventory.hold(_hold("ann", seats[6:7], request_id="r3"))).hold
+    assert retried.hold_id == kept.hold_id
+    again_booked = await inventory.confirm(pb.ConfirmRequest(**ref, hold_id=retried.hold_id))
+    assert again_booked.booking == booked
 
 
 # -- 7. seats without rows --------------------------------------------------------------------
@@ -135,3 +137,19 @@ async def test_an_event_of_plain_seat_ids_takes_any_size_and_holds_them_by_id(
     )
     snapshot = await inventory.availability(pb.GetAvailabilityRequest(event_id=EVENT))
     assert {seat.status for seat in snapshot.seats} == {pb.SEAT_STATUS_AVAILABLE}
+
+
+async def test_best_available_in_a_section_without_rows_says_so(inventory: Inventory) -> None:
+    request = pb.CreateEventRequest(event_id=EVENT)
+    for n in range(4):
+        request.seats.add(seat_id=f"a{n}", section="stalls", row="A", number=str(n))
+        request.seats.add(seat_id=f"box{n}", section="boxes")
+    await inventory.create_event(request)
+    ref: Any = {"event_id": EVENT, "holder_id": "ann"}
+    boxes = pb.HoldRequest(**ref, best_available=pb.BestAvailable(quantity=1, section="boxes"))
+    with pytest.raises(InventoryError, match="section boxes have no rows"):
+        await inventory.hold(boxes)
+    anywhere = pb.HoldRequest(**ref, best_available=pb.BestAvailable(quantity=4))
+    assert sorted((await inventory.hold(anywhere)).hold.seat_ids) == ["a0", "a1", "a2", "a3"]
+    by_id = (await inventory.hold(_hold("bob", ["box0", "box3"]))).hold
+    assert list(by_id.seat_ids) == ["box0", "box3"]

@@ -336,7 +336,7 @@ async def test_execute_stream_answers_many_batches(stub: Stub) -> None:
 async def test_health_and_reflection(grpc_target: str) -> None:
     async with grpc.aio.insecure_channel(grpc_target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
-        # The sweeper sets SERVING in `serve`; a bare server answers for the services it knows.
+        # `serve`'s health probe sets SERVING; a bare server answers for the services it knows.
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await health.Check(health_pb2.HealthCheckRequest(service="no.such.Service"))
         assert caught.value.code() == Code.NOT_FOUND

@@ -261,7 +261,7 @@ class State:
         reasons = []
         for key, last in self.last_changes.items():
             entries: list[tuple[bytes, dict[bytes, bytes]]] = redis.xrange(key, min=b"(" + last)  # type: ignore[assignment]
-            reasons += [fields[b"r"] for _id, fields in entries]
+            reasons += [fields[b"reason"] for _id, fields in entries]
         return reasons
 
 

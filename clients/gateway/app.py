@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, StreamingResponse
 from lml.inventory.v1 import inventory_pb2 as pb
+from starlette.middleware.gzip import GZipMiddleware
 
 from clients.client import InventoryClient
 from clients.errors import InventoryClientError
@@ -180,7 +181,9 @@ def create_app(
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "If-None-Match"],
             expose_headers=["ETag", "Retry-After", *RATE_LIMIT_HEADERS],
         )
-    app.add_middleware(MetricsMiddleware)  # added last: outermost, it counts every answer
+    app.add_middleware(MetricsMiddleware)  # outside CORS: it counts every answer
+    # Seat maps and availability shrink several-fold; Starlette leaves text/event-stream as is.
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
     _add_routes(app)
     add_session_routes(app)
     add_seatmap_routes(app, ERRORS)

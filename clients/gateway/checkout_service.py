@@ -243,6 +243,8 @@ class Checkout:
         """The payment outlived its hold: hold and confirm the same seats anew, or refund."""
         intent_id = record.payment_intent_id
         try:
+            # The same request id on every delivery: a delivery after one that held (and even
+            # confirmed) the seats anew gets that hold again, and its booking from Confirm.
             hold = await self.inventory.hold(
                 record.event_id,
                 record.holder_id,

@@ -9,17 +9,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from lml.inventory.v1 import inventory_pb2 as pb
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# Numbers are bounded here as the service bounds them, so that out-of-range input is a 422
-# problem rather than a protobuf range error (a 500). Counts are proto uint32, but the booking
-# worker stores them in Postgres `integer`.
-MAX_COUNT = 2**31 - 1
-MAX_LIMIT_SECONDS = 366 * 86_400  # an event's TTL and hold-lifetime limits: a year at most
+from inventory import bounds
+
+# Numbers are bounded here as the service bounds them (inventory.bounds), so that out-of-range
+# input is a 422 problem rather than a protobuf range error (a 500) or a 400 from the service.
 MAX_VERSION = 2**63 - 1  # change-log versions (proto uint64, Redis stream ids)
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 Seconds = Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)]
-LimitSeconds = Annotated[float, Field(ge=0, le=MAX_LIMIT_SECONDS, allow_inf_nan=False)]
-Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+LimitSeconds = Annotated[float, Field(ge=0, le=bounds.MAX_DURATION_SECONDS, allow_inf_nan=False)]
 Status = Literal["AVAILABLE", "HELD", "BOOKED"]
 
 
@@ -59,8 +57,8 @@ class SeatIn(BaseModel):
 class Limits(BaseModel):
     """Zero or absent fields take the service defaults."""
 
-    max_seats_per_hold: Count = 0
-    max_seats_per_holder: Count = 0
+    max_seats_per_hold: int = Field(default=0, ge=0, le=bounds.MAX_SEATS_PER_HOLD)
+    max_seats_per_holder: int = Field(default=0, ge=0, le=bounds.MAX_SEATS_PER_HOLDER)
     default_ttl_seconds: LimitSeconds = 0
     max_ttl_seconds: LimitSeconds = 0
     max_hold_lifetime_seconds: LimitSeconds = 0

@@ -30,6 +30,15 @@ _STATUS_BY_REASON: dict[Reason, int] = {
     pb.ERROR_REASON_REDIS_UNAVAILABLE: 503,
     pb.ERROR_REASON_READER_FAILED: 502,
     pb.ERROR_REASON_SHUTTING_DOWN: 503,
+    # The gateway's own API key refused by the service: its configuration, not the buyer's call.
+    pb.ERROR_REASON_UNAUTHENTICATED: 502,
+    pb.ERROR_REASON_SCOPE_REQUIRED: 502,
+    pb.ERROR_REASON_RATE_LIMITED: 503,
+    # The waiting room: no admission yet, an admission not this buyer's or lapsed, no queue.
+    pb.ERROR_REASON_ADMISSION_REQUIRED: 409,
+    pb.ERROR_REASON_ADMISSION_INVALID: 403,
+    pb.ERROR_REASON_QUEUE_NOT_FOUND: 404,
+    pb.ERROR_REASON_QUEUE_CLOSED: 410,
 }
 # Failures without a known reason (transport errors, a reason newer than the SDK), by gRPC code.
 _STATUS_BY_CODE = {

@@ -18,7 +18,8 @@ local function members_from(prefix, limit)
     'LIMIT', 0, limit)
 end
 
--- The start of the best window of `want` seats in the run row.s[start .. start + length - 1]:
+-- The start of the best window of `want` seats in the run
+-- row.seat_ids[start .. start + length - 1]:
 -- the least sum of ranks, among windows that `fits` (when given) and, unless gaps_ok, that
 -- leave no single free seat of the run on either side.
 local function best_window(row, start, length, want, gaps_ok, fits)
@@ -28,7 +29,7 @@ local function best_window(row, start, length, want, gaps_ok, fits)
     local first = start + left
     if (gaps_ok or (left ~= 1 and right ~= 1)) and (not fits or fits(row, first, want)) then
       local sum = 0
-      for i = first, first + want - 1 do sum = sum + row.r[i] end
+      for i = first, first + want - 1 do sum = sum + row.ranks[i] end
       if not best_sum or sum < best_sum then best_at, best_sum = first, sum end
     end
   end
@@ -37,7 +38,7 @@ end
 
 local function seats_at(row, first, want)
   local ids = {}
-  for i = first, first + want - 1 do ids[#ids + 1] = row.s[i] end
+  for i = first, first + want - 1 do ids[#ids + 1] = row.seat_ids[i] end
   return ids
 end
 
@@ -69,7 +70,7 @@ local function pick_accessible(scope, want, wheelchairs)
   local function fits(row, first, n)
     local count = 0
     for i = first, first + n - 1 do
-      if row.k[i] == 'W' then count = count + 1 end
+      if row.kinds[i] == 'W' then count = count + 1 end
     end
     return count == wheelchairs
   end
@@ -120,21 +121,29 @@ local function pick_once(scope, want, wheelchairs, allow_split)
   return pick_split('S' .. scope, want), 1
 end
 
+-- Refreshes the rows of `picked` that changed since their last refresh; returns true when
+-- there was one. Such a row's entry may list seats taken since, and its run may have grown or
+-- shrunk, which moves the best window and the single-seat rule: the pick cannot be trusted.
+local function refresh_rows_of(picked)
+  local refreshed = false
+  for _, row_no in ipairs(rows_of(picked)) do
+    if redis.call('ZREM', KEYS[12], row_no) == 1 then
+      reindex_row(row_no)
+      refreshed = true
+    end
+  end
+  return refreshed
+end
+
 -- The engine's choice for `want` seats of `scope` ("|<category or *>|<section or *>|"), and 1
 -- when they are a split. The best dirty rows are refreshed first, a bounded number of them; a
--- pick that meets a seat taken since its row's last refresh refreshes that row and the next
--- dirty rows, and picks again.
+-- pick from a row still dirty refreshes that row and the next dirty rows, and picks again.
 local function pick_best(scope, want, wheelchairs, allow_split)
   local dirty = refresh_rows(REFRESH_ROWS)
   for _ = 1, PICK_ATTEMPTS do
     local picked, split = pick_once(scope, want, wheelchairs, allow_split)
     if not picked then return nil end
-    local stale = {}
-    for i, state in ipairs(redis.call('HMGET', KEYS[2], unpack(picked))) do
-      if state ~= 'A' then stale[#stale + 1] = picked[i] end
-    end
-    if #stale == 0 then return picked, split end
-    for _, row_no in ipairs(rows_of(stale)) do reindex_row(row_no) end
+    if not refresh_rows_of(picked) then return picked, split end
     if dirty then dirty = refresh_rows(REFRESH_ROWS) end
   end
   return nil

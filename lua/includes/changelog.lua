@@ -51,9 +51,9 @@ local function trim_unread(version, retention)
   redis.call('XTRIM', KEYS[6], 'MINID', '0-' .. keep_from)
 end
 
--- Appends one seat state change and returns its version. A change calls it before its own
--- writes: the XADD is the one write that can fail (an id not above the stream's last one), and
--- failing first it leaves nothing of the change behind.
+-- Appends one seat state change (fields in lua/RECORDS.md) and returns its version. A change
+-- calls it before its own writes: the XADD is the one write that can fail (an id not above the
+-- stream's last one), and failing first it leaves nothing of the change behind.
 local function append_change(reason, status, hold_id, holder_id, seats, now, booking_id)
   local version = tonumber(redis.call('HGET', KEYS[1], 'version')) + 1
   local trim = redis.call('HMGET', KEYS[1], 'changelog_acked', 'changelog_retention')
@@ -61,8 +61,8 @@ local function append_change(reason, status, hold_id, holder_id, seats, now, boo
   local retention = tonumber(trim[2]) or CHANGELOG_RETENTION
   local keep_from = math.max(math.min(acked, version - changelog_max) + 1, 0)
   redis.call('XADD', KEYS[6], 'MINID', '~', '0-' .. keep_from, '0-' .. version,
-    'r', reason, 'st', status, 'h', hold_id, 'by', holder_id,
-    's', cjson.encode(seats), 't', now, 'b', booking_id or '')
+    'reason', reason, 'status', status, 'hold_id', hold_id, 'holder_id', holder_id,
+    'seat_ids', cjson.encode(seats), 'changed_at', now, 'booking_id', booking_id or '')
   redis.call('HSET', KEYS[1], 'version', version)
   -- After the XADD, so that a failing append leaves nothing behind.
   if version - retention > acked then trim_unread(version, retention) end

@@ -43,14 +43,14 @@ local function set_seats(seats, value)
 end
 
 local function end_hold(hold_id, rec, state, now)
-  local freed = held_seats(hold_id, rec.s)
-  local version = append_change(state, 'AVAILABLE', hold_id, rec.h, freed, now)
+  local freed = held_seats(hold_id, rec.seat_ids)
+  local version = append_change(state, 'AVAILABLE', hold_id, rec.holder_id, freed, now)
   set_seats(freed, 'A')
   reindex(freed, true)
-  rec.st = state
-  rec.ended = now
+  rec.state = state
+  rec.ended_at = now
   redis.call('HSET', KEYS[3], hold_id, cjson.encode(rec))
   redis.call('ZADD', KEYS[4], now + TOMBSTONE_MS, hold_id)
-  drop_from_holder(rec.h, hold_id)
+  drop_from_holder(rec.holder_id, hold_id)
   return version
 end

@@ -9,10 +9,10 @@ local function find_hold(hold_id, holder_id, now)
   local raw = redis.call('HGET', KEYS[3], hold_id)
   if not raw then return nil, {'HOLD_NOT_FOUND', 'no hold ' .. hold_id} end
   local rec = cjson.decode(raw)
-  if rec.h ~= holder_id then
+  if rec.holder_id ~= holder_id then
     return nil, {'NOT_HOLDER', 'hold ' .. hold_id .. ' belongs to another holder'}
   end
-  if rec.st == 'held' and rec.e <= now then
+  if rec.state == 'held' and rec.expires_at <= now then
     end_hold(hold_id, rec, 'expired', now)
   end
   return rec
@@ -20,8 +20,8 @@ end
 
 -- The error for a hold that is no longer live, by what ended it.
 local function ended_error(hold_id, rec)
-  if rec.st == 'expired' then return {'HOLD_EXPIRED', 'hold ' .. hold_id .. ' expired'} end
-  if rec.st == 'confirmed' then
+  if rec.state == 'expired' then return {'HOLD_EXPIRED', 'hold ' .. hold_id .. ' expired'} end
+  if rec.state == 'confirmed' then
     return {'HOLD_CONFIRMED', 'hold ' .. hold_id .. ' is already confirmed'}
   end
   return {'HOLD_NOT_FOUND', 'hold ' .. hold_id .. ' was released'}

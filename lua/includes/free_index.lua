@@ -9,8 +9,8 @@
 -- Rows are brought up to date lazily: a seat change only marks its row in KEYS[12] dirty_rows,
 -- a sorted set by the row's best rank (about 3 us of Redis per seat, where rewriting the row's
 -- entries at once cost about 50); best-available requests and the sweeper refresh dirty rows,
--- best rows first, in bounded batches. Until then a row's entries may list seats taken since (best
--- available checks what it picks) or miss seats freed since.
+-- best rows first, in bounded batches. Until then a row's entries may list seats taken since or
+-- miss seats freed since (best available refreshes a dirty row it picked from, and picks again).
 -- A free general-admission place is listed once, at once: G|<area index, 6 digits>|<place id>.
 -- KEYS[10] row_runs keeps each row's members, so that a refresh replaces only what changed.
 -- Needs KEYS[1] meta, KEYS[2] seats, KEYS[8] seat_info, KEYS[9] rows, KEYS[10] row_runs,
@@ -26,21 +26,21 @@ end
 
 local function run_members(row_no, row, states)
   if not bucket_cap then bucket_cap = tonumber(redis.call('HGET', KEYS[1], 'bucket_cap')) end
-  local members, n, i = {}, #row.s, 1
+  local members, n, i = {}, #row.seat_ids, 1
   while i <= n do
     if states[i] == 'A' then
-      local class, category = seat_class(row.k[i]), row.c[i]
-      local j, best = i, row.r[i]
-      while j < n and states[j + 1] == 'A' and seat_class(row.k[j + 1]) == class
-          and row.c[j + 1] == category do
+      local class, category = seat_class(row.kinds[i]), row.categories[i]
+      local j, best = i, row.ranks[i]
+      while j < n and states[j + 1] == 'A' and seat_class(row.kinds[j + 1]) == class
+          and row.categories[j + 1] == category do
         j = j + 1
-        if row.r[j] < best then best = row.r[j] end
+        if row.ranks[j] < best then best = row.ranks[j] end
       end
       local length = j - i + 1
       local tail = string.format('%07d|%d|%d|%d', best, row_no, i, length)
       local bucket = string.format('%04d', math.min(length, bucket_cap))
       for _, c in ipairs({category, '*'}) do
-        for _, x in ipairs({row.x, '*'}) do
+        for _, x in ipairs({row.section, '*'}) do
           members[#members + 1] = class .. '|' .. c .. '|' .. x .. '|' .. bucket .. '|' .. tail
         end
       end
@@ -60,7 +60,7 @@ end
 -- gone, adds the new ones, leaves the others alone.
 local function reindex_row(row_no)
   local row = read_row(row_no)
-  local members = run_members(row_no, row, redis.call('HMGET', KEYS[2], unpack(row.s)))
+  local members = run_members(row_no, row, redis.call('HMGET', KEYS[2], unpack(row.seat_ids)))
   local old = redis.call('HGET', KEYS[10], row_no)
   local current, gone, was = {}, {}, {}
   for _, member in ipairs(members) do current[member] = true end
@@ -92,7 +92,7 @@ end
 local function rows_of(seat_ids)
   local rows, seen = {}, {}
   for _, raw in ipairs(redis.call('HMGET', KEYS[8], unpack(seat_ids))) do
-    local row_no = cjson.decode(raw).r
+    local row_no = cjson.decode(raw).row_no
     if row_no and not seen[row_no] then
       seen[row_no] = true
       rows[#rows + 1] = row_no
@@ -109,12 +109,12 @@ local function reindex(seat_ids, freed)
   local rows, places = {}, {}
   for i, raw in ipairs(infos) do
     local info = cjson.decode(raw)
-    if info.a then
+    if info.area_no then
       if freed then places[#places + 1] = 0 end
-      places[#places + 1] = place_member(info.a, seat_ids[i])
-    elseif info.r then  -- a seat without a row is not in the index
-      rows[#rows + 1] = info.b
-      rows[#rows + 1] = info.r
+      places[#places + 1] = place_member(info.area_no, seat_ids[i])
+    elseif info.row_no then  -- a seat without a row is not in the index
+      rows[#rows + 1] = info.row_best_rank
+      rows[#rows + 1] = info.row_no
     end
   end
   if #places > 0 then redis.call(freed and 'ZADD' or 'ZREM', KEYS[11], unpack(places)) end

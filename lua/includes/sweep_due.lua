@@ -9,7 +9,7 @@ local function sweep_due(now, limit)
   for _, hold_id in ipairs(due) do
     local raw = redis.call('HGET', KEYS[3], hold_id)
     local rec = raw and cjson.decode(raw)
-    if rec and rec.st == 'held' then
+    if rec and rec.state == 'held' then
       end_hold(hold_id, rec, 'expired', now)
       expired = expired + 1
     else

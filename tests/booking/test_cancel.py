@@ -39,8 +39,8 @@ async def test_cancel_frees_the_seats_once_with_change_log_and_outbox_records(
     assert again.cancelled_at == first.cancelled_at
     event_keys = keys.event_keys("show-1")
     changes = await entries(redis, event_keys.changes)
-    assert [f["r"] for _, f in changes] == ["held", "confirmed", "cancelled"]
-    assert changes[-1][1]["b"] == booking_id
+    assert [f["reason"] for _, f in changes] == ["held", "confirmed", "cancelled"]
+    assert changes[-1][1]["booking_id"] == booking_id
     outbox = await entries(redis, event_keys.outbox)
     assert [f["kind"] for _, f in outbox] == ["confirmed", "cancelled"]
     assert outbox[-1][1]["reason"] == "refunded"

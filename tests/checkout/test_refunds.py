@@ -176,7 +176,9 @@ async def rebooked_then_lost(
     assert service.faults.applied["Confirm"] == 4
     holds = await inventory.redis.hgetall(keys.event_keys(BRIEF).holds)
     [booking_id] = [
-        json.loads(raw)["b"] for raw in holds.values() if json.loads(raw)["st"] == "confirmed"
+        json.loads(raw)["booking_id"]
+        for raw in holds.values()
+        if json.loads(raw)["state"] == "confirmed"
     ]
     return hold_id, event, booking_id
 

@@ -25,8 +25,9 @@ from clients.gateway.settings import JwtSettings, Limits, TrustSettings
 from inventory.engine import Inventory
 from inventory.health_probe import probe_redis
 from inventory.local_servers import RedisServer, free_port
-from inventory.server import HealthServicer, run_sweeper
+from inventory.server import HealthServicer
 from inventory.service import InventoryServicer
+from inventory.sweeper import run_sweeper
 from inventory.watch import WatchHub
 from tests.layouts import conftest as layouts_fixtures
 
@@ -163,7 +164,7 @@ async def service(inventory: Inventory) -> AsyncIterator[Service]:
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     server.add_insecure_port(target)
     await server.start()
-    sweeper = asyncio.create_task(run_sweeper(inventory, 0.05))
+    sweeper = asyncio.create_task(run_sweeper(inventory.redis, inventory.runner, 0.05))
     probe = asyncio.create_task(probe_redis(inventory.redis, health, 0.05, 1.0))
     yield Service(target, hub, faults)
     sweeper.cancel()

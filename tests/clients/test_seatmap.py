@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import httpx
 import pytest
+from lml.inventory.v1 import inventory_pb2 as pb
 
 from clients.gateway.app import create_app
 from inventory.engine import Inventory
@@ -86,3 +87,32 @@ async def test_seat_map_errors(http: httpx.AsyncClient, gateway: httpx.AsyncClie
     problem(await http.get("/v1/events/nope/seatmap"), 404, "LAYOUT_NOT_FOUND")
     problem(await http.get("/v1/events/nope/seatmap/layout"), 404, "LAYOUT_NOT_FOUND")
     problem(await gateway.get("/v1/events/any/seatmap"), 501, "SEAT_MAP_NOT_CONFIGURED")
+
+
+async def test_the_seat_map_is_the_export_plus_live_availability(
+    http: httpx.AsyncClient, layout: Layout, pg_layouts: Layouts, inventory: Inventory
+) -> None:
+    first, second = (seat_id(str(layout.id), "stalls", "A", n) for n in ("3", "4"))
+    await inventory.hold(pb.HoldRequest(event_id="gala", holder_id="h1", seat_ids=[first]))
+    hold = await inventory.hold(pb.HoldRequest(event_id="gala", holder_id="h2", seat_ids=[second]))
+    await inventory.confirm(
+        pb.ConfirmRequest(event_id="gala", hold_id=hold.hold.hold_id, holder_id="h2")
+    )
+    # Archiving the layout later does not take the map away from an existing event.
+    await pg_layouts.archive(layout.id)
+
+    shown = (await http.get("/v1/events/gala/seatmap")).json()
+    exported = (await http.get(shown["layout_url"])).json()
+    assert exported["hash"] == shown["layout_hash"] == layout.hash
+    assert shown["prices"] == {"A": 4500, "B": 2500}
+    assert shown["held"] == [first]
+    assert shown["booked"] == [second]
+    assert shown["version"] == 3
+
+
+async def test_the_seat_map_of_an_unknown_event(http: httpx.AsyncClient) -> None:
+    missing = await http.get("/v1/events/nope/seatmap")
+    assert (
+        "no event nope was created from a layout"
+        in problem(missing, 404, "LAYOUT_NOT_FOUND")["detail"]
+    )

@@ -11,16 +11,23 @@ import os
 import signal
 from pathlib import Path
 
+import asyncpg
 import pytest
 import redis as sync_redis
 from grpc_health.v1 import health_pb2
 
 from inventory.local_servers import RedisServer
+from inventory.redis_client import connect
+from tests.booking.helpers import WorkerProcess, drained, wait_for
+from tests.faults import invariants
+from tests.faults.load import Told
 from tests.faults.redis_harness import (
     ALLOWED_CODES,
+    EVENT,
     Outcomes,
     TcpProxy,
     check_invariants,
+    check_seats_and_log,
     create_event,
     health,
     run_load,
@@ -66,10 +73,13 @@ async def test_frozen_redis_fails_fast_goes_not_serving_and_recovers(
 
 
 async def test_redis_killed_and_restarted_with_aof_always_keeps_every_booking(
-    tmp_path: Path,
+    tmp_path: Path, pg_url: str
 ) -> None:
+    """The booking worker runs through it too: every booking reaches Postgres exactly once."""
     redis_server = RedisServer(tmp_path / "redis", persist=True)  # appendfsync always
     redis_server.start()
+    worker = WorkerProcess(redis_server.url, pg_url)
+    worker.start()
     try:
         with service(redis_server.url, tmp_path / "service.log") as server:
             await until_health(server.target, SERVING)
@@ -87,9 +97,22 @@ async def test_redis_killed_and_restarted_with_aof_always_keeps_every_booking(
             await load
         _assert_only_allowed(outcomes)
         assert outcomes.codes(killed_at, killed_at + 1)["UNAVAILABLE"] > 0
-        counts = check_invariants(redis_server.port, outcomes)
+        counts = check_seats_and_log(redis_server.port, outcomes)
+        redis = connect(redis_server.url)
+        try:
+            await wait_for(lambda: drained(redis, [EVENT]), within=120)
+            assert worker.alive()
+            told = Told({b: (EVENT, tuple(seats)) for b, seats in outcomes.bookings.items()})
+            pg = await asyncpg.connect(pg_url)
+            try:
+                await invariants.check(redis, pg, told, [EVENT])
+            finally:
+                await pg.close()
+        finally:
+            await redis.aclose()
         print(summary("redis killed, AOF always", outcomes, counts))
     finally:
+        worker.stop()
         redis_server.stop()
 
 

@@ -17,7 +17,6 @@ from inventory.layouts.lifecycle import Layouts
 from inventory.layouts.model import Layout
 from inventory.layouts.opera import opera_house
 from inventory.layouts.ranking import ranks
-from inventory.layouts.seatmap import seat_map
 from tests.layouts.samples import deployed, small_layout, variant
 
 PRICES = {"A": 4500, "B": 2500}
@@ -216,37 +215,6 @@ async def test_an_event_already_in_redis_with_other_seats_is_not_recorded(
     with pytest.raises(EventSetupError, match="exists with other seats"):
         await create_event_from_layout(pg_layouts, pg_pool, inventory, spec(layout))
     assert await pg_pool.fetchval("SELECT count(*) FROM event_layouts") == 0
-
-
-async def test_the_seat_map_is_the_export_plus_live_availability(
-    pg_layouts: Layouts, pg_pool: asyncpg.Pool, inventory: Inventory
-) -> None:
-    layout = await deployed(pg_layouts, small_layout())
-    await create_event_from_layout(pg_layouts, pg_pool, inventory, spec(layout))
-    first, second = (seat_id(str(layout.id), "stalls", "A", n) for n in ("3", "4"))
-    await inventory.hold(pb.HoldRequest(event_id="gala-2026", holder_id="h1", seat_ids=[first]))
-    hold = await inventory.hold(
-        pb.HoldRequest(event_id="gala-2026", holder_id="h2", seat_ids=[second])
-    )
-    await inventory.confirm(
-        pb.ConfirmRequest(event_id="gala-2026", hold_id=hold.hold.hold_id, holder_id="h2")
-    )
-    # Archiving the layout later does not take the map away from an existing event.
-    await pg_layouts.archive(layout.id)
-
-    shown = await seat_map(pg_layouts, pg_pool, inventory, "gala-2026")
-    assert shown["layout"]["hash"] == shown["layout_hash"] == layout.hash
-    assert shown["prices"] == PRICES
-    assert shown["availability"]["held"] == [first]
-    assert shown["availability"]["booked"] == [second]
-    assert shown["availability"]["version"] == 3
-
-
-async def test_the_seat_map_of_an_unknown_event(
-    pg_layouts: Layouts, pg_pool: asyncpg.Pool, inventory: Inventory
-) -> None:
-    with pytest.raises(EventSetupError, match="no event nope was created from a layout"):
-        await seat_map(pg_layouts, pg_pool, inventory, "nope")
 
 
 async def test_racing_creations_of_one_event_agree(

@@ -110,6 +110,22 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """WatchEvent: the server's change-log reader failed."""
     ERROR_REASON_SHUTTING_DOWN: _ErrorReason.ValueType  # 17
     """WatchEvent: the server is shutting down; watch again elsewhere."""
+    ERROR_REASON_UNAUTHENTICATED: _ErrorReason.ValueType  # 18
+    """No "authorization: Bearer <key>" metadata, or a key the service does not know."""
+    ERROR_REASON_SCOPE_REQUIRED: _ErrorReason.ValueType  # 19
+    """The API key lacks the scope the RPC needs (metadata "scope" names it)."""
+    ERROR_REASON_RATE_LIMITED: _ErrorReason.ValueType  # 20
+    """The API key is over its rate; a google.rpc.RetryInfo detail says how long to wait."""
+    ERROR_REASON_ADMISSION_REQUIRED: _ErrorReason.ValueType  # 21
+    """Hold on an event whose waiting room is on, without an admission token."""
+    ERROR_REASON_ADMISSION_INVALID: _ErrorReason.ValueType  # 22
+    """Hold with an admission token forged, expired, another buyer's or event's, or no longer
+    live in Redis.
+    """
+    ERROR_REASON_QUEUE_NOT_FOUND: _ErrorReason.ValueType  # 23
+    """JoinQueue or WatchQueue on an event without a waiting room on, or an unknown ticket."""
+    ERROR_REASON_QUEUE_CLOSED: _ErrorReason.ValueType  # 24
+    """A new buyer joins, a watcher waits, or pause/resume after CloseQueue."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Why a call failed. The ErrorInfo reason on the wire is the value's name without the
@@ -150,7 +166,42 @@ ERROR_REASON_READER_FAILED: ErrorReason.ValueType  # 16
 """WatchEvent: the server's change-log reader failed."""
 ERROR_REASON_SHUTTING_DOWN: ErrorReason.ValueType  # 17
 """WatchEvent: the server is shutting down; watch again elsewhere."""
+ERROR_REASON_UNAUTHENTICATED: ErrorReason.ValueType  # 18
+"""No "authorization: Bearer <key>" metadata, or a key the service does not know."""
+ERROR_REASON_SCOPE_REQUIRED: ErrorReason.ValueType  # 19
+"""The API key lacks the scope the RPC needs (metadata "scope" names it)."""
+ERROR_REASON_RATE_LIMITED: ErrorReason.ValueType  # 20
+"""The API key is over its rate; a google.rpc.RetryInfo detail says how long to wait."""
+ERROR_REASON_ADMISSION_REQUIRED: ErrorReason.ValueType  # 21
+"""Hold on an event whose waiting room is on, without an admission token."""
+ERROR_REASON_ADMISSION_INVALID: ErrorReason.ValueType  # 22
+"""Hold with an admission token forged, expired, another buyer's or event's, or no longer
+live in Redis.
+"""
+ERROR_REASON_QUEUE_NOT_FOUND: ErrorReason.ValueType  # 23
+"""JoinQueue or WatchQueue on an event without a waiting room on, or an unknown ticket."""
+ERROR_REASON_QUEUE_CLOSED: ErrorReason.ValueType  # 24
+"""A new buyer joins, a watcher waits, or pause/resume after CloseQueue."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
+
+class _QueueState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _QueueStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_QueueState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    QUEUE_STATE_UNSPECIFIED: _QueueState.ValueType  # 0
+    QUEUE_STATE_OPEN: _QueueState.ValueType  # 1
+    QUEUE_STATE_PAUSED: _QueueState.ValueType  # 2
+    QUEUE_STATE_CLOSED: _QueueState.ValueType  # 3
+
+class QueueState(_QueueState, metaclass=_QueueStateEnumTypeWrapper): ...
+
+QUEUE_STATE_UNSPECIFIED: QueueState.ValueType  # 0
+QUEUE_STATE_OPEN: QueueState.ValueType  # 1
+QUEUE_STATE_PAUSED: QueueState.ValueType  # 2
+QUEUE_STATE_CLOSED: QueueState.ValueType  # 3
+Global___QueueState: _TypeAlias = QueueState  # noqa: Y015
 
 @_typing.final
 class Seat(_message.Message):
@@ -548,12 +599,21 @@ class HoldRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     BEST_AVAILABLE_FIELD_NUMBER: _builtins.int
     GENERAL_ADMISSION_FIELD_NUMBER: _builtins.int
+    ADMISSION_TOKEN_FIELD_NUMBER: _builtins.int
+    SKIP_ADMISSION_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     holder_id: _builtins.str
     request_id: _builtins.str
     """Retry key: the same holder and request id return the first hold again
     (remembered for 24 hours).
     """
+    admission_token: _builtins.str
+    """The holder's admission (QueueTicket.admission_token) when the event has a waiting room on.
+    Missing there: FAILED_PRECONDITION (ADMISSION_REQUIRED); forged, expired, of another buyer
+    or event, or no longer live: PERMISSION_DENIED (ADMISSION_INVALID).
+    """
+    skip_admission: _builtins.bool
+    """For trusted backends only (the re-hold of a checkout paid late): no admission needed."""
     @_builtins.property
     def seat_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -574,10 +634,12 @@ class HoldRequest(_message.Message):
         request_id: _builtins.str = ...,
         best_available: Global___BestAvailable | None = ...,
         general_admission: Global___GeneralAdmission | None = ...,
+        admission_token: _builtins.str = ...,
+        skip_admission: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["best_available", b"best_available", "general_admission", b"general_admission", "ttl", b"ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["best_available", b"best_available", "event_id", b"event_id", "general_admission", b"general_admission", "holder_id", b"holder_id", "request_id", b"request_id", "seat_ids", b"seat_ids", "ttl", b"ttl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admission_token", b"admission_token", "best_available", b"best_available", "event_id", b"event_id", "general_admission", b"general_admission", "holder_id", b"holder_id", "request_id", b"request_id", "seat_ids", b"seat_ids", "skip_admission", b"skip_admission", "ttl", b"ttl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -820,15 +882,22 @@ class GetAvailabilityRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_ID_FIELD_NUMBER: _builtins.int
+    UNAVAILABLE_ONLY_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
+    unavailable_only: _builtins.bool
+    """List only the seats and places that are held or booked: every other one of the event is
+    available. For callers that know the event's seats already (GetEvent): a large event's
+    snapshot shrinks to what is taken.
+    """
     def __init__(
         self,
         *,
         event_id: _builtins.str = ...,
+        unavailable_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "unavailable_only", b"unavailable_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -841,11 +910,16 @@ class GetAvailabilityResponse(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     SEATS_FIELD_NUMBER: _builtins.int
     AREAS_FIELD_NUMBER: _builtins.int
+    AVAILABLE_COUNT_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     """Change-log version the snapshot is consistent with."""
+    available_count: _builtins.int
+    """Seats and places available, whether listed or not."""
     @_builtins.property
     def seats(self) -> _containers.RepeatedCompositeFieldContainer[Global___SeatAvailability]:
-        """Every seat and general-admission place."""
+        """Every seat and general-admission place, or only the held and booked ones when the request
+        asked for `unavailable_only`.
+        """
 
     @_builtins.property
     def areas(self) -> _containers.RepeatedCompositeFieldContainer[Global___AreaAvailability]: ...
@@ -855,10 +929,11 @@ class GetAvailabilityResponse(_message.Message):
         version: _builtins.int = ...,
         seats: _abc.Iterable[Global___SeatAvailability] | None = ...,
         areas: _abc.Iterable[Global___AreaAvailability] | None = ...,
+        available_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["areas", b"areas", "seats", b"seats", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["areas", b"areas", "available_count", b"available_count", "seats", b"seats", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1153,3 +1228,371 @@ class CancelBookingResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelBookingResponse: _TypeAlias = CancelBookingResponse  # noqa: Y015
+
+@_typing.final
+class QueueStatus(_message.Message):
+    """An event's waiting room: its settings and counters."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    OPENS_AT_FIELD_NUMBER: _builtins.int
+    ADMIT_PER_MINUTE_FIELD_NUMBER: _builtins.int
+    MAX_ACTIVE_FIELD_NUMBER: _builtins.int
+    ADMISSION_TTL_FIELD_NUMBER: _builtins.int
+    ENABLED_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    JOINED_FIELD_NUMBER: _builtins.int
+    ADMITTED_FIELD_NUMBER: _builtins.int
+    ACTIVE_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    admit_per_minute: _builtins.int
+    max_active: _builtins.int
+    """Admitted buyers whose admission is still live, at most."""
+    enabled: _builtins.bool
+    state: Global___QueueState.ValueType
+    joined: _builtins.int
+    """Buyers who joined, and of them admitted so far."""
+    admitted: _builtins.int
+    active: _builtins.int
+    """Admissions live now."""
+    @_builtins.property
+    def opens_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def admission_ttl(self) -> _duration_pb2.Duration: ...
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        opens_at: _timestamp_pb2.Timestamp | None = ...,
+        admit_per_minute: _builtins.int = ...,
+        max_active: _builtins.int = ...,
+        admission_ttl: _duration_pb2.Duration | None = ...,
+        enabled: _builtins.bool = ...,
+        state: Global___QueueState.ValueType = ...,
+        joined: _builtins.int = ...,
+        admitted: _builtins.int = ...,
+        active: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["admission_ttl", b"admission_ttl", "opens_at", b"opens_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "admission_ttl", b"admission_ttl", "admit_per_minute", b"admit_per_minute", "admitted", b"admitted", "enabled", b"enabled", "event_id", b"event_id", "joined", b"joined", "max_active", b"max_active", "opens_at", b"opens_at", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueueStatus: _TypeAlias = QueueStatus  # noqa: Y015
+
+@_typing.final
+class ConfigureQueueRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    OPENS_AT_FIELD_NUMBER: _builtins.int
+    ADMIT_PER_MINUTE_FIELD_NUMBER: _builtins.int
+    MAX_ACTIVE_FIELD_NUMBER: _builtins.int
+    ADMISSION_TTL_FIELD_NUMBER: _builtins.int
+    ENABLED_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    admit_per_minute: _builtins.int
+    """1 to 1,000,000."""
+    max_active: _builtins.int
+    """1 to 1,000,000."""
+    enabled: _builtins.bool
+    """Off: the event sells as without a queue (holds need no admission)."""
+    @_builtins.property
+    def opens_at(self) -> _timestamp_pb2.Timestamp:
+        """Buyers who join before it are shuffled at it; later ones queue in arrival order."""
+
+    @_builtins.property
+    def admission_ttl(self) -> _duration_pb2.Duration:
+        """How long an admission is valid once given: 1 s to 24 h. Holds made keep their own expiry."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        opens_at: _timestamp_pb2.Timestamp | None = ...,
+        admit_per_minute: _builtins.int = ...,
+        max_active: _builtins.int = ...,
+        admission_ttl: _duration_pb2.Duration | None = ...,
+        enabled: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["admission_ttl", b"admission_ttl", "opens_at", b"opens_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admission_ttl", b"admission_ttl", "admit_per_minute", b"admit_per_minute", "enabled", b"enabled", "event_id", b"event_id", "max_active", b"max_active", "opens_at", b"opens_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfigureQueueRequest: _TypeAlias = ConfigureQueueRequest  # noqa: Y015
+
+@_typing.final
+class ConfigureQueueResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def queue(self) -> Global___QueueStatus: ...
+    def __init__(
+        self,
+        *,
+        queue: Global___QueueStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["queue", b"queue"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queue", b"queue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfigureQueueResponse: _TypeAlias = ConfigureQueueResponse  # noqa: Y015
+
+@_typing.final
+class JoinQueueRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    BUYER_ID_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    buyer_id: _builtins.str
+    """The buyer's holder id: the same id that holds later."""
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        buyer_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["buyer_id", b"buyer_id", "event_id", b"event_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JoinQueueRequest: _TypeAlias = JoinQueueRequest  # noqa: Y015
+
+@_typing.final
+class QueueTicket(_message.Message):
+    """A buyer's place in the waiting room."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    ESTIMATED_WAIT_FIELD_NUMBER: _builtins.int
+    ADMITTED_FIELD_NUMBER: _builtins.int
+    ADMISSION_TOKEN_FIELD_NUMBER: _builtins.int
+    OPENS_AT_FIELD_NUMBER: _builtins.int
+    ADMISSION_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.str
+    position: _builtins.int
+    """Buyers ahead plus one (1: next in); 0 once admitted. Before opens_at, a place in the
+    pre-queue, which is drawn again at random at the opening.
+    """
+    admitted: _builtins.bool
+    admission_token: _builtins.str
+    """Set while the admission is live: pass it as HoldRequest.admission_token."""
+    @_builtins.property
+    def estimated_wait(self) -> _duration_pb2.Duration:
+        """Until admission at the current rate (zero once admitted)."""
+
+    @_builtins.property
+    def opens_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def admission_expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the admission lapses (unset until admitted)."""
+
+    def __init__(
+        self,
+        *,
+        ticket_id: _builtins.str = ...,
+        position: _builtins.int = ...,
+        estimated_wait: _duration_pb2.Duration | None = ...,
+        admitted: _builtins.bool = ...,
+        admission_token: _builtins.str = ...,
+        opens_at: _timestamp_pb2.Timestamp | None = ...,
+        admission_expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["admission_expires_at", b"admission_expires_at", "estimated_wait", b"estimated_wait", "opens_at", b"opens_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admission_expires_at", b"admission_expires_at", "admission_token", b"admission_token", "admitted", b"admitted", "estimated_wait", b"estimated_wait", "opens_at", b"opens_at", "position", b"position", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueueTicket: _TypeAlias = QueueTicket  # noqa: Y015
+
+@_typing.final
+class JoinQueueResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ticket(self) -> Global___QueueTicket: ...
+    def __init__(
+        self,
+        *,
+        ticket: Global___QueueTicket | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JoinQueueResponse: _TypeAlias = JoinQueueResponse  # noqa: Y015
+
+@_typing.final
+class WatchQueueRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    ticket_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        ticket_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchQueueRequest: _TypeAlias = WatchQueueRequest  # noqa: Y015
+
+@_typing.final
+class WatchQueueResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ticket(self) -> Global___QueueTicket: ...
+    def __init__(
+        self,
+        *,
+        ticket: Global___QueueTicket | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchQueueResponse: _TypeAlias = WatchQueueResponse  # noqa: Y015
+
+@_typing.final
+class PauseQueueRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseQueueRequest: _TypeAlias = PauseQueueRequest  # noqa: Y015
+
+@_typing.final
+class PauseQueueResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def queue(self) -> Global___QueueStatus: ...
+    def __init__(
+        self,
+        *,
+        queue: Global___QueueStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["queue", b"queue"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queue", b"queue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseQueueResponse: _TypeAlias = PauseQueueResponse  # noqa: Y015
+
+@_typing.final
+class ResumeQueueRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeQueueRequest: _TypeAlias = ResumeQueueRequest  # noqa: Y015
+
+@_typing.final
+class ResumeQueueResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def queue(self) -> Global___QueueStatus: ...
+    def __init__(
+        self,
+        *,
+        queue: Global___QueueStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["queue", b"queue"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queue", b"queue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeQueueResponse: _TypeAlias = ResumeQueueResponse  # noqa: Y015
+
+@_typing.final
+class CloseQueueRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseQueueRequest: _TypeAlias = CloseQueueRequest  # noqa: Y015
+
+@_typing.final
+class CloseQueueResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def queue(self) -> Global___QueueStatus: ...
+    def __init__(
+        self,
+        *,
+        queue: Global___QueueStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["queue", b"queue"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queue", b"queue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseQueueResponse: _TypeAlias = CloseQueueResponse  # noqa: Y015

@@ -90,6 +90,36 @@ class InventoryServiceStub:
                 request_serializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.CancelBookingRequest.SerializeToString,
                 response_deserializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.CancelBookingResponse.FromString,
                 _registered_method=True)
+        self.ConfigureQueue = channel.unary_unary(
+                '/lml.inventory.v1.InventoryService/ConfigureQueue',
+                request_serializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.ConfigureQueueRequest.SerializeToString,
+                response_deserializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.ConfigureQueueResponse.FromString,
+                _registered_method=True)
+        self.JoinQueue = channel.unary_unary(
+                '/lml.inventory.v1.InventoryService/JoinQueue',
+                request_serializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.JoinQueueRequest.SerializeToString,
+                response_deserializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.JoinQueueResponse.FromString,
+                _registered_method=True)
+        self.WatchQueue = channel.unary_stream(
+                '/lml.inventory.v1.InventoryService/WatchQueue',
+                request_serializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.WatchQueueRequest.SerializeToString,
+                response_deserializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.WatchQueueResponse.FromString,
+                _registered_method=True)
+        self.PauseQueue = channel.unary_unary(
+                '/lml.inventory.v1.InventoryService/PauseQueue',
+                request_serializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.PauseQueueRequest.SerializeToString,
+                response_deserializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.PauseQueueResponse.FromString,
+                _registered_method=True)
+        self.ResumeQueue = channel.unary_unary(
+                '/lml.inventory.v1.InventoryService/ResumeQueue',
+                request_serializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.ResumeQueueRequest.SerializeToString,
+                response_deserializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.ResumeQueueResponse.FromString,
+                _registered_method=True)
+        self.CloseQueue = channel.unary_unary(
+                '/lml.inventory.v1.InventoryService/CloseQueue',
+                request_serializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.CloseQueueRequest.SerializeToString,
+                response_deserializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.CloseQueueResponse.FromString,
+                _registered_method=True)
 
 
 class InventoryServiceServicer:
@@ -182,6 +212,55 @@ class InventoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ConfigureQueue(self, request, context):
+        """Waiting room (optional, per event): buyers who join before `opens_at` are put in a random
+        order at the opening, later ones in arrival order; they are admitted at `admit_per_minute`,
+        never more than `max_active` at once, and a Hold on the event then needs an admission.
+        Admin: sets or changes the event's waiting room (live: a new rate applies at the next tick).
+        INVALID_ARGUMENT when opens_at would move after the queue has opened.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def JoinQueue(self, request, context):
+        """Joins the queue as `buyer_id`. Idempotent: joining again returns the same ticket and place.
+        NOT_FOUND (QUEUE_NOT_FOUND) when the event has no queue on, FAILED_PRECONDITION
+        (QUEUE_CLOSED) once it is closed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchQueue(self, request, context):
+        """Streams the ticket's place and estimated wait as they change, then the admission; ends when
+        the admission has been sent (or has lapsed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseQueue(self, request, context):
+        """Admin: stops admitting (joins go on) until ResumeQueue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeQueue(self, request, context):
+        """Admin: admits again at the configured rate, with no burst for the time paused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseQueue(self, request, context):
+        """Admin: no more joins or admissions; live admissions stay valid until they lapse.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InventoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -234,6 +313,36 @@ def add_InventoryServiceServicer_to_server(servicer, server):
                     servicer.CancelBooking,
                     request_deserializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.CancelBookingRequest.FromString,
                     response_serializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.CancelBookingResponse.SerializeToString,
+            ),
+            'ConfigureQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfigureQueue,
+                    request_deserializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.ConfigureQueueRequest.FromString,
+                    response_serializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.ConfigureQueueResponse.SerializeToString,
+            ),
+            'JoinQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.JoinQueue,
+                    request_deserializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.JoinQueueRequest.FromString,
+                    response_serializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.JoinQueueResponse.SerializeToString,
+            ),
+            'WatchQueue': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchQueue,
+                    request_deserializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.WatchQueueRequest.FromString,
+                    response_serializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.WatchQueueResponse.SerializeToString,
+            ),
+            'PauseQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseQueue,
+                    request_deserializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.PauseQueueRequest.FromString,
+                    response_serializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.PauseQueueResponse.SerializeToString,
+            ),
+            'ResumeQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeQueue,
+                    request_deserializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.ResumeQueueRequest.FromString,
+                    response_serializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.ResumeQueueResponse.SerializeToString,
+            ),
+            'CloseQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseQueue,
+                    request_deserializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.CloseQueueRequest.FromString,
+                    response_serializer=lml_dot_inventory_dot_v1_dot_inventory__pb2.CloseQueueResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -512,6 +621,168 @@ class InventoryService:
             '/lml.inventory.v1.InventoryService/CancelBooking',
             lml_dot_inventory_dot_v1_dot_inventory__pb2.CancelBookingRequest.SerializeToString,
             lml_dot_inventory_dot_v1_dot_inventory__pb2.CancelBookingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfigureQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lml.inventory.v1.InventoryService/ConfigureQueue',
+            lml_dot_inventory_dot_v1_dot_inventory__pb2.ConfigureQueueRequest.SerializeToString,
+            lml_dot_inventory_dot_v1_dot_inventory__pb2.ConfigureQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def JoinQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lml.inventory.v1.InventoryService/JoinQueue',
+            lml_dot_inventory_dot_v1_dot_inventory__pb2.JoinQueueRequest.SerializeToString,
+            lml_dot_inventory_dot_v1_dot_inventory__pb2.JoinQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/lml.inventory.v1.InventoryService/WatchQueue',
+            lml_dot_inventory_dot_v1_dot_inventory__pb2.WatchQueueRequest.SerializeToString,
+            lml_dot_inventory_dot_v1_dot_inventory__pb2.WatchQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lml.inventory.v1.InventoryService/PauseQueue',
+            lml_dot_inventory_dot_v1_dot_inventory__pb2.PauseQueueRequest.SerializeToString,
+            lml_dot_inventory_dot_v1_dot_inventory__pb2.PauseQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lml.inventory.v1.InventoryService/ResumeQueue',
+            lml_dot_inventory_dot_v1_dot_inventory__pb2.ResumeQueueRequest.SerializeToString,
+            lml_dot_inventory_dot_v1_dot_inventory__pb2.ResumeQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lml.inventory.v1.InventoryService/CloseQueue',
+            lml_dot_inventory_dot_v1_dot_inventory__pb2.CloseQueueRequest.SerializeToString,
+            lml_dot_inventory_dot_v1_dot_inventory__pb2.CloseQueueResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -76,6 +76,28 @@ class InventoryServiceStub:
     retry returns the first cancellation. NOT_FOUND (BOOKING_NOT_FOUND) when
     no seat of the event is booked by it.
     """
+    ConfigureQueue: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ConfigureQueueRequest, _inventory_pb2.ConfigureQueueResponse]
+    """Waiting room (optional, per event): buyers who join before `opens_at` are put in a random
+    order at the opening, later ones in arrival order; they are admitted at `admit_per_minute`,
+    never more than `max_active` at once, and a Hold on the event then needs an admission.
+    Admin: sets or changes the event's waiting room (live: a new rate applies at the next tick).
+    INVALID_ARGUMENT when opens_at would move after the queue has opened.
+    """
+    JoinQueue: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.JoinQueueRequest, _inventory_pb2.JoinQueueResponse]
+    """Joins the queue as `buyer_id`. Idempotent: joining again returns the same ticket and place.
+    NOT_FOUND (QUEUE_NOT_FOUND) when the event has no queue on, FAILED_PRECONDITION
+    (QUEUE_CLOSED) once it is closed.
+    """
+    WatchQueue: _grpc.UnaryStreamMultiCallable[_inventory_pb2.WatchQueueRequest, _inventory_pb2.WatchQueueResponse]
+    """Streams the ticket's place and estimated wait as they change, then the admission; ends when
+    the admission has been sent (or has lapsed).
+    """
+    PauseQueue: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.PauseQueueRequest, _inventory_pb2.PauseQueueResponse]
+    """Admin: stops admitting (joins go on) until ResumeQueue."""
+    ResumeQueue: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ResumeQueueRequest, _inventory_pb2.ResumeQueueResponse]
+    """Admin: admits again at the configured rate, with no burst for the time paused."""
+    CloseQueue: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.CloseQueueRequest, _inventory_pb2.CloseQueueResponse]
+    """Admin: no more joins or admissions; live admissions stay valid until they lapse."""
 
 @_typing.type_check_only
 class InventoryServiceAsyncStub(InventoryServiceStub):
@@ -125,6 +147,28 @@ class InventoryServiceAsyncStub(InventoryServiceStub):
     retry returns the first cancellation. NOT_FOUND (BOOKING_NOT_FOUND) when
     no seat of the event is booked by it.
     """
+    ConfigureQueue: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ConfigureQueueRequest, _inventory_pb2.ConfigureQueueResponse]  # type: ignore[assignment]
+    """Waiting room (optional, per event): buyers who join before `opens_at` are put in a random
+    order at the opening, later ones in arrival order; they are admitted at `admit_per_minute`,
+    never more than `max_active` at once, and a Hold on the event then needs an admission.
+    Admin: sets or changes the event's waiting room (live: a new rate applies at the next tick).
+    INVALID_ARGUMENT when opens_at would move after the queue has opened.
+    """
+    JoinQueue: _aio.UnaryUnaryMultiCallable[_inventory_pb2.JoinQueueRequest, _inventory_pb2.JoinQueueResponse]  # type: ignore[assignment]
+    """Joins the queue as `buyer_id`. Idempotent: joining again returns the same ticket and place.
+    NOT_FOUND (QUEUE_NOT_FOUND) when the event has no queue on, FAILED_PRECONDITION
+    (QUEUE_CLOSED) once it is closed.
+    """
+    WatchQueue: _aio.UnaryStreamMultiCallable[_inventory_pb2.WatchQueueRequest, _inventory_pb2.WatchQueueResponse]  # type: ignore[assignment]
+    """Streams the ticket's place and estimated wait as they change, then the admission; ends when
+    the admission has been sent (or has lapsed).
+    """
+    PauseQueue: _aio.UnaryUnaryMultiCallable[_inventory_pb2.PauseQueueRequest, _inventory_pb2.PauseQueueResponse]  # type: ignore[assignment]
+    """Admin: stops admitting (joins go on) until ResumeQueue."""
+    ResumeQueue: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ResumeQueueRequest, _inventory_pb2.ResumeQueueResponse]  # type: ignore[assignment]
+    """Admin: admits again at the configured rate, with no burst for the time paused."""
+    CloseQueue: _aio.UnaryUnaryMultiCallable[_inventory_pb2.CloseQueueRequest, _inventory_pb2.CloseQueueResponse]  # type: ignore[assignment]
+    """Admin: no more joins or admissions; live admissions stay valid until they lapse."""
 
 class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
     """Seat inventory for live events: hold seats for a buyer, extend, release,
@@ -231,5 +275,63 @@ class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
         retry returns the first cancellation. NOT_FOUND (BOOKING_NOT_FOUND) when
         no seat of the event is booked by it.
         """
+
+    @_abc_1.abstractmethod
+    def ConfigureQueue(
+        self,
+        request: _inventory_pb2.ConfigureQueueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.ConfigureQueueResponse, _abc.Awaitable[_inventory_pb2.ConfigureQueueResponse]]:
+        """Waiting room (optional, per event): buyers who join before `opens_at` are put in a random
+        order at the opening, later ones in arrival order; they are admitted at `admit_per_minute`,
+        never more than `max_active` at once, and a Hold on the event then needs an admission.
+        Admin: sets or changes the event's waiting room (live: a new rate applies at the next tick).
+        INVALID_ARGUMENT when opens_at would move after the queue has opened.
+        """
+
+    @_abc_1.abstractmethod
+    def JoinQueue(
+        self,
+        request: _inventory_pb2.JoinQueueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.JoinQueueResponse, _abc.Awaitable[_inventory_pb2.JoinQueueResponse]]:
+        """Joins the queue as `buyer_id`. Idempotent: joining again returns the same ticket and place.
+        NOT_FOUND (QUEUE_NOT_FOUND) when the event has no queue on, FAILED_PRECONDITION
+        (QUEUE_CLOSED) once it is closed.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchQueue(
+        self,
+        request: _inventory_pb2.WatchQueueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_inventory_pb2.WatchQueueResponse], _abc.AsyncIterator[_inventory_pb2.WatchQueueResponse]]:
+        """Streams the ticket's place and estimated wait as they change, then the admission; ends when
+        the admission has been sent (or has lapsed).
+        """
+
+    @_abc_1.abstractmethod
+    def PauseQueue(
+        self,
+        request: _inventory_pb2.PauseQueueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.PauseQueueResponse, _abc.Awaitable[_inventory_pb2.PauseQueueResponse]]:
+        """Admin: stops admitting (joins go on) until ResumeQueue."""
+
+    @_abc_1.abstractmethod
+    def ResumeQueue(
+        self,
+        request: _inventory_pb2.ResumeQueueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.ResumeQueueResponse, _abc.Awaitable[_inventory_pb2.ResumeQueueResponse]]:
+        """Admin: admits again at the configured rate, with no burst for the time paused."""
+
+    @_abc_1.abstractmethod
+    def CloseQueue(
+        self,
+        request: _inventory_pb2.CloseQueueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.CloseQueueResponse, _abc.Awaitable[_inventory_pb2.CloseQueueResponse]]:
+        """Admin: no more joins or admissions; live admissions stay valid until they lapse."""
 
 def add_InventoryServiceServicer_to_server(servicer: InventoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

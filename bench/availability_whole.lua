@@ -1,5 +1,7 @@
 --[[
-  availability: a snapshot of every seat's state, consistent with one change-log version.
+  availability_whole, the benchmarks' reference: the whole-event read in one script that
+  inventory/snapshots.py replaced. A snapshot of every seat's state, consistent with one
+  change-log version.
   Holds already past their deadline are ended as expired first (and logged), so the snapshot
   never shows a seat as held by a hold that has run out, and a watcher that follows the change
   log from the returned version misses nothing and sees nothing twice.

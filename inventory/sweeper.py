@@ -1,0 +1,52 @@
+"""The sweeper: ends due holds of every event and refreshes their best-available index, in
+bounded batches, round after round."""
+
+import asyncio
+import logging
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from inventory import keys, metrics
+from inventory.script_calls import sweep_call, sweep_result
+from inventory.scripts import ScriptRunner
+from inventory.sweep_lag import oldest_due_seconds
+
+log = logging.getLogger(__name__)
+
+SWEEP_ROWS_CALLS = 10  # sweep calls per event and round while index rows are dirty
+
+
+async def sweep(redis: Redis, runner: ScriptRunner) -> int:
+    """One round over every event; returns how many holds expired.
+
+    Every due hold is ended in one round; index rows at most SWEEP_ROWS_CALLS x SWEEP_ROWS
+    per event and round, in short calls that other clients' commands run between.
+    """
+    expired = 0
+    async for event_id in redis.sscan_iter(keys.EVENTS):
+        call = sweep_call(event_id)
+        more, row_calls = True, 0
+        while more:
+            swept = sweep_result(await runner.run(call))
+            if swept is None:
+                break
+            expired += swept.expired
+            row_calls += 1
+            more = swept.more_due or (swept.dirty and row_calls < SWEEP_ROWS_CALLS)
+    return expired
+
+
+async def run_sweeper(redis: Redis, runner: ScriptRunner, interval: float) -> None:
+    """Sweeps every `interval` seconds until cancelled, with the sweeper's lag and expiries as
+    metrics; a round that fails is retried at the next one (health is the probe's job)."""
+    while True:
+        try:
+            metrics.SWEEPER_LAG.set(await oldest_due_seconds(redis))
+            expired = await sweep(redis, runner)
+            metrics.EXPIRED_HOLDS.inc(expired)
+            if expired:
+                log.info("sweeper expired %d holds", expired)
+        except RedisError as error:
+            log.warning("sweeper: redis unavailable: %s", error)
+        await asyncio.sleep(interval)
