@@ -152,7 +152,7 @@ async def test_open_streams_per_buyer_and_per_address(
 
 
 @contextlib.contextmanager
-def gateway_process(service: Service, redis_server: RedisServer) -> Iterator[str]:
+def gateway_process(target: str, redis_server: RedisServer) -> Iterator[str]:
     """`lml-gateway` in a process of its own; yields its base URL."""
     port = free_port()
     process = subprocess.Popen(
@@ -161,7 +161,7 @@ def gateway_process(service: Service, redis_server: RedisServer) -> Iterator[str
             "-m",
             "clients.gateway.cli",
             f"--listen=127.0.0.1:{port}",
-            f"--target={service.target}",
+            f"--target={target}",
             f"--redis-url={redis_server.url}",
             f"--jwt-issuer={IDP_ISSUER}",
             f"--jwt-audience={IDP_AUDIENCE}",
@@ -180,11 +180,13 @@ def gateway_process(service: Service, redis_server: RedisServer) -> Iterator[str
 
 
 async def test_two_gateway_processes_share_one_budget(
-    service: Service, redis_server: RedisServer
+    grpc_target: str, redis_server: RedisServer
 ) -> None:
+    # (grpc_target: the service without the in-process sweeper, whose cancelled task could
+    # hang this test's teardown while the processes were stopping)
     with (
-        gateway_process(service, redis_server) as one,
-        gateway_process(service, redis_server) as two,
+        gateway_process(grpc_target, redis_server) as one,
+        gateway_process(grpc_target, redis_server) as two,
     ):
         async with httpx.AsyncClient(timeout=10) as http:
 
