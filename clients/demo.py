@@ -200,6 +200,10 @@ def run(listen: str, http: str, redis_url: str | None, postgres_url: str | None)
             listen,
             "--layouts-dsn",
             postgres_url,
+            "--redis-url",
+            redis_url,
+            # Without Stripe keys the page confirms unpaid (with them, only payment books).
+            "--allow-unpaid-confirm",
             env={"LML_API_KEY": gateway_key},
         )
         _wait_for_port(listen)

@@ -2,18 +2,28 @@
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Request, Response
+from fastapi import Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, StreamingResponse
+from lml.inventory.v1 import inventory_pb2 as pb
 from starlette.middleware.gzip import GZipMiddleware
 
 from clients.client import InventoryClient
 from clients.errors import InventoryClientError
 from clients.gateway import problems
-from clients.gateway.checkout_routes import StripeSettings, add_checkout_routes, open_checkout
+from clients.gateway.access import Admin, Buyer, MaybeBuyer, auth_error
+from clients.gateway.checkout_routes import (
+    CheckoutState,
+    StripeSettings,
+    add_checkout_routes,
+    open_checkout,
+)
+from clients.gateway.identity import AuthError, Verifier
 from clients.gateway.metrics import MetricsMiddleware
 from clients.gateway.models import (
     MAX_VERSION,
@@ -26,21 +36,33 @@ from clients.gateway.models import (
     ExtendIn,
     HoldIn,
     HoldOut,
-    ReleaseIn,
     ReleaseOut,
     status_name,
 )
+from clients.gateway.ownership import HoldOwners, MineFilter
 from clients.gateway.page import add_page_routes
+from clients.gateway.quotas import (
+    RATE_LIMIT_HEADERS,
+    Lease,
+    Quotas,
+    TooMany,
+    count_read,
+    quotas_of,
+    too_many,
+)
 from clients.gateway.seatmap import add_seatmap_routes
+from clients.gateway.sessions import add_session_routes, claimed_secret
+from clients.gateway.settings import TrustSettings
 from clients.gateway.state import client_of
 from clients.watching import Snapshot, Update
 from inventory.layouts.backends import Backends, open_backends
+from inventory.redis_client import connect
 
 KEEPALIVE_SECONDS = 15.0  # an SSE comment this often keeps proxies from closing a quiet stream
 PROBLEM = {"model": dict[str, Any], "content": {problems.MEDIA_TYPE: {}}}
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"description": "Problem details (RFC 9457)", **PROBLEM}
-    for status in (400, 403, 404, 409, 410, 422, 503, 504)
+    for status in (400, 401, 403, 404, 409, 410, 422, 429, 503, 504)
 }
 
 
@@ -48,7 +70,7 @@ def _sse(event: str, event_id: int, data: str) -> bytes:
     return f"id: {event_id}\nevent: {event}\ndata: {data}\n\n".encode()
 
 
-def _encode(event_id: str, update: Update) -> bytes:
+async def _encode(event_id: str, update: Update, mine: MineFilter | None) -> bytes:
     if isinstance(update, Snapshot):
         snapshot = AvailabilityOut.model_validate(
             {
@@ -58,16 +80,26 @@ def _encode(event_id: str, update: Update) -> bytes:
             }
         )
         return _sse("snapshot", update.version, snapshot.model_dump_json())
-    return _sse("change", update.version, ChangeOut.of(update).model_dump_json())
+    ending = update.reason != pb.CHANGE_REASON_HELD
+    own = mine is not None and await mine.is_mine(update.hold_id, ending)
+    change = ChangeOut.of(update, mine=own)
+    return _sse("change", update.version, change.model_dump_json(exclude_none=True))
 
 
 async def _event_stream(
-    client: InventoryClient, event_id: str, from_version: int | None
+    client: InventoryClient,
+    event_id: str,
+    from_version: int | None,
+    lease: Lease,
+    mine: MineFilter | None,
 ) -> AsyncIterator[bytes]:
     updates = client.watch(event_id, from_version)
     upcoming: asyncio.Task[Update] | None = None
     try:
+        if mine is not None:
+            await mine.start()
         while True:
+            await lease.renew()
             if upcoming is None:
                 upcoming = asyncio.ensure_future(anext(updates))
             done, _ = await asyncio.wait({upcoming}, timeout=KEEPALIVE_SECONDS)
@@ -75,13 +107,16 @@ async def _event_stream(
                 yield b": keep-alive\n\n"
                 continue
             update, upcoming = upcoming.result(), None
-            yield _encode(event_id, update)
+            yield await _encode(event_id, update, mine)
     finally:
-        if upcoming is not None:
-            upcoming.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                await upcoming
-        await updates.aclose()
+        try:
+            if upcoming is not None:
+                upcoming.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await upcoming
+            await updates.aclose()
+        finally:
+            await lease.end()
 
 
 def create_app(
@@ -91,10 +126,13 @@ def create_app(
     mongo_url: str | None = None,
     backends: Backends | None = None,
     stripe: StripeSettings | None = None,
+    *,
+    trust: TrustSettings,
 ) -> FastAPI:
     """The gateway app. It makes its InventoryClient for `target` unless given one, and opens
     the layouts backends (for the seat map) from `layouts_dsn` unless given them; checkout
-    works when `stripe` has a secret key and webhook secret and there is a layouts database."""
+    works when `stripe` has a secret key and webhook secret and there is a layouts database.
+    `trust` says who may call what and how often (its Redis holds the shared limits)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -110,6 +148,15 @@ def create_app(
             app.state.checkout = await stack.enter_async_context(
                 open_checkout(stripe, app.state.client, app.state.backends)
             )
+            redis = connect(trust.redis_url)
+            stack.push_async_callback(redis.aclose)
+            # A secret generated here is this process's alone: claimed_secret refuses a second
+            # process that signs with another one.
+            session_secret = trust.session_secret or secrets.token_urlsafe(32)
+            await stack.enter_async_context(claimed_secret(redis, session_secret))
+            app.state.verifier = Verifier(trust, session_secret)
+            app.state.quotas = Quotas(trust, redis)
+            app.state.owners = HoldOwners(redis)
             yield
 
     app = FastAPI(
@@ -121,16 +168,50 @@ def create_app(
     )
     app.state.client = client
     app.state.backends = backends
+    app.state.trust = trust
     app.add_exception_handler(InventoryClientError, problems.inventory_error)
     app.add_exception_handler(RequestValidationError, problems.validation_error)
-    app.add_middleware(MetricsMiddleware)
+    app.add_exception_handler(AuthError, auth_error)
+    app.add_exception_handler(TooMany, too_many)
+    if trust.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(trust.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "If-None-Match"],
+            expose_headers=["ETag", "Retry-After", *RATE_LIMIT_HEADERS],
+        )
+    app.add_middleware(MetricsMiddleware)  # outside CORS: it counts every answer
     # Seat maps and availability shrink several-fold; Starlette leaves text/event-stream as is.
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
     _add_routes(app)
+    add_session_routes(app)
     add_seatmap_routes(app, ERRORS)
     add_checkout_routes(app, ERRORS)
     add_page_routes(app)
     return app
+
+
+READ = [Depends(count_read)]
+
+
+def _unpaid_confirm_allowed(request: Request) -> None:
+    checkout: CheckoutState = request.app.state.checkout
+    if checkout.checkout is not None:
+        raise AuthError(
+            403,
+            "PAYMENT_REQUIRED",
+            "this gateway books paid holds only: start checkout (POST .../checkout); "
+            "Stripe's webhook books the hold once it is paid",
+        )
+    trust: TrustSettings = request.app.state.trust
+    if not trust.allow_unpaid_confirm:
+        raise AuthError(
+            403,
+            "UNPAID_CONFIRM_DISABLED",
+            "confirming without payment is off (the gateway was not started with "
+            "--allow-unpaid-confirm)",
+        )
 
 
 def _add_routes(app: FastAPI) -> None:
@@ -149,8 +230,10 @@ def _add_routes(app: FastAPI) -> None:
         )
 
     @app.post("/v1/events", tags=["events"], response_model=EventOut, responses=ERRORS)
-    async def create_event(body: EventIn, request: Request, response: Response) -> EventOut:
-        """Creates an event (201), or returns it unchanged for identical input (200)."""
+    async def create_event(
+        body: EventIn, request: Request, response: Response, _: Admin
+    ) -> EventOut:
+        """Creates an event (201), or returns it unchanged for identical input (200). Admin."""
         created = await client_of(request).create_event(
             body.event_id,
             [seat.message() for seat in body.seats],
@@ -160,12 +243,14 @@ def _add_routes(app: FastAPI) -> None:
         response.status_code = 201 if created.created else 200
         return EventOut.of(created.event)
 
-    @app.get("/v1/events/{event_id}", tags=["events"], responses=ERRORS)
+    @app.get("/v1/events/{event_id}", tags=["events"], responses=ERRORS, dependencies=READ)
     async def get_event(event_id: str, request: Request, include_seats: bool = False) -> EventOut:
         found = await client_of(request).get_event(event_id, include_seats)
         return EventOut.of(found.event, list(found.seats) if include_seats else None)
 
-    @app.get("/v1/events/{event_id}/availability", tags=["events"], responses=ERRORS)
+    @app.get(
+        "/v1/events/{event_id}/availability", tags=["events"], responses=ERRORS, dependencies=READ
+    )
     async def availability(
         event_id: str,
         request: Request,
@@ -181,34 +266,47 @@ def _add_routes(app: FastAPI) -> None:
         return Response(body, media_type="application/json", headers=headers)
 
     @app.post("/v1/events/{event_id}/holds", status_code=201, tags=["holds"], responses=ERRORS)
-    async def hold(event_id: str, body: HoldIn, request: Request) -> HoldOut:
+    async def hold(event_id: str, body: HoldIn, request: Request, holder: Buyer) -> HoldOut:
         """Holds every seat or none (409 with the seat ids that are taken): the seats named, the
         best available, or places of a general-admission area."""
+        quotas = quotas_of(request)
+        await quotas.take("holds per buyer", holder)
+        await quotas.take("holds per IP", quotas.ip(request))
+        await quotas.take("seats held per buyer", holder, cost=body.seat_count())
         held = await client_of(request).hold_request(
-            body.message(event_id), ttl=body.ttl_seconds, request_id=body.request_id
+            body.message(event_id, holder), ttl=body.ttl_seconds, request_id=body.request_id
         )
+        owners: HoldOwners = request.app.state.owners
+        await owners.add(holder, held.hold.hold_id)
         return HoldOut.of(held.hold, held.split)
 
     @app.post("/v1/events/{event_id}/holds/{hold_id}/extend", tags=["holds"], responses=ERRORS)
-    async def extend(event_id: str, hold_id: str, body: ExtendIn, request: Request) -> HoldOut:
-        held = await client_of(request).extend(
-            event_id, hold_id, body.holder_id, ttl=body.ttl_seconds
-        )
+    async def extend(
+        event_id: str, hold_id: str, request: Request, holder: Buyer, body: ExtendIn | None = None
+    ) -> HoldOut:
+        ttl = body.ttl_seconds if body else None
+        held = await client_of(request).extend(event_id, hold_id, holder, ttl=ttl)
         return HoldOut.of(held)
 
     @app.post("/v1/events/{event_id}/holds/{hold_id}/release", tags=["holds"], responses=ERRORS)
-    async def release(event_id: str, hold_id: str, body: ReleaseIn, request: Request) -> ReleaseOut:
+    async def release(event_id: str, hold_id: str, request: Request, holder: Buyer) -> ReleaseOut:
         """Releases the hold (idempotent); returns the seats released."""
-        seat_ids = await client_of(request).release(event_id, hold_id, body.holder_id)
+        seat_ids = await client_of(request).release(event_id, hold_id, holder)
         return ReleaseOut(seat_ids=seat_ids)
 
     @app.post("/v1/events/{event_id}/holds/{hold_id}/confirm", tags=["holds"], responses=ERRORS)
-    async def confirm(event_id: str, hold_id: str, body: ConfirmIn, request: Request) -> BookingOut:
-        """Books the hold's seats (idempotent: a retry returns the same booking)."""
+    async def confirm(
+        event_id: str, hold_id: str, request: Request, holder: Buyer, body: ConfirmIn | None = None
+    ) -> BookingOut:
+        """Books the hold's seats without payment (idempotent: a retry returns the same
+        booking): only on a gateway without checkout started with --allow-unpaid-confirm.
+        With checkout, Stripe's webhook books a hold once it is paid."""
+        _unpaid_confirm_allowed(request)
+        body = body or ConfirmIn()
         booking = await client_of(request).confirm(
             event_id,
             hold_id,
-            body.holder_id,
+            holder,
             payment_ref=body.payment_ref,
             request_id=body.request_id,
         )
@@ -222,6 +320,7 @@ def _add_routes(app: FastAPI) -> None:
     async def changes(
         event_id: str,
         request: Request,
+        caller: MaybeBuyer,
         last_event_id: Annotated[
             int | None, Header(alias="Last-Event-ID", ge=0, le=MAX_VERSION)
         ] = None,
@@ -229,11 +328,17 @@ def _add_routes(app: FastAPI) -> None:
         """Live seat updates as Server-Sent Events. First a `snapshot` event (every seat), then
         a `change` event per change; each event's id is its version, so a reconnecting
         EventSource resumes with Last-Event-ID. A `snapshot` may come again when the change log
-        cannot resume: it replaces everything before it."""
+        cannot resume: it replaces everything before it. Seat statuses only: a change names its
+        hold (`hold_id`, `mine: true`) only on the stream of the buyer who holds it."""
         client = client_of(request)
+        quotas = quotas_of(request)
+        await count_read(request)
         await client.get_event(event_id)  # a missing event is a 404 before the stream starts
+        holder = caller.holder_id if caller else None
+        lease = await quotas.stream_lease(holder, quotas.ip(request))
+        mine = MineFilter(request.app.state.owners, holder) if holder else None
         return StreamingResponse(
-            _event_stream(client, event_id, last_event_id),
+            _event_stream(client, event_id, last_event_id, lease, mine),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

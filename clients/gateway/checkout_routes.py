@@ -13,15 +13,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import stripe
-from fastapi import FastAPI, Header, Query, Request, Response
+from fastapi import FastAPI, Header, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from clients.client import InventoryClient
 from clients.gateway import problems
+from clients.gateway.access import Buyer
 from clients.gateway.checkout_service import Checkout, CheckoutError
 from clients.gateway.checkout_store import CheckoutRecord, Status
-from clients.gateway.models import Id
 from inventory.layouts.backends import Backends
 
 WEBHOOK_PATH = "/v1/stripe/webhook"
@@ -85,10 +85,6 @@ async def open_checkout(
         await http.close_async()  # type: ignore[no-untyped-call]  # stripe leaves it untyped
 
 
-class CheckoutIn(BaseModel):
-    holder_id: Id
-
-
 class CheckoutStartedOut(BaseModel):
     payment_intent_id: str
     client_secret: str
@@ -148,13 +144,13 @@ def add_checkout_routes(app: FastAPI, errors: dict[int | str, dict[str, Any]]) -
 
     @app.post(path, status_code=201, tags=["checkout"], responses=errors)
     async def start_checkout(
-        event_id: str, hold_id: str, body: CheckoutIn, request: Request
+        event_id: str, hold_id: str, request: Request, holder: Buyer
     ) -> CheckoutStartedOut:
         """Starts paying for a hold: extends it (within its lifetime limit) and creates its
         Stripe PaymentIntent, for the held seats at the event's prices. A retry returns the
         same PaymentIntent. Pay with the client secret (Stripe.js) or, in test mode,
         `/checkout/test-payment`; Stripe's webhook then books the seats."""
-        started = await _checkout_of(request).start(event_id, hold_id, body.holder_id)
+        started = await _checkout_of(request).start(event_id, hold_id, holder)
         record = started.record
         return CheckoutStartedOut(
             payment_intent_id=record.payment_intent_id,
@@ -167,21 +163,21 @@ def add_checkout_routes(app: FastAPI, errors: dict[int | str, dict[str, Any]]) -
 
     @app.get(path, tags=["checkout"], responses=errors)
     async def checkout_status(
-        event_id: str, hold_id: str, holder_id: Annotated[Id, Query()], request: Request
+        event_id: str, hold_id: str, request: Request, holder: Buyer
     ) -> CheckoutOut:
         """The hold's checkout: `awaiting_payment`, `booked` (booking_id), `refunded`
         (refund_id, reason) or `released` (reason). Poll it after paying."""
-        record = await _checkout_of(request).status(event_id, hold_id, holder_id)
+        record = await _checkout_of(request).status(event_id, hold_id, holder)
         return CheckoutOut.of(record)
 
     @app.post(f"{path}/test-payment", status_code=202, tags=["checkout"], responses=errors)
     async def test_payment(
-        event_id: str, hold_id: str, body: CheckoutIn, request: Request
+        event_id: str, hold_id: str, request: Request, holder: Buyer
     ) -> TestPaymentOut:
         """Test mode only (an sk_test_ key): pays the checkout with Stripe's test card
         pm_card_visa, server-side. Stripe's webhook then books the seats: poll the status."""
         checkout = _checkout_of(request)
-        intent_id, status = await checkout.pay_with_test_card(event_id, hold_id, body.holder_id)
+        intent_id, status = await checkout.pay_with_test_card(event_id, hold_id, holder)
         return TestPaymentOut(payment_intent_id=intent_id, payment_status=status)
 
     @app.post(WEBHOOK_PATH, tags=["checkout"], responses=errors)

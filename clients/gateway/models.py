@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from lml.inventory.v1 import inventory_pb2 as pb
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from inventory import bounds
 
@@ -170,10 +170,16 @@ class GeneralAdmissionIn(BaseModel):
     quantity: int = Field(ge=1, le=1000)
 
 
-class HoldIn(BaseModel):
+class BuyerIn(BaseModel):
+    """A buyer's request body. The holder is the buyer of the token: a `holder_id` field is
+    refused (422) rather than ignored, so an old client learns that it no longer counts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class HoldIn(BuyerIn):
     """Exactly one of seat_ids, best_available and general_admission."""
 
-    holder_id: Id
     seat_ids: list[Id] = Field(default=[], max_length=1000)
     best_available: BestAvailableIn | None = None
     general_admission: GeneralAdmissionIn | None = None
@@ -189,10 +195,15 @@ class HoldIn(BaseModel):
             raise ValueError("give exactly one of seat_ids, best_available, general_admission")
         return self
 
-    def message(self, event_id: str) -> pb.HoldRequest:
-        request = pb.HoldRequest(
-            event_id=event_id, holder_id=self.holder_id, seat_ids=self.seat_ids
-        )
+    def seat_count(self) -> int:
+        if self.best_available:
+            return self.best_available.quantity
+        if self.general_admission:
+            return self.general_admission.quantity
+        return len(self.seat_ids)
+
+    def message(self, event_id: str, holder_id: str) -> pb.HoldRequest:
+        request = pb.HoldRequest(event_id=event_id, holder_id=holder_id, seat_ids=self.seat_ids)
         if self.best_available:
             request.best_available.CopyFrom(self.best_available.message())
         if self.general_admission:
@@ -202,17 +213,11 @@ class HoldIn(BaseModel):
         return request
 
 
-class ExtendIn(BaseModel):
-    holder_id: Id
+class ExtendIn(BuyerIn):
     ttl_seconds: Seconds | None = None
 
 
-class ReleaseIn(BaseModel):
-    holder_id: Id
-
-
-class ConfirmIn(BaseModel):
-    holder_id: Id
+class ConfirmIn(BuyerIn):
     payment_ref: str = Field(default="", max_length=256)
     request_id: Id | None = None
 
@@ -290,17 +295,19 @@ class AvailabilityOut(BaseModel):
 
 
 class ChangeOut(BaseModel):
-    """One SSE `change` event's data; its SSE id is `version`."""
+    """One SSE `change` event's data; its SSE id is `version`. Public: the hold it concerns is
+    named only to the buyer who holds it (`mine`), on their own stream."""
 
     version: int
     reason: str
     status: Status
     seat_ids: list[str]
-    hold_id: str
     changed_at: datetime
+    mine: bool | None = Field(default=None, description="Present (true) on your own holds.")
+    hold_id: str | None = Field(default=None, description="Your hold's id, when `mine`.")
 
     @classmethod
-    def of(cls, change: pb.SeatChange) -> "ChangeOut":
+    def of(cls, change: pb.SeatChange, mine: bool = False) -> "ChangeOut":
         return cls.model_validate(
             {
                 "version": change.version,
@@ -309,7 +316,8 @@ class ChangeOut(BaseModel):
                 .lower(),
                 "status": status_name(change.status),
                 "seat_ids": list(change.seat_ids),
-                "hold_id": change.hold_id,
                 "changed_at": _time(change.changed_at),
+                "mine": True if mine else None,
+                "hold_id": change.hold_id if mine else None,
             }
         )

@@ -7,11 +7,12 @@ seats taken are the live part, small, and revalidated by version.
 
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Request, Response
+from fastapi import Depends, FastAPI, Header, Request, Response
 from fastapi.responses import JSONResponse
 from lml.inventory.v1 import inventory_pb2 as pb
 
 from clients.gateway import problems
+from clients.gateway.quotas import count_read
 from clients.gateway.state import backends_of, client_of
 from inventory.layouts.errors import EventSetupError
 from inventory.layouts.events import EventLayout, read_event_layout
@@ -36,7 +37,14 @@ async def _event_layout(request: Request, event_id: str) -> EventLayout | Respon
 
 
 def add_seatmap_routes(app: FastAPI, errors: dict[int | str, dict[str, Any]]) -> None:
-    @app.get("/v1/events/{event_id}/seatmap/layout", tags=["seat map"], responses=errors)
+    read = [Depends(count_read)]
+
+    @app.get(
+        "/v1/events/{event_id}/seatmap/layout",
+        tags=["seat map"],
+        responses=errors,
+        dependencies=read,
+    )
     async def layout(
         event_id: str,
         request: Request,
@@ -55,7 +63,9 @@ def add_seatmap_routes(app: FastAPI, errors: dict[int | str, dict[str, Any]]) ->
         document = await backends.layouts.store.get(found.event.layout_id, found.layout_version)
         return Response(export_bytes(document), media_type="application/json", headers=headers)
 
-    @app.get("/v1/events/{event_id}/seatmap", tags=["seat map"], responses=errors)
+    @app.get(
+        "/v1/events/{event_id}/seatmap", tags=["seat map"], responses=errors, dependencies=read
+    )
     async def seat_map(
         event_id: str,
         request: Request,

@@ -17,6 +17,7 @@ from inventory.layouts.backends import Backends
 from inventory.layouts.events import EventFromLayout, create_event_from_layout
 from inventory.layouts.lifecycle import Layouts
 from inventory.layouts.opera import DEFAULT_ID, opera_house
+from inventory.local_servers import RedisServer
 from tests.clients import conftest as clients_fixtures
 from tests.layouts.samples import deployed
 
@@ -57,10 +58,17 @@ async def site(
     pg_pool: asyncpg.Pool,
     opera_event: str,
     stripe_settings: StripeSettings | None,
+    redis_server: RedisServer,
 ) -> AsyncIterator[str]:
-    """The gateway's base URL."""
+    """The gateway's base URL. Its page makes an anonymous session; unpaid confirms are
+    allowed (served only while checkout is not configured)."""
     backends = Backends(pg_layouts, pg_pool)
-    app = create_app(service.target, backends=backends, stripe=stripe_settings)
+    app = create_app(
+        service.target,
+        backends=backends,
+        stripe=stripe_settings,
+        trust=clients_fixtures.trust(redis_server),
+    )
     async with clients_fixtures.serve_gateway(app) as http:
         yield str(http.base_url).rstrip("/")
 

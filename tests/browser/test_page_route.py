@@ -2,6 +2,9 @@
 
 import httpx
 
+from clients.gateway.app import create_app
+from inventory.local_servers import RedisServer
+from tests.clients.conftest import Service, serve_gateway, trust
 from tests.clients.test_gateway import problem
 
 
@@ -26,3 +29,12 @@ async def test_static_files_are_served(gateway: httpx.AsyncClient) -> None:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith(media_type)
     assert (await gateway.get("/demo/static/nope.js")).status_code == 404
+
+
+async def test_the_page_offers_unpaid_confirm_only_when_the_gateway_serves_it(
+    gateway: httpx.AsyncClient, service: Service, redis_server: RedisServer
+) -> None:
+    assert 'data-unpaid-confirm="true"' in (await gateway.get("/demo")).text
+    app = create_app(service.target, trust=trust(redis_server, allow_unpaid_confirm=False))
+    async with serve_gateway(app) as strict:
+        assert 'data-unpaid-confirm="false"' in (await strict.get("/demo")).text

@@ -17,9 +17,9 @@ from clients.gateway.app import create_app
 from inventory.engine import Inventory
 from inventory.layouts.backends import Backends
 from inventory.layouts.lifecycle import Layouts
-from inventory.local_servers import free_port
+from inventory.local_servers import RedisServer, free_port
 from tests.browser.test_live_page import SEATS_JS, seat
-from tests.clients.conftest import Service, until
+from tests.clients.conftest import Service, trust, until
 
 
 @contextlib.asynccontextmanager
@@ -46,12 +46,14 @@ async def test_the_page_catches_up_after_the_gateway_restarts(
     pg_pool: asyncpg.Pool,
     inventory: Inventory,
     opera_event: str,
+    redis_server: RedisServer,
     first_retry_fails: bool,
 ) -> None:
     port = free_port()
     backends = Backends(pg_layouts, pg_pool)
+    settings = trust(redis_server)  # one session secret: the page's session outlives a restart
     page = await browser.new_page()
-    async with gateway_on(create_app(service.target, backends=backends), port):
+    async with gateway_on(create_app(service.target, backends=backends, trust=settings), port):
         await page.goto(f"http://127.0.0.1:{port}/demo?event={opera_event}")
         await expect(page.locator("#connection")).to_have_text("live")
         seat_ids: list[str] = await page.evaluate(SEATS_JS, ["dress-circle-centre", 0, 3])
@@ -71,7 +73,7 @@ async def test_the_page_catches_up_after_the_gateway_restarts(
 
         await page.route("**/changes", unavailable_once)
 
-    async with gateway_on(create_app(service.target, backends=backends), port):
+    async with gateway_on(create_app(service.target, backends=backends, trust=settings), port):
         await expect(page.locator("#connection")).to_have_text("live", timeout=15_000)
         for seat_id in seat_ids:
             await expect(seat(page, seat_id)).to_have_attribute("data-status", "held")

@@ -19,8 +19,9 @@ from inventory.layouts.backends import Backends
 from inventory.layouts.canonical import seat_id
 from inventory.layouts.events import EventFromLayout, create_event_from_layout
 from inventory.layouts.lifecycle import Layouts
+from inventory.local_servers import RedisServer
 from tests.clients import conftest as clients_fixtures
-from tests.clients.conftest import Service, serve_gateway
+from tests.clients.conftest import Service, serve_gateway, trust
 from tests.layouts.samples import LAYOUT_ID, deployed, small_layout
 from tests.stripe_standin import SECRET_KEY, WEBHOOK_SECRET, StripeStandin, stripe_standin
 
@@ -81,11 +82,20 @@ def standin() -> Iterator[StripeStandin]:
 
 @pytest.fixture
 async def http(
-    service: Service, pg_layouts: Layouts, pg_pool: asyncpg.Pool, standin: StripeStandin
+    service: Service,
+    pg_layouts: Layouts,
+    pg_pool: asyncpg.Pool,
+    standin: StripeStandin,
+    redis_server: RedisServer,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The gateway with checkout configured against the stand-in, which delivers to it."""
     settings = StripeSettings(SECRET_KEY, WEBHOOK_SECRET, standin.base_url)
-    app = create_app(service.target, backends=Backends(pg_layouts, pg_pool), stripe=settings)
+    app = create_app(
+        service.target,
+        backends=Backends(pg_layouts, pg_pool),
+        stripe=settings,
+        trust=trust(redis_server),
+    )
     async with serve_gateway(app) as gateway:
         standin.webhook_url = f"{gateway.base_url}{WEBHOOK_PATH}".replace("//v1", "/v1")
         yield gateway

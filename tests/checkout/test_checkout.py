@@ -1,6 +1,8 @@
 """Starting checkout, paying for it, and how each payment outcome ends the hold."""
 
 import asyncio
+import contextlib
+import json
 from datetime import datetime
 from typing import Any
 
@@ -10,10 +12,11 @@ import stripe
 from lml.inventory.v1 import inventory_pb2 as pb
 
 from clients import InventoryClient
+from clients.gateway.identity import holder_of
 from inventory.layouts.events import EventFromLayout, create_event_from_layout
 from inventory.layouts.lifecycle import Layouts
 from tests.checkout.conftest import PRICES, Events, seat
-from tests.clients.conftest import until
+from tests.clients.conftest import IDP_ISSUER, buyer, until
 from tests.clients.test_gateway import problem
 from tests.layouts.samples import variant
 from tests.stripe_standin import StripeStandin
@@ -25,6 +28,7 @@ STALLS = [seat("stalls", "A", 1), seat("stalls", "A", 2)]  # category A, 4500 ea
 CIRCLE = [seat("circle", "A", 3)]  # category B, 2500
 
 
+ANN = holder_of(IDP_ISSUER, "ann")  # the holder id of the buyer "ann" of the tests' provider
 FESTIVAL_LAYOUT = "0c5f3a7e-2b1d-4c8e-9f6a-3d2e1b0a9c8d"
 BRIEF = "brief"  # an event whose holds last 1 s unless extended further
 
@@ -36,8 +40,8 @@ async def hold(
     event: str = "gala",
     **extra: Any,
 ) -> str:
-    body = {"holder_id": holder, "seat_ids": seats, **extra}
-    held = await http.post(f"/v1/events/{event}/holds", json=body)
+    body = {"seat_ids": seats, **extra}
+    held = await http.post(f"/v1/events/{event}/holds", json=body, headers=buyer(holder))
     assert held.status_code == 201, held.text
     hold_id: str = held.json()["hold_id"]
     return hold_id
@@ -46,17 +50,13 @@ async def hold(
 async def start(
     http: httpx.AsyncClient, hold_id: str, holder: str = "ann", event: str = "gala"
 ) -> httpx.Response:
-    return await http.post(
-        f"/v1/events/{event}/holds/{hold_id}/checkout", json={"holder_id": holder}
-    )
+    return await http.post(f"/v1/events/{event}/holds/{hold_id}/checkout", headers=buyer(holder))
 
 
 async def checkout_status(
     http: httpx.AsyncClient, hold_id: str, event: str = "gala"
 ) -> dict[str, Any]:
-    found = await http.get(
-        f"/v1/events/{event}/holds/{hold_id}/checkout", params={"holder_id": "ann"}
-    )
+    found = await http.get(f"/v1/events/{event}/holds/{hold_id}/checkout", headers=buyer("ann"))
     assert found.status_code == 200, found.text
     body: dict[str, Any] = found.json()
     return body
@@ -81,7 +81,7 @@ async def seat_states(client: InventoryClient, seats: list[str], event: str = "g
 
 async def pay(http: httpx.AsyncClient, hold_id: str, event: str = "gala") -> httpx.Response:
     return await http.post(
-        f"/v1/events/{event}/holds/{hold_id}/checkout/test-payment", json={"holder_id": "ann"}
+        f"/v1/events/{event}/holds/{hold_id}/checkout/test-payment", headers=buyer("ann")
     )
 
 
@@ -114,7 +114,7 @@ async def test_amount_and_currency_come_from_category_prices(
     )
     intent = standin.intents[body["payment_intent_id"]]
     assert (intent["amount"], intent["currency"]) == (11500, "gbp")
-    assert intent["metadata"] == {"event_id": "gala", "hold_id": hold_id, "holder_id": "ann"}
+    assert intent["metadata"] == {"event_id": "gala", "hold_id": hold_id, "holder_id": ANN}
     assert body["client_secret"] == intent["client_secret"]
     # Extended from 30 s to the event's default TTL (600 s) so the payment has time.
     remaining = datetime.fromisoformat(body["expires_at"]).timestamp() - intent["created"]
@@ -136,8 +136,8 @@ async def test_general_admission_places_cost_their_area_price(
     assert deployed.hash is not None
     spec = EventFromLayout("festival", festival.id, deployed.hash, "GBP", PRICES)
     await create_event_from_layout(pg_layouts, events.pool, events.inventory, spec)
-    body = {"holder_id": "ann", "general_admission": {"area_id": "pit", "quantity": 3}}
-    held = await http.post("/v1/events/festival/holds", json=body)
+    body = {"general_admission": {"area_id": "pit", "quantity": 3}}
+    held = await http.post("/v1/events/festival/holds", json=body, headers=buyer("ann"))
     assert held.status_code == 201, held.text
     started = await start(http, held.json()["hold_id"], event="festival")
     assert started.status_code == 201, started.text
@@ -148,7 +148,9 @@ async def test_a_hold_at_its_lifetime_limit_keeps_its_expiry(
     http: httpx.AsyncClient, events: Events
 ) -> None:
     await events.make("capped", default_ttl=3, lifetime=4)
-    held = await http.post("/v1/events/capped/holds", json={"holder_id": "ann", "seat_ids": CIRCLE})
+    held = await http.post(
+        "/v1/events/capped/holds", json={"seat_ids": CIRCLE}, headers=buyer("ann")
+    )
     assert held.status_code == 201, held.text
     await asyncio.sleep(1.5)  # now the default TTL (3 s) would pass the lifetime (4 s)
     started = await start(http, held.json()["hold_id"], event="capped")
@@ -176,10 +178,44 @@ async def test_paying_books_the_seats_with_the_intent_as_payment_ref(
     assert paid.status_code == 202, paid.text
     assert paid.json() == {"payment_intent_id": intent_id, "payment_status": "succeeded"}
     done = await settled(http, hold_id, "booked")
-    booking = await client.confirm("gala", hold_id, "ann")  # idempotent: the first booking
+    booking = await client.confirm("gala", hold_id, ANN)  # idempotent: the first booking
     assert (booking.booking_id, booking.payment_ref) == (done["booking_id"], intent_id)
     assert await seat_states(client, STALLS) == {pb.SEAT_STATUS_BOOKED}
     assert problem(await pay(http, hold_id), 409, "CHECKOUT_ENDED")
+
+
+async def test_with_checkout_only_the_paid_webhook_books_and_the_buyer_sees_it_as_theirs(
+    http: httpx.AsyncClient, events: Events, client: InventoryClient
+) -> None:
+    hold_id = await hold(http, CIRCLE)
+    confirm = f"/v1/events/gala/holds/{hold_id}/confirm"
+    # The exploit of issue 12: "confirm" with any payment_ref instead of paying.
+    for body in ({"payment_ref": "x"}, {}):
+        refused = await http.post(confirm, json=body, headers=buyer("ann"))
+        assert "webhook" in problem(refused, 403, "PAYMENT_REQUIRED")["detail"]
+    assert await seat_states(client, CIRCLE) == {pb.SEAT_STATUS_HELD}
+
+    changes: list[dict[str, Any]] = []
+
+    async def follow() -> None:
+        stream = http.stream("GET", "/v1/events/gala/changes", headers=buyer("ann"))
+        async with stream as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data: ") and '"reason"' in line:
+                    changes.append(json.loads(line.removeprefix("data: ")))
+
+    following = asyncio.create_task(follow())
+    intent_id = (await start(http, hold_id)).json()["payment_intent_id"]
+    assert (await pay(http, hold_id)).status_code == 202
+    done = await settled(http, hold_id, "booked")
+    booking = await client.confirm("gala", hold_id, ANN)
+    assert (booking.booking_id, booking.payment_ref) == (done["booking_id"], intent_id)
+    await until(lambda: any(c["status"] == "BOOKED" for c in changes))
+    following.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await following
+    booked = next(c for c in changes if c["status"] == "BOOKED")
+    assert (booked["mine"], booked["hold_id"], booked["reason"]) == (True, hold_id, "confirmed")
 
 
 async def test_payment_after_the_hold_expired_books_the_same_seats_again(
@@ -189,7 +225,7 @@ async def test_payment_after_the_hold_expired_books_the_same_seats_again(
     assert (await pay(http, hold_id, BRIEF)).status_code == 202
     done = await settled(http, hold_id, "booked", BRIEF)
     assert done["rebooked_hold_id"] not in (None, hold_id)
-    booking = await client.confirm(BRIEF, done["rebooked_hold_id"], "ann")
+    booking = await client.confirm(BRIEF, done["rebooked_hold_id"], ANN)
     assert booking.booking_id == done["booking_id"] and list(booking.seat_ids) == CIRCLE
     assert booking.payment_ref == done["payment_intent_id"]
     assert await seat_states(client, CIRCLE, BRIEF) == {pb.SEAT_STATUS_BOOKED}

@@ -18,6 +18,7 @@ from inventory import keys
 from inventory.engine import Inventory
 from tests.checkout.conftest import Events
 from tests.checkout.test_checkout import (
+    ANN,
     BRIEF,
     CIRCLE,
     STALLS,
@@ -39,16 +40,11 @@ pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationW
 STALLS_PRICE = 2 * 4500
 
 
-async def confirm_directly(http: httpx.AsyncClient, hold_id: str, payment_ref: str) -> str:
-    """Books the hold through the gateway's confirm route, as the demo page or a box office
-    does; returns the booking id."""
-    confirmed = await http.post(
-        f"/v1/events/gala/holds/{hold_id}/confirm",
-        json={"holder_id": "ann", "payment_ref": payment_ref},
-    )
-    assert confirmed.status_code == 200, confirmed.text
-    booking_id: str = confirmed.json()["booking_id"]
-    return booking_id
+async def confirm_directly(client: InventoryClient, hold_id: str, payment_ref: str) -> str:
+    """Books the hold over gRPC, as a box office's backend does (buyers cannot confirm through
+    a gateway with checkout); returns the booking id."""
+    booking = await client.confirm("gala", hold_id, ANN, payment_ref=payment_ref)
+    return booking.booking_id
 
 
 def refund_of(standin: StripeStandin, intent_id: str) -> list[dict[str, object]]:
@@ -69,15 +65,13 @@ async def test_a_payment_for_a_booking_cancelled_since_is_refunded(
     # Booked before the webhook came (by an earlier delivery that confirmed, then crashed before
     # its commit; or at the box office), then the booking cancelled by an admin.
     payment_ref = intent_id if booked_with == "this payment" else ""
-    booking_id = await confirm_directly(http, hold_id, payment_ref)
+    booking_id = await confirm_directly(client, hold_id, payment_ref)
     await inventory.cancel_booking(
         pb.CancelBookingRequest(event_id="gala", booking_id=booking_id, reason="admin")
     )
-    # What a client retrying the confirm is told: the gateway's 410, the SDK's exception.
-    again = await http.post(f"/v1/events/gala/holds/{hold_id}/confirm", json={"holder_id": "ann"})
-    assert problem(again, 410, "BOOKING_CANCELLED")
+    # What a backend retrying the confirm is told.
     with pytest.raises(BookingCancelled):
-        await client.confirm("gala", hold_id, "ann")
+        await client.confirm("gala", hold_id, ANN)
 
     delivered = await standin.deliver(event)
     assert delivered.status_code == 200, delivered.text
@@ -102,7 +96,7 @@ async def test_a_payment_for_a_hold_booked_without_it_is_refunded(
 ) -> None:
     hold_id, event = await paid_unannounced(http, standin, STALLS)
     intent_id = event["data"]["object"]["id"]
-    booking_id = await confirm_directly(http, hold_id, "box-office-42")
+    booking_id = await confirm_directly(client, hold_id, "box-office-42")
 
     delivered = await standin.deliver(event)
     assert delivered.status_code == 200, delivered.text
@@ -112,7 +106,7 @@ async def test_a_payment_for_a_hold_booked_without_it_is_refunded(
     [refund] = refund_of(standin, intent_id)
     assert (refund["id"], refund["amount"]) == (done["refund_id"], STALLS_PRICE)
     # The booking made without the payment stands, unchanged.
-    booking = await client.confirm("gala", hold_id, "ann")
+    booking = await client.confirm("gala", hold_id, ANN)
     assert (booking.booking_id, booking.payment_ref) == (booking_id, "box-office-42")
     assert await seat_states(client, STALLS) == {pb.SEAT_STATUS_BOOKED}
     await standin.deliver(event)
@@ -129,7 +123,7 @@ async def test_a_payment_failing_after_the_hold_was_booked_leaves_the_booking(
 ) -> None:
     hold_id = await hold(http, STALLS)
     intent_id = (await start(http, hold_id)).json()["payment_intent_id"]
-    booking_id = await confirm_directly(http, hold_id, "box-office-7")
+    booking_id = await confirm_directly(client, hold_id, "box-office-7")
     with pytest.raises(stripe.CardError):
         await stripe_client.v1.payment_intents.confirm_async(
             intent_id, {"payment_method": "pm_card_chargeDeclined"}
@@ -140,7 +134,7 @@ async def test_a_payment_failing_after_the_hold_was_booked_leaves_the_booking(
     ]
     # Nothing released, nothing refunded: the booking stands and the checkout still waits.
     assert await seat_states(client, STALLS) == {pb.SEAT_STATUS_BOOKED}
-    assert (await client.confirm("gala", hold_id, "ann")).booking_id == booking_id
+    assert (await client.confirm("gala", hold_id, ANN)).booking_id == booking_id
     assert (await checkout_status(http, hold_id))["status"] == "awaiting_payment"
     assert standin.refunds == {}
 

@@ -14,9 +14,10 @@ from clients.gateway.app import create_app
 from clients.gateway.checkout_routes import WEBHOOK_PATH, StripeSettings
 from inventory.layouts.backends import Backends
 from inventory.layouts.lifecycle import Layouts
+from inventory.local_servers import RedisServer
 from tests.checkout.conftest import Events
-from tests.checkout.test_checkout import CIRCLE, STALLS, hold, pay, settled, start
-from tests.clients.conftest import Service, seats, serve_gateway, until
+from tests.checkout.test_checkout import ANN, CIRCLE, STALLS, hold, pay, settled, start
+from tests.clients.conftest import Service, buyer, seats, serve_gateway, trust, until
 from tests.clients.test_gateway import problem
 from tests.stripe_standin import StripeStandin
 
@@ -59,9 +60,7 @@ async def test_bad_signature_or_stale_timestamp_is_refused_and_changes_nothing(
     for why, refused in refusals.items():
         assert why in problem(refused, 400, "BAD_WEBHOOK")["detail"].lower()
     assert await processed(pg_pool) == []
-    status = await http.get(
-        f"/v1/events/gala/holds/{hold_id}/checkout", params={"holder_id": "ann"}
-    )
+    status = await http.get(f"/v1/events/gala/holds/{hold_id}/checkout", headers=buyer("ann"))
     assert status.json()["status"] == "awaiting_payment"
     accepted = await standin.deliver(event, timestamp=time.time() - 250)  # within tolerance
     assert accepted.json()["outcome"] == "booked"
@@ -99,7 +98,7 @@ async def test_concurrent_duplicate_deliveries_book_once(
     assert outcomes == ["already processed: booked"] * 7 + ["booked"]
     assert await processed(pg_pool) == ["booked"]
     booking_id = (await settled(http, hold_id, "booked"))["booking_id"]
-    assert (await client.confirm("gala", hold_id, "ann")).booking_id == booking_id
+    assert (await client.confirm("gala", hold_id, ANN)).booking_id == booking_id
 
 
 async def test_a_delivery_that_fails_after_confirming_is_redelivered_to_the_same_booking(
@@ -115,7 +114,7 @@ async def test_a_delivery_that_fails_after_confirming_is_redelivered_to_the_same
     failed = await standin.deliver(event)
     problem(failed, 503, "UNAVAILABLE")  # Stripe redelivers on any non-2xx answer
     assert service.faults.applied["Confirm"] == 4 and await processed(pg_pool) == []
-    booking = await client.confirm("gala", hold_id, "ann")  # Redis booked it on the first try
+    booking = await client.confirm("gala", hold_id, ANN)  # Redis booked it on the first try
     assert booking.payment_ref == event["data"]["object"]["id"]
     assert (await standin.deliver(event)).json()["outcome"] == "booked"
     assert (await settled(http, hold_id, "booked"))["booking_id"] == booking.booking_id
@@ -139,15 +138,9 @@ async def test_checkout_refusals(
     problem(await start(http, "0" * 32), 404, "HOLD_NOT_FOUND")
     problem(await pay(http, hold_id), 404, "CHECKOUT_NOT_FOUND")
     assert (await start(http, hold_id)).status_code == 201
-    theirs = await http.get(
-        f"/v1/events/gala/holds/{hold_id}/checkout", params={"holder_id": "mallory"}
-    )
+    theirs = await http.get(f"/v1/events/gala/holds/{hold_id}/checkout", headers=buyer("mallory"))
     problem(theirs, 403, "NOT_HOLDER")
-    problem(
-        await http.post(f"/v1/events/gala/holds/{hold_id}/checkout", json={}),
-        422,
-        "INVALID_REQUEST",
-    )
+    problem(await http.post(f"/v1/events/gala/holds/{hold_id}/checkout"), 401, "UNAUTHENTICATED")
     assert standin.intents and all(
         i["status"] == "requires_payment_method" for i in standin.intents.values()
     )
@@ -164,16 +157,22 @@ async def test_without_stripe_keys_checkout_is_not_configured(
     service: Service,
     pg_layouts: Layouts,
     pg_pool: asyncpg.Pool,
+    redis_server: RedisServer,
     settings: StripeSettings | None,
     missing: str,
 ) -> None:
-    app = create_app(service.target, backends=Backends(pg_layouts, pg_pool), stripe=settings)
+    app = create_app(
+        service.target,
+        backends=Backends(pg_layouts, pg_pool),
+        stripe=settings,
+        trust=trust(redis_server),
+    )
     path = "/v1/events/gala/holds/h1/checkout"
     async with serve_gateway(app) as http:
         for response in (
-            await http.post(path, json={"holder_id": "ann"}),
-            await http.get(path, params={"holder_id": "ann"}),
-            await http.post(f"{path}/test-payment", json={"holder_id": "ann"}),
+            await http.post(path, headers=buyer("ann")),
+            await http.get(path, headers=buyer("ann")),
+            await http.post(f"{path}/test-payment", headers=buyer("ann")),
             await http.post(WEBHOOK_PATH, content=b"{}"),
         ):
             detail = problem(response, 503, "CHECKOUT_NOT_CONFIGURED")["detail"]
@@ -186,9 +185,15 @@ async def test_a_live_key_gets_no_test_payments_and_stripe_failures_are_502(
     pg_pool: asyncpg.Pool,
     events: Events,
     standin: StripeStandin,
+    redis_server: RedisServer,
 ) -> None:
     settings = StripeSettings("sk_live_x", "whsec_x", standin.base_url)
-    app = create_app(service.target, backends=Backends(pg_layouts, pg_pool), stripe=settings)
+    app = create_app(
+        service.target,
+        backends=Backends(pg_layouts, pg_pool),
+        stripe=settings,
+        trust=trust(redis_server),
+    )
     async with serve_gateway(app) as http:
         refused = await pay(http, "h1")
         assert "sk_test_" in problem(refused, 403, "TEST_MODE_ONLY")["detail"]
@@ -201,8 +206,8 @@ async def test_an_event_without_prices_cannot_check_out(
     http: httpx.AsyncClient, events: Events, client: InventoryClient
 ) -> None:
     await client.create_event("plain", seats("A1"))
-    held = await client.hold("plain", "ann", ["A1"])
+    held = await client.hold("plain", ANN, ["A1"])
     started = await http.post(
-        f"/v1/events/plain/holds/{held.hold_id}/checkout", json={"holder_id": "ann"}
+        f"/v1/events/plain/holds/{held.hold_id}/checkout", headers=buyer("ann")
     )
     assert "no event plain" in problem(started, 409, "EVENT_NOT_PRICED")["detail"]

@@ -3,6 +3,7 @@ and the HTTP gateway under uvicorn, all on free ports over the test run's Redis.
 
 import asyncio
 import contextlib
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import Any
 
 import grpc
 import httpx
+import jwt
 import pytest
 import uvicorn
 from fastapi import FastAPI
@@ -19,9 +21,10 @@ from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 
 from clients import InventoryClient
 from clients.gateway.app import create_app
+from clients.gateway.settings import JwtSettings, Limits, TrustSettings
 from inventory.engine import Inventory
 from inventory.health_probe import probe_redis
-from inventory.local_servers import free_port
+from inventory.local_servers import RedisServer, free_port
 from inventory.server import HealthServicer
 from inventory.service import InventoryServicer
 from inventory.sweeper import run_sweeper
@@ -35,6 +38,56 @@ pg_pool = layouts_fixtures.pg_pool
 pg_layouts = layouts_fixtures.pg_layouts
 
 SEATS = [f"A{n}" for n in range(1, 41)]
+
+# The tests' identity provider (HS256) and admin token.
+IDP_ISSUER = "https://id.example.test/"
+IDP_AUDIENCE = "lml-tests"
+IDP_SECRET = "a test identity provider's signing secret, 32+ bytes"
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+SESSION_SECRET = "the tests' gateway session secret, 32+ bytes"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+# Far above what a test does, so that only the tests of limits meet them.
+ROOMY = Limits(
+    sessions_per_ip="1000/minute",
+    holds_per_buyer="1000/minute",
+    holds_per_ip="10000/minute",
+    seats_per_buyer="10000/minute",
+    reads_per_ip="10000/second",
+    streams_per_buyer=100,
+    streams_per_ip=1000,
+)
+
+
+def trust(redis_server: RedisServer, **changes: Any) -> TrustSettings:
+    """The tests' gateway settings: their identity provider, admin token and roomy limits,
+    unpaid confirms allowed (checkout refuses them anyway when it is configured)."""
+    settings: dict[str, Any] = {
+        "redis_url": redis_server.url,
+        "jwt": JwtSettings(IDP_ISSUER, IDP_AUDIENCE, secret=IDP_SECRET),
+        "admin_token": ADMIN_TOKEN,
+        "session_secret": SESSION_SECRET,
+        "allow_unpaid_confirm": True,
+        "limits": ROOMY,
+    }
+    return TrustSettings(**{**settings, **changes})
+
+
+def idp_token(subject: str, expires_in: float = 300, key: str = IDP_SECRET, **claims: Any) -> str:
+    now = int(time.time())
+    payload = {
+        "iss": IDP_ISSUER,
+        "aud": IDP_AUDIENCE,
+        "sub": subject,
+        "iat": now,
+        "exp": now + int(expires_in),
+        **claims,
+    }
+    return jwt.encode(payload, key, algorithm="HS256")
+
+
+def buyer(subject: str) -> dict[str, str]:
+    """Headers of the buyer `subject` of the tests' identity provider."""
+    return {"Authorization": f"Bearer {idp_token(subject)}"}
 
 
 class FailAfterApplying(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
@@ -144,7 +197,10 @@ def seats(*ids: str) -> list[pb.Seat]:
 async def serve_gateway(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """`app` under uvicorn on a free port (real HTTP, so SSE streams for real)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", proxy_headers=False
+    )  # as lml-gateway runs it: X-Forwarded-For is the app's to believe or not
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     await until(lambda: server.started)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
@@ -155,7 +211,7 @@ async def serve_gateway(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def gateway(service: Service) -> AsyncIterator[httpx.AsyncClient]:
+async def gateway(service: Service, redis_server: RedisServer) -> AsyncIterator[httpx.AsyncClient]:
     """lml-gateway's app for the test's service, without the layouts database."""
-    async with serve_gateway(create_app(service.target)) as http:
+    async with serve_gateway(create_app(service.target, trust=trust(redis_server))) as http:
         yield http

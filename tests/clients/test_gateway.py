@@ -11,8 +11,10 @@ from redis.asyncio import Redis
 
 from clients import InventoryClient
 from clients.gateway.app import create_app
+from clients.gateway.identity import holder_of
 from inventory import keys
-from tests.clients.conftest import SEATS, Service, until
+from inventory.local_servers import RedisServer
+from tests.clients.conftest import ADMIN, IDP_ISSUER, SEATS, Service, buyer, trust, until
 
 PROBLEM = "application/problem+json"
 EVENT = {
@@ -32,8 +34,9 @@ def problem(response: httpx.Response, status: int, reason: str) -> dict[str, Any
 
 
 async def hold(http: httpx.AsyncClient, holder: str, *seats: str, **extra: Any) -> dict[str, Any]:
-    body = {"holder_id": holder, "seat_ids": list(seats), **extra}
-    response = await http.post("/v1/events/show/holds", json=body)
+    """A hold by the buyer `holder` (a subject of the tests' identity provider)."""
+    body = {"seat_ids": list(seats), **extra}
+    response = await http.post("/v1/events/show/holds", json=body, headers=buyer(holder))
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
     return created
@@ -49,28 +52,33 @@ async def test_health_docs_and_openapi(gateway: httpx.AsyncClient) -> None:
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
 
-async def test_readyz_and_calls_fail_cleanly_when_inventory_is_down() -> None:
+async def test_readyz_and_calls_fail_cleanly_when_inventory_is_down(
+    redis_server: RedisServer,
+) -> None:
     async with InventoryClient("127.0.0.1:1", timeout=0.3, attempts=2) as client:
-        transport = httpx.ASGITransport(app=create_app(client=client))
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+        app = create_app(client=client, trust=trust(redis_server))
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http,
+        ):
             problem(await http.get("/readyz"), 503, "INVENTORY_UNAVAILABLE")
             response = await http.post(
-                "/v1/events/show/holds", json={"holder_id": "a", "seat_ids": ["A1"]}
+                "/v1/events/show/holds", json={"seat_ids": ["A1"]}, headers=buyer("a")
             )
             problem(response, 503, "UNAVAILABLE")
             assert response.headers["retry-after"] == "1"
 
 
 async def test_events(gateway: httpx.AsyncClient) -> None:
-    created = await gateway.post("/v1/events", json=EVENT)
+    created = await gateway.post("/v1/events", json=EVENT, headers=ADMIN)
     assert created.status_code == 201
     assert created.json()["seat_count"] == len(SEATS)
     assert created.json()["limits"]["max_seats_per_hold"] == 4
     assert created.json()["limits"]["default_ttl_seconds"] == 900  # the service default
-    again = await gateway.post("/v1/events", json=EVENT)
+    again = await gateway.post("/v1/events", json=EVENT, headers=ADMIN)
     assert again.status_code == 200 and again.json() == created.json()
     other = {**EVENT, "limits": {"max_seats_per_hold": 2}}
-    problem(await gateway.post("/v1/events", json=other), 409, "EVENT_EXISTS")
+    problem(await gateway.post("/v1/events", json=other, headers=ADMIN), 409, "EVENT_EXISTS")
 
     found = await gateway.get("/v1/events/show", params={"include_seats": "true"})
     assert found.json()["version"] == 0 and len(found.json()["seats"]) == len(SEATS)
@@ -112,54 +120,58 @@ async def test_events(gateway: httpx.AsyncClient) -> None:
 async def test_invalid_bodies_are_422_problems(
     gateway: httpx.AsyncClient, body: dict[str, Any], location: str
 ) -> None:
-    found = problem(await gateway.post("/v1/events", json=body), 422, "INVALID_REQUEST")
+    found = problem(
+        await gateway.post("/v1/events", json=body, headers=ADMIN), 422, "INVALID_REQUEST"
+    )
     assert found["errors"] and location in found["errors"][0]["location"]
 
 
 async def test_malformed_json_is_a_422_problem(gateway: httpx.AsyncClient) -> None:
     response = await gateway.post(
-        "/v1/events", content=b"{not json", headers={"content-type": "application/json"}
+        "/v1/events", content=b"{not json", headers={"content-type": "application/json", **ADMIN}
     )
     problem(response, 422, "INVALID_REQUEST")
 
 
 async def test_holds_extend_release_confirm_and_their_errors(gateway: httpx.AsyncClient) -> None:
-    await gateway.post("/v1/events", json=EVENT)
+    await gateway.post("/v1/events", json=EVENT, headers=ADMIN)
     alice = await hold(gateway, "alice", "A1", "A2", ttl_seconds=60)
-    assert alice["seat_ids"] == ["A1", "A2"] and alice["holder_id"] == "alice"
+    assert alice["seat_ids"] == ["A1", "A2"] and alice["holder_id"] == holder_of(
+        IDP_ISSUER, "alice"
+    )
 
     taken = await gateway.post(
-        "/v1/events/show/holds", json={"holder_id": "bob", "seat_ids": ["A3", "A1"]}
+        "/v1/events/show/holds", json={"seat_ids": ["A3", "A1"]}, headers=buyer("bob")
     )
     assert problem(taken, 409, "SEATS_UNAVAILABLE")["seat_ids"] == ["A1"]
     too_many = await gateway.post(
-        "/v1/events/show/holds", json={"holder_id": "bob", "seat_ids": SEATS[10:15]}
+        "/v1/events/show/holds", json={"seat_ids": SEATS[10:15]}, headers=buyer("bob")
     )
     assert problem(too_many, 422, "LIMIT_EXCEEDED")["limit"] == "max_seats_per_hold"
-    empty = await gateway.post("/v1/events/show/holds", json={"holder_id": "bob", "seat_ids": []})
+    empty = await gateway.post("/v1/events/show/holds", json={"seat_ids": []}, headers=buyer("bob"))
     problem(empty, 422, "INVALID_REQUEST")
 
     base = f"/v1/events/show/holds/{alice['hold_id']}"
-    extended = await gateway.post(f"{base}/extend", json={"holder_id": "alice", "ttl_seconds": 120})
+    extended = await gateway.post(
+        f"{base}/extend", json={"ttl_seconds": 120}, headers=buyer("alice")
+    )
     assert extended.status_code == 200
     assert extended.json()["expires_at"] > alice["expires_at"]
-    problem(await gateway.post(f"{base}/extend", json={"holder_id": "bob"}), 403, "NOT_HOLDER")
+    problem(await gateway.post(f"{base}/extend", headers=buyer("bob")), 403, "NOT_HOLDER")
 
     booking = await gateway.post(
-        f"{base}/confirm", json={"holder_id": "alice", "payment_ref": "p1"}
+        f"{base}/confirm", json={"payment_ref": "p1"}, headers=buyer("alice")
     )
     assert booking.status_code == 200, booking.text
     assert booking.json()["seat_ids"] == ["A1", "A2"] and booking.json()["payment_ref"] == "p1"
-    problem(
-        await gateway.post(f"{base}/release", json={"holder_id": "alice"}), 409, "HOLD_CONFIRMED"
-    )
+    problem(await gateway.post(f"{base}/release", headers=buyer("alice")), 409, "HOLD_CONFIRMED")
 
     bob = await hold(gateway, "bob", "A5")
     released = await gateway.post(
-        f"/v1/events/show/holds/{bob['hold_id']}/release", json={"holder_id": "bob"}
+        f"/v1/events/show/holds/{bob['hold_id']}/release", headers=buyer("bob")
     )
     assert released.json() == {"seat_ids": ["A5"]}
-    missing = await gateway.post("/v1/events/show/holds/nope/release", json={"holder_id": "bob"})
+    missing = await gateway.post("/v1/events/show/holds/nope/release", headers=buyer("bob"))
     problem(missing, 404, "HOLD_NOT_FOUND")
 
     short = await hold(gateway, "carol", "A9", ttl_seconds=0.05)
@@ -170,11 +182,11 @@ async def test_holds_extend_release_confirm_and_their_errors(gateway: httpx.Asyn
         return bool(seats["A9"] == "AVAILABLE")
 
     await until(expired)
-    problem(await gateway.post(gone, json={"holder_id": "carol"}), 410, "HOLD_EXPIRED")
+    problem(await gateway.post(gone, headers=buyer("carol")), 410, "HOLD_EXPIRED")
 
 
 async def test_hold_request_id_returns_the_first_hold(gateway: httpx.AsyncClient) -> None:
-    await gateway.post("/v1/events", json=EVENT)
+    await gateway.post("/v1/events", json=EVENT, headers=ADMIN)
     first = await hold(gateway, "alice", "A1", request_id="tap-1")
     again = await hold(gateway, "alice", "A1", request_id="tap-1")
     assert again["hold_id"] == first["hold_id"]
@@ -182,7 +194,7 @@ async def test_hold_request_id_returns_the_first_hold(gateway: httpx.AsyncClient
 
 async def test_availability_etag(gateway: httpx.AsyncClient) -> None:
     problem(await gateway.get("/v1/events/nope/availability"), 404, "EVENT_NOT_FOUND")
-    await gateway.post("/v1/events", json=EVENT)
+    await gateway.post("/v1/events", json=EVENT, headers=ADMIN)
     first = await gateway.get("/v1/events/show/availability")
     assert first.json()["version"] == 0 and set(first.json()["seats"].values()) == {"AVAILABLE"}
     assert first.headers["etag"] == '"0"' and first.headers["cache-control"] == "no-cache"
@@ -214,7 +226,7 @@ async def sse_events(
 async def test_sse_snapshot_changes_and_resume_with_last_event_id(
     gateway: httpx.AsyncClient, redis: Redis, service: Service
 ) -> None:
-    await gateway.post("/v1/events", json=EVENT)
+    await gateway.post("/v1/events", json=EVENT, headers=ADMIN)
     events = sse_events(gateway)
     snapshot = await anext(events)
     assert snapshot["event"] == "snapshot" and snapshot["id"] == "0"
@@ -227,9 +239,7 @@ async def test_sse_snapshot_changes_and_resume_with_last_event_id(
     await events.aclose()
 
     # While the app is away: a release and a new hold. It resumes after the last id it saw.
-    await gateway.post(
-        f"/v1/events/show/holds/{alice['hold_id']}/release", json={"holder_id": "alice"}
-    )
+    await gateway.post(f"/v1/events/show/holds/{alice['hold_id']}/release", headers=buyer("alice"))
     await hold(gateway, "bob", "A3")
     resumed = sse_events(gateway, {"Last-Event-ID": change["id"]})
     first, second = await anext(resumed), await anext(resumed)
@@ -253,29 +263,31 @@ async def test_sse_snapshot_changes_and_resume_with_last_event_id(
 
 async def test_sse_errors_before_the_stream(gateway: httpx.AsyncClient) -> None:
     problem(await gateway.get("/v1/events/nope/changes"), 404, "EVENT_NOT_FOUND")
-    await gateway.post("/v1/events", json=EVENT)
+    await gateway.post("/v1/events", json=EVENT, headers=ADMIN)
     bad = await gateway.get("/v1/events/show/changes", headers={"Last-Event-ID": "x"})
     problem(bad, 422, "INVALID_REQUEST")
 
 
 async def test_best_available_and_general_admission(gateway: httpx.AsyncClient) -> None:
     event = {**EVENT, "areas": [{"area_id": "floor", "capacity": 3, "category": "GA"}]}
-    created = (await gateway.post("/v1/events", json=event)).json()
+    created = (await gateway.post("/v1/events", json=event, headers=ADMIN)).json()
     assert created["areas"] == [{"area_id": "floor", "capacity": 3, "category": "GA"}]
     best = await gateway.post(
-        "/v1/events/show/holds", json={"holder_id": "a", "best_available": {"quantity": 2}}
+        "/v1/events/show/holds", json={"best_available": {"quantity": 2}}, headers=buyer("a")
     )
     assert best.status_code == 201, best.text
     assert best.json()["seat_ids"] == SEATS[:2] and best.json()["split"] is False
     places = await gateway.post(
         "/v1/events/show/holds",
-        json={"holder_id": "b", "general_admission": {"area_id": "floor", "quantity": 2}},
+        json={"general_admission": {"area_id": "floor", "quantity": 2}},
+        headers=buyer("b"),
     )
     assert sorted(places.json()["seat_ids"]) == ["floor#1", "floor#2"]
     snapshot = (await gateway.get("/v1/events/show/availability")).json()
     assert snapshot["areas"] == [{"area_id": "floor", "capacity": 3, "available": 1}]
-    too_many = {"holder_id": "c", "general_admission": {"area_id": "floor", "quantity": 2}}
-    problem(await gateway.post("/v1/events/show/holds", json=too_many), 409, "SEATS_UNAVAILABLE")
-    both = {"holder_id": "c", "seat_ids": ["A1"], "best_available": {"quantity": 1}}
-    response = await gateway.post("/v1/events/show/holds", json=both)
+    too_many = {"general_admission": {"area_id": "floor", "quantity": 2}}
+    response = await gateway.post("/v1/events/show/holds", json=too_many, headers=buyer("c"))
+    problem(response, 409, "SEATS_UNAVAILABLE")
+    both = {"seat_ids": ["A1"], "best_available": {"quantity": 1}}
+    response = await gateway.post("/v1/events/show/holds", json=both, headers=buyer("c"))
     assert response.status_code == 422 and response.headers["content-type"] == PROBLEM

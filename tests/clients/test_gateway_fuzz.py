@@ -31,25 +31,45 @@ from lml.inventory.v1 import inventory_pb2 as pb
 
 from clients.gateway.app import create_app
 from clients.gateway.checkout_routes import WEBHOOK_PATH
+from clients.gateway.settings import TrustSettings
 from inventory.engine import Inventory
 from inventory.layouts.events import EventFromLayout, create_event_from_layout
 from inventory.layouts.lifecycle import Layouts
 from inventory.layouts.postgres import PostgresLayoutStore
 from inventory.local_servers import RedisServer, free_port
 from inventory.redis_client import connect
+from tests.clients.conftest import (
+    ADMIN,
+    ADMIN_TOKEN,
+    IDP_AUDIENCE,
+    IDP_ISSUER,
+    IDP_SECRET,
+    SESSION_SECRET,
+    idp_token,
+)
 from tests.layouts.samples import deployed, small_layout
 from tests.stripe_standin import SECRET_KEY, WEBHOOK_SECRET, stripe_standin
 
 EXAMPLES = 75  # per route and generation mode
 LAYOUT_EVENT = "fuzz-gala"  # from a layout, priced: seat map and checkout work on it
 PLAIN_EVENT = "fuzz-plain"
-HOLDER = "fuzz-buyer"
+HOLDER = "fuzz-buyer"  # the subject of the buyer token every buyer route is fuzzed with
+BUYER = {"Authorization": f"Bearer {idp_token(HOLDER, expires_in=3600)}"}
+ROOMY_LIMITS = [  # the fuzzer's thousands of requests come from one address and one buyer
+    "--limit-sessions-per-ip=100000/minute",
+    "--limit-holds-per-buyer=100000/minute",
+    "--limit-holds-per-ip=100000/minute",
+    "--limit-seats-per-buyer=1000000/minute",
+    "--limit-reads-per-ip=100000/second",
+    "--limit-streams-per-buyer=1000",
+    "--limit-streams-per-ip=1000",
+]
 
 Case = schemathesis.Case[Any]
 Operation = schemathesis.APIOperation[Any, Any, Any, Any]
 
 # The OpenAPI document of the app lml-gateway serves (made without starting it): every route.
-OPENAPI = create_app().openapi()
+OPENAPI = create_app(trust=TrustSettings(redis_url="redis://unused")).openapi()
 SCHEMA = schemathesis.openapi.from_dict(OPENAPI)
 OPERATIONS: list[Operation] = [
     SCHEMA[path][method.upper()] for path, methods in OPENAPI["paths"].items() for method in methods
@@ -118,14 +138,16 @@ def seed_holds(url: str) -> list[str]:
         "event_id": PLAIN_EVENT,
         "seats": [{"seat_id": f"S{n}"} for n in range(20)],
     }
-    assert requests.post(f"{url}/v1/events", json=event, timeout=10).status_code == 201
+    created = requests.post(f"{url}/v1/events", json=event, headers=ADMIN, timeout=10)
+    assert created.status_code == 201
     hold_ids = []
     holds: list[tuple[str, dict[str, Any]]] = [
-        (PLAIN_EVENT, {"holder_id": HOLDER, "seat_ids": ["S1", "S2"]}),
-        (LAYOUT_EVENT, {"holder_id": HOLDER, "best_available": {"quantity": 2}}),
+        (PLAIN_EVENT, {"seat_ids": ["S1", "S2"]}),
+        (LAYOUT_EVENT, {"best_available": {"quantity": 2}}),
     ]
     for event_id, body in holds:
-        response = requests.post(f"{url}/v1/events/{event_id}/holds", json=body, timeout=10)
+        path = f"{url}/v1/events/{event_id}/holds"
+        response = requests.post(path, json=body, headers=BUYER, timeout=10)
         assert response.status_code == 201, response.text
         hold_ids.append(response.json()["hold_id"])
     return hold_ids
@@ -174,6 +196,14 @@ def live_gateway(
                     WEBHOOK_SECRET,
                     "--stripe-api-base",
                     standin.base_url,
+                    "--redis-url",
+                    redis.url,
+                    f"--jwt-issuer={IDP_ISSUER}",
+                    f"--jwt-audience={IDP_AUDIENCE}",
+                    f"--jwt-secret={IDP_SECRET}",
+                    f"--session-secret={SESSION_SECRET}",
+                    f"--admin-token={ADMIN_TOKEN}",
+                    *ROOMY_LIMITS,
                 ],
                 work / "gateway.log",
             )
@@ -184,16 +214,16 @@ def live_gateway(
         yield LiveGateway(url, [LAYOUT_EVENT, PLAIN_EVENT], hold_ids, work / "gateway.log")
 
 
-@pytest.fixture(scope="module")
-def gateway_headers() -> dict[str, str]:
-    """Headers every fuzzed request carries: none while the gateway's routes are open; a
-    bearer or admin token here once they require one."""
-    return {}
+def gateway_headers(operation: Operation) -> dict[str, str]:
+    """The credential a fuzzed request carries: the admin token on the admin route, the buyer
+    who made the seeded holds on every other (tests/clients/test_gateway_access.py checks who
+    may call what; this test looks past the 401s and 403s)."""
+    return ADMIN if (operation.method.upper(), operation.path) == ("POST", "/v1/events") else BUYER
 
 
 def aimed(case: Case, live: LiveGateway, draw: Callable[[Any], Any]) -> None:
-    """Half of the time, points the case's path at a known event and hold (and the holder that
-    made it), so that the fuzzer reaches past the 404s."""
+    """Half of the time, points the case's path at a known event and hold (made by the buyer
+    whose token the requests carry), so that the fuzzer reaches past the 404s."""
     if not draw(st.booleans()):
         return
     parameters = case.path_parameters or {}
@@ -201,8 +231,6 @@ def aimed(case: Case, live: LiveGateway, draw: Callable[[Any], Any]) -> None:
         parameters["event_id"] = draw(st.sampled_from(live.event_ids))
     if "hold_id" in parameters:
         parameters["hold_id"] = draw(st.sampled_from(live.hold_ids))
-        if isinstance(case.body, dict) and "holder_id" in case.body and draw(st.booleans()):
-            case.body["holder_id"] = HOLDER
 
 
 def send(
@@ -219,7 +247,6 @@ def send(
 def test_no_server_error_for_any_input(
     operation: Operation,
     live_gateway: LiveGateway,
-    gateway_headers: dict[str, str],
     record_property: Callable[[str, object], None],
 ) -> None:
     statuses: Counter[int] = Counter()
@@ -241,7 +268,8 @@ def test_no_server_error_for_any_input(
         @given(case=strategy, data=st.data())
         def check(case: Case, data: st.DataObject) -> None:
             aimed(case, live_gateway, data.draw)
-            status, body = send(session, case, live_gateway.url, gateway_headers)
+            headers = gateway_headers(operation)
+            status, body = send(session, case, live_gateway.url, headers)
             statuses[status] += 1
             assert status < 500, (
                 f"{status} for\n{case.as_curl_command(base_url=live_gateway.url)}\n"

@@ -5,6 +5,7 @@ import asyncio
 
 import httpx
 
+from tests.clients.conftest import ADMIN
 from tests.clients.test_gateway import hold, sse_events
 
 SEATS = [f"A{n}" for n in range(1, 401)]
@@ -15,7 +16,7 @@ EVENT = {
 
 
 async def test_large_responses_are_gzipped_small_ones_not(gateway: httpx.AsyncClient) -> None:
-    await gateway.post("/v1/events", json=EVENT)
+    await gateway.post("/v1/events", json=EVENT, headers=ADMIN)
     plain = await gateway.get("/v1/events/show/availability", headers={"Accept-Encoding": ""})
     assert "content-encoding" not in plain.headers
     packed = await gateway.get("/v1/events/show/availability", headers={"Accept-Encoding": "gzip"})
@@ -30,7 +31,7 @@ async def test_large_responses_are_gzipped_small_ones_not(gateway: httpx.AsyncCl
 async def test_the_sse_stream_is_not_compressed_and_still_streams(
     gateway: httpx.AsyncClient,
 ) -> None:
-    await gateway.post("/v1/events", json=EVENT)
+    await gateway.post("/v1/events", json=EVENT, headers=ADMIN)
     headers = {"Accept-Encoding": "gzip"}
     async with gateway.stream("GET", "/v1/events/show/changes", headers=headers) as response:
         assert "content-encoding" not in response.headers

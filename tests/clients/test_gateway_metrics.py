@@ -10,6 +10,7 @@ from prometheus_client import REGISTRY
 
 from clients.gateway.app import create_app
 from clients.gateway.metrics import MetricsMiddleware
+from clients.gateway.settings import TrustSettings
 
 
 def sample(name: str, **labels: str) -> float:
@@ -39,7 +40,7 @@ def metered_app(stream_open: asyncio.Event, stream_end: asyncio.Event) -> FastAP
 
 
 def test_the_gateway_app_is_metered() -> None:
-    app = create_app("127.0.0.1:1")
+    app = create_app("127.0.0.1:1", trust=TrustSettings(redis_url="redis://unused"))
     assert MetricsMiddleware.__name__ in repr(app.user_middleware)
 
 

@@ -14,7 +14,8 @@ from inventory.layouts.canonical import seat_id
 from inventory.layouts.events import EventFromLayout, create_event_from_layout
 from inventory.layouts.lifecycle import Layouts
 from inventory.layouts.model import Layout
-from tests.clients.conftest import Service, serve_gateway
+from inventory.local_servers import RedisServer
+from tests.clients.conftest import Service, buyer, serve_gateway, trust
 from tests.clients.test_gateway import problem
 from tests.layouts.samples import deployed, small_layout
 
@@ -34,8 +35,11 @@ async def http(
     service: Service,
     pg_layouts: Layouts,
     pg_pool: asyncpg.Pool,
+    redis_server: RedisServer,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(service.target, backends=Backends(pg_layouts, pg_pool))
+    app = create_app(
+        service.target, backends=Backends(pg_layouts, pg_pool), trust=trust(redis_server)
+    )
     async with serve_gateway(app) as client:
         yield client
 
@@ -57,7 +61,7 @@ async def test_seat_map_lists_taken_seats_at_a_version(
     assert same.status_code == 304
 
     seat = seat_id(str(layout.id), "stalls", "A", "1")
-    held = await http.post("/v1/events/gala/holds", json={"holder_id": "ann", "seat_ids": [seat]})
+    held = await http.post("/v1/events/gala/holds", json={"seat_ids": [seat]}, headers=buyer("a"))
     assert held.status_code == 201, held.text
     after = (await http.get("/v1/events/gala/seatmap", headers={"If-None-Match": '"0"'})).json()
     assert (after["version"], after["held"]) == (1, [seat])

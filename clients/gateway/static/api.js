@@ -38,4 +38,14 @@ export async function call(method, path, body) {
   return data;
 }
 
+// The buyer's anonymous session (POST /v1/sessions): the gateway sets it as an HttpOnly
+// cookie that every call and the live stream carry, so the page never holds the token itself.
+// A valid session is renewed (same buyer) before it runs out.
+export async function startSession() {
+  const session = await call("POST", "/v1/sessions");
+  const left = Date.parse(session.expires_at) - (Date.now() + clockSkew);
+  setTimeout(() => startSession().catch(() => {}), Math.max(60_000, left / 2));
+  return session.holder_id;
+}
+
 export const eventPath = (eventId) => `/v1/events/${encodeURIComponent(eventId)}`;

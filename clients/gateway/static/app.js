@@ -1,7 +1,7 @@
 // The seat-map page: loads the event's layout and taken seats, follows live changes, lets the
 // visitor pick seats (or ask for the best ones) and hold them, then hands over to HoldPanel.
 
-import { ApiError, call, eventPath } from "./api.js";
+import { ApiError, call, eventPath, startSession } from "./api.js";
 import { HoldPanel } from "./hold.js";
 import { follow } from "./live.js";
 import { SeatMap } from "./seatmap.js";
@@ -12,17 +12,6 @@ const eventId = document.body.dataset.eventId;
 function say(text, kind = "error") {
   $("message").textContent = text;
   $("message").dataset.kind = kind;
-}
-
-// One holder id per browser tab session: holds need the id that made them.
-function sessionHolder() {
-  let id = sessionStorage.getItem("lml-holder");
-  if (!id) {
-    const bytes = crypto.getRandomValues(new Uint8Array(12));
-    id = `web-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
-    sessionStorage.setItem("lml-holder", id);
-  }
-  return id;
 }
 
 class Prices {
@@ -66,8 +55,8 @@ function drawLegend(map, prices) {
 }
 
 class Picker {
-  constructor({ map, panel, prices, holderId }) {
-    Object.assign(this, { map, panel, prices, holderId });
+  constructor({ map, panel, prices }) {
+    Object.assign(this, { map, panel, prices });
     this.selected = new Set();
     this.requesting = false;
     map.on("click", (id) => this.toggle(id));
@@ -119,7 +108,7 @@ class Picker {
     this.requesting = true;
     try {
       const path = `${eventPath(eventId)}/holds`;
-      return await call("POST", path, { holder_id: this.holderId, ...body });
+      return await call("POST", path, body);
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
       this.requesting = false;
@@ -157,9 +146,16 @@ class Picker {
 
 async function main() {
   $("event-name").textContent = eventId;
-  const holderId = sessionHolder();
+  let holderId;
   let seatmap;
   let layout;
+  try {
+    holderId = await startSession(); // the buyer: holds are theirs, the gateway knows them by it
+  } catch (error) {
+    $("connection").textContent = "unavailable";
+    say(`No session with the gateway: ${error.message}`);
+    return;
+  }
   try {
     seatmap = await call("GET", `${eventPath(eventId)}/seatmap`);
     layout = await call("GET", seatmap.layout_url);
@@ -172,8 +168,8 @@ async function main() {
   const map = new SeatMap($("seatmap"), layout);
   const prices = new Prices(map, seatmap.prices, seatmap.currency);
   drawLegend(map, prices);
-  const panel = new HoldPanel({ map, eventId, holderId, prices, say });
-  const picker = new Picker({ map, panel, prices, holderId });
+  const panel = new HoldPanel({ map, eventId, prices, say });
+  const picker = new Picker({ map, panel, prices });
   const stats = { snapshots: 0, changes: 0, version: seatmap.version };
   window.lml = { map, panel, picker, holderId, stats };
   map.replaceAll(new Map([

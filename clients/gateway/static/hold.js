@@ -13,8 +13,8 @@ function clock(ms) {
 }
 
 export class HoldPanel {
-  constructor({ map, eventId, holderId, prices, say }) {
-    Object.assign(this, { map, eventId, holderId, prices, say });
+  constructor({ map, eventId, prices, say }) {
+    Object.assign(this, { map, eventId, prices, say });
     this.hold = null;
     this.timer = 0;
     this.poller = 0;
@@ -84,9 +84,10 @@ export class HoldPanel {
     sessionStorage.removeItem(SAVED);
   }
 
-  // Every change naming our hold: booked means paid and confirmed; available means it ended.
+  // Every change of our hold (the stream names a hold only to its buyer: `mine`): booked means
+  // paid and confirmed; available means it ended.
   changed(change) {
-    if (!this.hold || change.hold_id !== this.hold.hold_id) return;
+    if (!this.hold || !change.mine || change.hold_id !== this.hold.hold_id) return;
     if (change.status === "booked") this.booked(this.paidNote());
     else if (change.status === "available") {
       this.end(change.reason === "expired" ? "Your hold expired: its seats are free again."
@@ -134,14 +135,14 @@ export class HoldPanel {
 
   release() {
     return this.act(async () => {
-      await call("POST", this.path("/release"), { holder_id: this.holderId });
+      await call("POST", this.path("/release"));
       this.end("Released.");
     });
   }
 
   extend() {
     return this.act(async () => {
-      const hold = await call("POST", this.path("/extend"), { holder_id: this.holderId });
+      const hold = await call("POST", this.path("/extend"));
       this.hold.expiresAt = Date.parse(hold.expires_at);
       sessionStorage.setItem(SAVED, JSON.stringify({ ...this.hold, expires_at: hold.expires_at }));
       this.tick();
@@ -152,7 +153,7 @@ export class HoldPanel {
   checkout() {
     return this.act(async () => {
       try {
-        const intent = await call("POST", this.path("/checkout"), { holder_id: this.holderId });
+        const intent = await call("POST", this.path("/checkout"));
         this.hold.payment_ref = intent.payment_intent_id;
         this.hold.expiresAt = Date.parse(intent.expires_at); // checkout extends the hold
         this.tick();
@@ -164,8 +165,11 @@ export class HoldPanel {
         // 503: checkout not configured; a 404 with no reason: a gateway without the route.
         const missing = error instanceof ApiError && error.status === 404 && !error.reason;
         if (!(error instanceof ApiError) || !(error.status === 503 || missing)) throw error;
-        $("no-checkout-text").textContent =
-          `Payment is not set up on this gateway: ${error.message}`;
+        // The gateway books unpaid holds only when started with --allow-unpaid-confirm.
+        const unpaid = document.body.dataset.unpaidConfirm === "true";
+        $("no-checkout-text").textContent = `Payment is not set up on this gateway: ${error.message}`
+          + (unpaid ? "" : " Booking is not possible here.");
+        $("confirm-demo").hidden = !unpaid;
         $("no-checkout").hidden = false;
         $("checkout").disabled = true;
       }
@@ -178,7 +182,7 @@ export class HoldPanel {
     return this.act(async () => {
       $("pay").disabled = true;
       try {
-        await call("POST", this.path("/checkout/test-payment"), { holder_id: this.holderId });
+        await call("POST", this.path("/checkout/test-payment"));
       } finally {
         $("pay").disabled = false;
       }
@@ -193,8 +197,7 @@ export class HoldPanel {
   // its seats were gone) or released (payment failed or cancelled).
   async poll() {
     if (!this.hold) return;
-    const query = `?holder_id=${encodeURIComponent(this.holderId)}`;
-    const state = await call("GET", this.path(`/checkout${query}`));
+    const state = await call("GET", this.path("/checkout"));
     if (!this.hold || state.status === "awaiting_payment") return;
     if (state.status === "booked") return this.booked(this.paidNote(state.payment_intent_id));
     clearInterval(this.poller);
@@ -204,9 +207,7 @@ export class HoldPanel {
 
   confirmWithoutPayment() {
     return this.act(async () => {
-      const booking = await call("POST", this.path("/confirm"), {
-        holder_id: this.holderId, payment_ref: "demo-no-payment",
-      });
+      await call("POST", this.path("/confirm"), { payment_ref: "demo-no-payment" });
       this.booked("Confirmed without payment (demo).");
     });
   }

@@ -1,0 +1,141 @@
+"""Abuse limits, shared by every gateway process through Redis: rates with the `limits`
+library (a moving window per buyer or client IP, its Lua scripts run in Redis), and open SSE
+connections per buyer and per IP (a sorted set of connections, each with a lease that the
+stream renews; a crashed process's connections run out with their leases).
+
+Beyond a limit: 429 with Retry-After and the RateLimit-* fields of the IETF draft
+(RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset)."""
+
+import math
+import time
+import uuid
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from limits import RateLimitItem, parse
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
+from redis.asyncio import Redis
+
+from clients.gateway import problems
+from clients.gateway.peers import client_ip
+from clients.gateway.settings import TrustSettings
+
+KEY_PREFIX = "lml:gateway"
+RATE_LIMIT_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+STREAM_LEASE_SECONDS = 45.0  # an open stream renews its lease at least this often / 3
+
+
+class TooMany(Exception):
+    def __init__(self, what: str, limit: int, retry_after: float) -> None:
+        super().__init__(f"too many {what}: at most {limit}")
+        self.what, self.limit, self.retry_after = what, limit, max(1, math.ceil(retry_after))
+
+
+class Quotas:
+    def __init__(self, settings: TrustSettings, redis: Redis) -> None:
+        self.settings = settings
+        self.redis = redis
+        storage = storage_from_string(
+            f"async+{settings.redis_url}", implementation="redispy", key_prefix=KEY_PREFIX
+        )
+        self.limiter = MovingWindowRateLimiter(storage)
+        limits = settings.limits
+        self.items: dict[str, RateLimitItem] = {
+            "sessions per IP": parse(limits.sessions_per_ip),
+            "holds per buyer": parse(limits.holds_per_buyer),
+            "holds per IP": parse(limits.holds_per_ip),
+            "seats held per buyer": parse(limits.seats_per_buyer),
+            "reads per IP": parse(limits.reads_per_ip),
+        }
+
+    def ip(self, request: Request) -> str:
+        return client_ip(request, self.settings.trusted_proxies)
+
+    async def take(self, what: str, who: str, cost: int = 1) -> None:
+        """Counts `cost` against the limit `what` of `who`, or raises TooMany."""
+        item = self.items[what]
+        if await self.limiter.hit(item, what, who, cost=cost):
+            return
+        stats = await self.limiter.get_window_stats(item, what, who)
+        raise TooMany(what, item.amount, stats.reset_time - time.time())
+
+    async def stream_lease(self, holder: str | None, ip: str) -> "Lease":
+        """A slot among the IP's (and the buyer's) open SSE connections, or TooMany; the
+        stream ends the lease when it closes."""
+        limits = self.settings.limits
+        sets = [(f"{KEY_PREFIX}:streams:ip:{ip}", limits.streams_per_ip, "streams per IP")]
+        if holder is not None:
+            key = f"{KEY_PREFIX}:streams:buyer:{holder}"
+            sets.append((key, limits.streams_per_buyer, "streams per buyer"))
+        lease = Lease(self.redis, uuid.uuid4().hex, [key for key, _, _ in sets])
+        try:
+            for key, cap, what in sets:
+                await lease.claim(key, cap, what)
+        except BaseException:
+            await lease.end()
+            raise
+        return lease
+
+
+class Lease:
+    """One stream's entry in the sets of open connections it counts in."""
+
+    def __init__(self, redis: Redis, member: str, keys: list[str]) -> None:
+        self.redis, self.member, self.keys = redis, member, keys
+        self.renewed = 0.0
+
+    async def claim(self, key: str, cap: int, what: str) -> None:
+        now = time.time()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zremrangebyscore(key, "-inf", now)  # leases run out: crashed processes'
+            pipe.zadd(key, {self.member: now + STREAM_LEASE_SECONDS})
+            pipe.zcard(key)
+            pipe.expire(key, int(STREAM_LEASE_SECONDS) + 1)
+            _, _, count, _ = await pipe.execute()
+        self.renewed = now
+        if count > cap:
+            await self.redis.zrem(key, self.member)
+            raise TooMany(what, cap, STREAM_LEASE_SECONDS / 3)
+
+    async def renew(self) -> None:
+        now = time.time()
+        if now - self.renewed < STREAM_LEASE_SECONDS / 3:
+            return
+        self.renewed = now
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for key in self.keys:
+                pipe.zadd(key, {self.member: now + STREAM_LEASE_SECONDS}, xx=True)
+                pipe.expire(key, int(STREAM_LEASE_SECONDS) + 1)
+            await pipe.execute()
+
+    async def end(self) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in self.keys:
+                pipe.zrem(key, self.member)
+            await pipe.execute()
+
+
+async def too_many(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, TooMany)
+    response = problems.problem(429, "RATE_LIMITED", str(error), request.url.path)
+    response.headers.update(
+        {
+            "Retry-After": str(error.retry_after),
+            "RateLimit-Limit": str(error.limit),
+            "RateLimit-Remaining": "0",
+            "RateLimit-Reset": str(error.retry_after),
+        }
+    )
+    return response
+
+
+def quotas_of(request: Request) -> Quotas:
+    quotas: Quotas = request.app.state.quotas
+    return quotas
+
+
+async def count_read(request: Request) -> None:
+    """A dependency of the event reads: counts one against the client IP's read rate."""
+    quotas = quotas_of(request)
+    await quotas.take("reads per IP", quotas.ip(request))
