@@ -2,8 +2,9 @@
 
 On Python 3.11, asyncio.wait_for returns the awaited result, and drops the cancellation, when the
 task is cancelled in the loop iteration in which that result arrives; redis-py sends every
-command through wait_for when a socket timeout is set. A loop that lost its cancellation there
-ran on for good, and the test runner waited forever for it when closing the test's event loop.
+command through wait_for when a socket timeout is set (by default, in redis-py 8). A loop that
+lost its cancellation there ran on for good, and the test runner waited forever for it when
+closing the test's event loop.
 The loops run as the service runs them, against a real Redis, and are cancelled at random
 moments, many times: without the fix some of them outlive their cancellation.
 """
