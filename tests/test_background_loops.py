@@ -17,11 +17,13 @@ from typing import Any
 import pytest
 from lml.inventory.v1 import inventory_pb2 as pb
 
+from inventory import keys
 from inventory.engine import Inventory
 from inventory.local_servers import RedisServer
 from inventory.queue import WaitingRoom, admit_forever
 from inventory.redis_client import connect
 from inventory.sweeper import run_sweeper
+from inventory.watch import WatchHub, _Feed
 
 ROUNDS = 150
 PATIENCE = 10.0  # seconds a cancelled loop gets to end: a hang, not slowness, fails the test
@@ -37,7 +39,31 @@ def _admissions(inventory: Inventory) -> Coroutine[Any, Any, None]:
     return admit_forever(WaitingRoom(inventory.redis, inventory.admissions), 0)
 
 
-@pytest.mark.parametrize("loop", [_sweeper, _admissions], ids=["sweeper", "admissions"])
+async def _change_log_reader(inventory: Inventory) -> None:
+    """One event's change-log reader, as WatchHub runs it (its own client), reading changes."""
+    hub = WatchHub(inventory.redis)
+    try:
+        await _Feed(keys.event_keys("show-0").changes, 0).run(hub._reader)
+    finally:
+        await hub.close()
+
+
+async def _churn(inventory: Inventory) -> None:
+    """Holds and releases a seat of show-0 until cancelled: the change log keeps growing."""
+    while True:
+        held = await inventory.hold(
+            pb.HoldRequest(event_id="show-0", holder_id="churn", seat_ids=["s0"])
+        )
+        await inventory.release(
+            pb.ReleaseRequest(event_id="show-0", hold_id=held.hold.hold_id, holder_id="churn")
+        )
+
+
+@pytest.mark.parametrize(
+    "loop",
+    [_sweeper, _admissions, _change_log_reader],
+    ids=["sweeper", "admissions", "change-log reader"],
+)
 async def test_a_loop_cancelled_at_any_moment_ends(redis_server: RedisServer, loop: Loop) -> None:
     # A socket timeout, as the service sets (--redis-timeout): redis-py's wait_for path.
     redis = connect(redis_server.url, timeout=5.0)
@@ -49,6 +75,7 @@ async def test_a_loop_cancelled_at_any_moment_ends(redis_server: RedisServer, lo
             for i in range(20):
                 request.seats.add(seat_id=f"s{i}", section="A", row="1", number=str(i))
             await inventory.create_event(request)
+        churn = asyncio.create_task(_churn(inventory))
         rng = random.Random(7)
         for attempt in range(ROUNDS):
             task = asyncio.create_task(loop(inventory))
@@ -62,5 +89,7 @@ async def test_a_loop_cancelled_at_any_moment_ends(redis_server: RedisServer, lo
                 await asyncio.sleep(0.01)
             assert done, f"attempt {attempt}: the loop outlived its cancellation"
             assert task.cancelled()
+        churn.cancel()
+        await asyncio.gather(churn, return_exceptions=True)
     finally:
         await redis.aclose()
