@@ -30,6 +30,13 @@ redis_url_option = click.option(
     show_default=True,
     help="Also LML_REDIS_URL.",
 )
+redis_cluster_option = click.option(
+    "--redis-cluster",
+    envvar="LML_REDIS_CLUSTER",
+    is_flag=True,
+    help="--redis-url is one node of a Redis Cluster (its redis:// address). Also "
+    "LML_REDIS_CLUSTER=1.",
+)
 postgres_url_option = click.option(
     "--postgres-url",
     envvar="LML_POSTGRES_URL",
@@ -67,6 +74,7 @@ def migrate(postgres_url: str) -> None:
 
 @main.command()
 @redis_url_option
+@redis_cluster_option
 @postgres_url_option
 @click.option(
     "--consumer",
@@ -113,6 +121,7 @@ def migrate(postgres_url: str) -> None:
 )
 def run(
     redis_url: str,
+    redis_cluster: bool,
     postgres_url: str,
     consumer: str,
     batch_size: int,
@@ -139,15 +148,17 @@ def run(
     )
     if metrics_port is not None:
         start_http_server(metrics_port)
-    _run(lambda: _work(redis_url, postgres_url, settings))
+    _run(lambda: _work(redis_url, redis_cluster, postgres_url, settings))
 
 
-async def _work(redis_url: str, postgres_url: str, settings: WorkerSettings) -> None:
+async def _work(
+    redis_url: str, redis_cluster: bool, postgres_url: str, settings: WorkerSettings
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    redis = connect(redis_url)
+    redis = connect(redis_url, cluster=redis_cluster)
     # No connection at start: the worker starts (and waits) while Postgres is down.
     pool = await asyncpg.create_pool(postgres_url, min_size=0, max_size=4)
     try:
@@ -159,13 +170,14 @@ async def _work(redis_url: str, postgres_url: str, settings: WorkerSettings) -> 
 
 @main.command()
 @redis_url_option
+@redis_cluster_option
 @postgres_url_option
 @event_option
-def rebuild(redis_url: str, postgres_url: str, event_id: str) -> None:
+def rebuild(redis_url: str, redis_cluster: bool, postgres_url: str, event_id: str) -> None:
     """Restores an event's inventory in Redis from Postgres, after Redis lost it."""
 
     async def go() -> recovery.RebuildReport:
-        redis = connect(redis_url)
+        redis = connect(redis_url, cluster=redis_cluster)
         conn = await asyncpg.connect(postgres_url)
         try:
             return await recovery.rebuild(Inventory(redis), conn, event_id)
@@ -196,13 +208,14 @@ def rebuild(redis_url: str, postgres_url: str, event_id: str) -> None:
 
 @main.command()
 @redis_url_option
+@redis_cluster_option
 @postgres_url_option
 @event_option
-def reconcile(redis_url: str, postgres_url: str, event_id: str) -> None:
+def reconcile(redis_url: str, redis_cluster: bool, postgres_url: str, event_id: str) -> None:
     """Compares an event in Redis and Postgres; exits 1 when they differ."""
 
     async def go() -> recovery.Reconciliation:
-        redis = connect(redis_url)
+        redis = connect(redis_url, cluster=redis_cluster)
         conn = await asyncpg.connect(postgres_url)
         try:
             return await recovery.reconcile(redis, conn, event_id)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import asyncpg
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import ResponseError
 
 from booking import metrics, store
@@ -129,6 +129,17 @@ class StreamConsumer:
         if not self.streams:
             await asyncio.sleep(self.settings.block_ms / 1000)
             return 0
+        if isinstance(self.redis, RedisCluster):
+            entries = await self._poll_cluster()
+            if not entries:
+                await asyncio.sleep(self.settings.block_ms / 1000)
+        else:
+            entries = await self._read_blocking()
+        await self.handle(entries, stop)
+        return len(entries)
+
+    async def _read_blocking(self) -> list[Entry]:
+        """One XREADGROUP over every stream, waiting up to block_ms for news."""
         try:
             reply: Any = await self.redis.xreadgroup(
                 self.settings.group,
@@ -144,15 +155,40 @@ class StreamConsumer:
             # Redis lost a stream (a flush or a failover): join every stream again.
             for event_id in list(self.streams.values()):
                 await self.watch(event_id)
-            return 0
-        entries = [
+            return []
+        return self._entries(reply or [])
+
+    async def _poll_cluster(self) -> list[Entry]:
+        """One XREADGROUP per stream, without blocking, pipelined: a cluster refuses a command
+        over keys of different slots, and redis-py's cluster pipeline sends each node's
+        commands to that node in one round trip. `read` waits block_ms when none had news."""
+        streams = list(self.streams)
+        pipe = self.redis.pipeline(transaction=False)
+        for stream in streams:
+            pipe.xreadgroup(
+                self.settings.group,
+                self.settings.consumer,
+                {stream: ">"},
+                count=self.settings.batch_size,
+            )
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        read: list[Any] = []
+        for stream, reply in zip(streams, replies, strict=True):
+            if isinstance(reply, ResponseError) and str(reply).startswith("NOGROUP"):
+                await self.watch(self.streams[stream])  # that node lost it: join it again
+            elif isinstance(reply, Exception):
+                raise reply
+            else:
+                read += reply or []
+        return self._entries(read)
+
+    def _entries(self, reply: Any) -> list[Entry]:
+        return [
             Entry(stream, self.streams[stream], entry_id, fields)
-            for stream, items in reply or []
+            for stream, items in reply
             for entry_id, fields in items
             if fields is not None
         ]
-        await self.handle(entries, stop)
-        return len(entries)
 
     async def handle(self, entries: Sequence[Entry], stop: asyncio.Event) -> None:
         if not entries:

@@ -27,6 +27,7 @@ from lml.inventory.v1 import inventory_pb2 as pb
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.exceptions import RedisError
 
+from inventory import metrics
 from inventory.errors import DOMAIN, STATUS_CODES, Reason, redis_status, wire_reason
 from inventory.quotas import Quotas, Rate
 
@@ -260,13 +261,18 @@ def _refusal(handler: Handler, status: status_pb2.Status) -> Handler:
         await context.abort_with_status(grpc_status)  # type: ignore[attr-defined]
         yield  # pragma: no cover  (makes this an async generator, as stream handlers are)
 
+    # The method's own (de)serializers: a request read before the abort is parsed as usual.
+    codecs = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
     if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(refuse)
+        return grpc.unary_unary_rpc_method_handler(refuse, **codecs)
     if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(refuse_stream)
+        return grpc.unary_stream_rpc_method_handler(refuse_stream, **codecs)
     if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(refuse)
-    return grpc.stream_stream_rpc_method_handler(refuse_stream)
+        return grpc.stream_unary_rpc_method_handler(refuse, **codecs)
+    return grpc.stream_stream_rpc_method_handler(refuse_stream, **codecs)
 
 
 def _as_caller(handler: Handler, key: ApiKey) -> Handler:
@@ -327,7 +333,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         except RedisError as error:  # the budget cannot be read: as if the call could not run
             log.warning("quota of key %r: redis unavailable: %s", key.id, error)
             return redis_status(error)
-        return None if retry_after is None else rate_limited(retry_after)
+        if retry_after is None:
+            return None
+        metrics.RATE_LIMITED.labels(key.id).inc(operations)
+        return rate_limited(retry_after)
 
     async def batch_gate(self, operations: int) -> status_pb2.Status | None:
         """Whether the calling Execute stream may run a batch: None, or the status refusing it."""

@@ -54,6 +54,11 @@ SWEEPER_LAG = Gauge(
     "How long the oldest due hold (or tombstone) was past its deadline when a sweep began",
     multiprocess_mode="max",
 )
+RATE_LIMITED = Counter(
+    "lml_inventory_rate_limited",
+    "Calls and Execute operations refused for their API key's rate, by key id",
+    ["key"],
+)
 EXPIRED_HOLDS = Counter("lml_inventory_expired_holds", "Holds ended as expired by the sweeper")
 WATCHERS = Gauge("lml_inventory_watchers", "WatchEvent streams open", multiprocess_mode="livesum")
 READERS = Gauge(

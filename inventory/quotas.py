@@ -13,9 +13,10 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from limits import RateLimitItem, RateLimitItemPerSecond
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import RedisClusterStorage, RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 KEY_PREFIX = "lml-quota"
@@ -49,11 +50,20 @@ class _Lease:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
+def _storage(redis_url: str, cluster: bool) -> RedisStorage | RedisClusterStorage:
+    """limits' storage on the Redis at `redis_url`, or on the Redis Cluster of which it is one
+    node (limits' cluster scheme takes host:port only)."""
+    if not cluster:
+        return RedisStorage("async+" + redis_url, implementation="redispy", key_prefix=KEY_PREFIX)
+    seed = urlsplit(redis_url).netloc
+    return RedisClusterStorage(
+        f"async+redis+cluster://{seed}", implementation="redispy", key_prefix=KEY_PREFIX
+    )
+
+
 class Quotas:
-    def __init__(self, redis_url: str, lease_share: float = 0.05) -> None:
-        self._storage = RedisStorage(
-            "async+" + redis_url, implementation="redispy", key_prefix=KEY_PREFIX
-        )
+    def __init__(self, redis_url: str, lease_share: float = 0.05, cluster: bool = False) -> None:
+        self._storage = _storage(redis_url, cluster)
         self._limiter = SlidingWindowCounterRateLimiter(self._storage)
         self._lease_share = lease_share
         self._leases: dict[tuple[str, Rate], _Lease] = {}

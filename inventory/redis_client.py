@@ -1,9 +1,9 @@
 """How every process of the project connects to Redis."""
 
-from typing import Any
+from typing import Any, cast
 
 import hiredis
-from redis.asyncio import BlockingConnectionPool, Connection, ConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, Connection, ConnectionPool, Redis, RedisCluster
 from redis.maint_notifications import MaintNotificationsConfig
 
 from inventory.redis_pipe import RedisPipe
@@ -46,8 +46,18 @@ def _pipe(pool: ConnectionPool, timeout: float | None) -> RedisPipe | None:
     )
 
 
-def connect(url: str, max_connections: int | None = None, timeout: float | None = None) -> Redis:
+def connect(
+    url: str,
+    max_connections: int | None = None,
+    timeout: float | None = None,
+    cluster: bool = False,
+) -> Redis:
     """A client that survives a Redis restart, optionally with a bounded, waiting pool.
+
+    With `cluster`, `url` is the redis:// address of any node of a Redis Cluster (redis-py has
+    no cluster URL scheme) and the client is a RedisCluster, which routes each command by its
+    key's slot. It is returned as a Redis: it offers every command the project sends (every
+    key of one event shares a hash tag), and callers that must tell them apart check the type.
 
     `timeout` bounds every command (the pipe's deadline, redis-py's socket timeout), as the
     service wants; without it commands wait as long as they need (the booking worker's blocking
@@ -64,6 +74,8 @@ def connect(url: str, max_connections: int | None = None, timeout: float | None 
     }
     if timeout is not None:
         options |= {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    if cluster:
+        return _connect_cluster(url, max_connections, timeout, options)
     pool: ConnectionPool
     if max_connections is None:
         pool = ConnectionPool.from_url(url, **options)
@@ -73,3 +85,20 @@ def connect(url: str, max_connections: int | None = None, timeout: float | None 
         )
     pipe = _pipe(pool, timeout)
     return Redis(connection_pool=pool) if pipe is None else PipedRedis(pool, pipe)
+
+
+def _connect_cluster(
+    url: str, max_connections: int | None, timeout: float | None, options: dict[str, Any]
+) -> Redis:
+    """A RedisCluster from a seed node's URL; `max_connections` bounds each node's pool.
+
+    RedisCluster times commands out after 5 s unless told otherwise: without `timeout` it waits
+    as long as the plain client does. Its own connection class (no hiredis packing), since the
+    cluster client sends over redis-py's parser anyway.
+    """
+    options = {key: value for key, value in options.items() if key != "connection_class"}
+    if timeout is None:
+        options |= {"socket_timeout": None, "socket_connect_timeout": None}
+    if max_connections is not None:
+        options["max_connections"] = max_connections
+    return cast(Redis, RedisCluster.from_url(url, **options))

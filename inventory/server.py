@@ -63,6 +63,7 @@ class ServerConfig:
     redis_connections: int = 64
     redis_timeout: float = 2.0  # deadline of every Redis command (the pipe's and redis-py's)
     health_interval: float = 0.5  # seconds between health probes of Redis
+    redis_cluster: bool = False  # redis_url is a seed node of a Redis Cluster
     confirm_durability: Durability = Durability.NONE
     durability_timeout: float = 1.0  # how long a confirm waits for its replica or fsync
     metrics_port: int | None = None
@@ -169,8 +170,14 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
     """Serves until SIGTERM or SIGINT, then stops taking calls and drains the ones in flight."""
     _warn_if_open(config)
     keys = KeyRing(config.api_keys) if config.api_keys is not None else None
-    quotas = Quotas(config.redis_url, config.quota_lease) if keys is not None else None
-    redis = connect(config.redis_url, config.redis_connections, config.redis_timeout)
+    quotas = (
+        Quotas(config.redis_url, config.quota_lease, config.redis_cluster)
+        if keys is not None
+        else None
+    )
+    redis = connect(
+        config.redis_url, config.redis_connections, config.redis_timeout, config.redis_cluster
+    )
     inventory = Inventory(redis, AdmissionSigner(config.admission_secret))
     watch_hub = WatchHub(redis)
     confirm_waiter = (

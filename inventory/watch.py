@@ -14,7 +14,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from lml.inventory.v1 import inventory_pb2 as pb
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import ConnectionPool, Redis, RedisCluster
 from redis.exceptions import RedisError
 from redis.maint_notifications import MaintNotificationsConfig
 
@@ -139,14 +139,18 @@ def _reader_client(redis: Redis) -> Redis:
     """A client with its own unbounded pool: a blocked XREAD holds its connection for seconds,
     which must not starve the shared, bounded pool of the request path."""
     pool = redis.connection_pool
-    # A socket timeout shorter than the XREAD block would fail every quiet read.
-    kwargs = {**pool.connection_kwargs, "socket_timeout": BLOCK_MS / 1000 + 10}
+    return _client(pool.connection_class, pool.connection_kwargs)
+
+
+def _client(connection_class: type[Any], options: dict[str, Any]) -> Redis:
     return Redis(
         connection_pool=ConnectionPool(
-            connection_class=pool.connection_class,
+            connection_class=connection_class,
+            **options
+            # A socket timeout shorter than the XREAD block would fail every quiet read.
+            | {"socket_timeout": BLOCK_MS / 1000 + 10}
             # As inventory.redis_client: reconnect after a Redis restart instead of failing once.
-            maint_notifications_config=MaintNotificationsConfig(enabled=False),
-            **kwargs,
+            | {"maint_notifications_config": MaintNotificationsConfig(enabled=False)},
         )
     )
 
@@ -156,7 +160,10 @@ class WatchHub:
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._reader = _reader_client(redis)
+        # Plain Redis: one reader client. Cluster: one per node, made when a watch needs it.
+        self._readers: dict[str, Redis] = (
+            {} if isinstance(redis, RedisCluster) else {"": _reader_client(redis)}
+        )
         self._feeds: dict[str, _Feed] = {}
         self._closed = False
 
@@ -218,10 +225,23 @@ class WatchHub:
 
     def _start(self, event_id: str, key: str, position: int) -> _Feed:
         feed = _Feed(key, position)
-        feed.task = asyncio.create_task(feed.run(self._reader))
+        feed.task = asyncio.create_task(feed.run(self._reader(key)))
         feed.task.add_done_callback(lambda _task: self._forget(event_id, feed))
         self._feeds[event_id] = feed
         return feed
+
+    def _reader(self, key: str) -> Redis:
+        """The client that blocks on `key`'s change log. On a cluster, a plain client of its
+        own to the node that owns the key's slot now (a cluster client cannot block on one
+        node's connection), so a watch started after a failover reads from the new primary."""
+        if not isinstance(self.redis, RedisCluster):
+            return self._readers[""]
+        node = self.redis.get_node_from_key(key)
+        if node is None:
+            raise RedisError(f"no cluster node owns {key}")
+        if node.name not in self._readers:
+            self._readers[node.name] = _client(node.connection_class, node.connection_kwargs)
+        return self._readers[node.name]
 
     def _forget(self, event_id: str, feed: _Feed) -> None:
         if self._feeds.get(event_id) is feed:
@@ -240,4 +260,5 @@ class WatchHub:
             if feed.task is not None:
                 feed.task.cancel()
         self._feeds.clear()
-        await self._reader.aclose()
+        for reader in self._readers.values():
+            await reader.aclose()

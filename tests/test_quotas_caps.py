@@ -13,6 +13,7 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 from lml.inventory.v1 import inventory_pb2 as pb
 from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
+from prometheus_client import REGISTRY
 
 from clients import InventoryClient, RateLimited
 from inventory.auth import KeyRing
@@ -66,6 +67,10 @@ def serve(inventory: Inventory, redis_server: RedisServer) -> ServerFactory:
     return serving
 
 
+def rate_limited_count(key_id: str) -> float:
+    return REGISTRY.get_sample_value("lml_inventory_rate_limited_total", {"key": key_id}) or 0.0
+
+
 async def test_a_key_over_its_rate_is_refused_with_retry_info_and_others_go_on(
     serve: ServerFactory, tmp_path: Path
 ) -> None:
@@ -74,6 +79,7 @@ async def test_a_key_over_its_rate_is_refused_with_retry_info_and_others_go_on(
         path,
         {"bot": {"scopes": ["sell"], "rate": RATE}, "other": {"scopes": ["sell"], "rate": RATE}},
     )
+    refused_before = rate_limited_count("bot")
     async with serve(path) as target, grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.InventoryServiceStub(channel)
         for _ in range(3):
@@ -89,6 +95,7 @@ async def test_a_key_over_its_rate_is_refused_with_retry_info_and_others_go_on(
         with pytest.raises(grpc.aio.AioRpcError) as served:
             await stub.GetEvent(pb.GetEventRequest(event_id="x"), metadata=bearer(made["other"]))
         assert served.value.code() == grpc.StatusCode.NOT_FOUND
+    assert rate_limited_count("bot") == refused_before + 1  # the metric counts the refusal
     # The SDK says it with an exception carrying the delay.
     async with serve(path) as target, InventoryClient(target, api_key=made["bot"]) as client:
         with pytest.raises(RateLimited) as sdk_limited:

@@ -22,6 +22,7 @@ import pytest
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
@@ -38,8 +39,12 @@ from tests.proto_strategies import messages, near
 EXAMPLES = 150
 SERVICE = pb.DESCRIPTOR.services_by_name["InventoryService"]
 HOUR = Duration(seconds=3600)
-# Keys that a request may rewrite without changing any state: the best-available index.
+# Keys that a request may rewrite without changing any state: the best-available index. And
+# keys that change on their own between two reads: the waiting room's, which the admission tick
+# of the service moves (buyers admitted, admissions ending) whatever the request.
 INDEX_KEYS = ("row_runs", "free", "dirty_rows")
+TICKED_KEYS = ("queue", "line", "buyers", "tickets", "admits")
+TICKED_SETS = (b"lml:queues",)
 # Every refusal a request may get, by its reason on the wire (WatchEvent's own included).
 DOCUMENTED = {wire_reason(reason): code for reason, code in STATUS_CODES.items()}
 WATCH_SECONDS = 0.2  # how long a WatchEvent stream is read before the test lets go
@@ -155,6 +160,22 @@ def seed(stub: "pb_grpc.InventoryServiceStub") -> tuple[list[str], dict[str, Mes
         made[event_id].append(booking.booking.booking_id)
         known += made[event_id]
     first, second = made["fz-1"], made["fz-2"]
+    # A waiting room on a third event, opening in a day: the pre-queue admits nobody meanwhile.
+    stub.CreateEvent(pb.CreateEventRequest(event_id="fz-q", seats=seats, limits=limits))
+    opens_at = Timestamp()
+    opens_at.FromSeconds(int(time.time()) + 86_400)
+    queue = pb.ConfigureQueueRequest(
+        event_id="fz-q",
+        opens_at=opens_at,
+        admit_per_minute=60,
+        max_active=10,
+        admission_ttl=HOUR,
+        enabled=True,
+    )
+    stub.ConfigureQueue(queue)
+    joined = stub.JoinQueue(pb.JoinQueueRequest(event_id="fz-q", buyer_id="buyer-1"))
+    ticket = joined.ticket.ticket_id
+    known += ["fz-q", ticket]
     valid: list[Message] = [
         pb.CreateEventRequest(event_id="fz-new", seats=seats[:4], areas=[area], limits=limits),
         pb.GetEventRequest(event_id="fz-1", include_seats=True),
@@ -169,6 +190,12 @@ def seed(stub: "pb_grpc.InventoryServiceStub") -> tuple[list[str], dict[str, Mes
         pb.ConfirmRequest(event_id="fz-2", hold_id=second[0], holder_id="buyer-1"),
         pb.CancelBookingRequest(event_id="fz-1", booking_id=first[3], reason="refunded"),
         pb.WatchEventRequest(event_id="fz-1", from_version=1),
+        queue,
+        pb.JoinQueueRequest(event_id="fz-q", buyer_id="buyer-2"),
+        pb.WatchQueueRequest(event_id="fz-q", ticket_id=ticket),
+        pb.PauseQueueRequest(event_id="fz-q"),
+        pb.ResumeQueueRequest(event_id="fz-q"),
+        pb.CloseQueueRequest(event_id="fz-q"),
     ]
     return known, {request.DESCRIPTOR.name: request for request in valid}
 
@@ -231,7 +258,8 @@ class State:
         names = [
             key
             for key in redis.scan_iter(count=1000)
-            if key.decode().rsplit(":", 1)[-1] not in INDEX_KEYS
+            if key.decode().rsplit(":", 1)[-1] not in INDEX_KEYS + TICKED_KEYS
+            and key not in TICKED_SETS
         ]
         with redis.pipeline(transaction=False) as pipe:
             for key in names:
@@ -303,11 +331,11 @@ def call_execute(live: Live, request: Message) -> str | None:
     return ",".join(reasons) if len(reasons) == len(results) else None
 
 
-def call_watch(live: Live, request: Message) -> str | None:
-    """Reads a WatchEvent stream for a moment; the reason when it was refused."""
+def call_stream(live: Live, name: str, request: Message) -> str | None:
+    """Reads a server stream (WatchEvent, WatchQueue) for a moment; the reason when it was
+    refused."""
     try:
-        assert isinstance(request, pb.WatchEventRequest)
-        for _ in live.stub.WatchEvent(request, timeout=WATCH_SECONDS):
+        for _ in getattr(live.stub, name)(request, timeout=WATCH_SECONDS):
             pass
     except grpc.RpcError as error:
         assert isinstance(error, grpc.Call)
@@ -320,8 +348,8 @@ def call_watch(live: Live, request: Message) -> str | None:
 def caller(method_name: str) -> Callable[[Live, Message], str | None]:
     if method_name == "Execute":
         return call_execute
-    if method_name == "WatchEvent":
-        return call_watch
+    if SERVICE.methods_by_name[method_name].server_streaming:
+        return lambda live, request: call_stream(live, method_name, request)
     return lambda live, request: call_unary(live, method_name, request)
 
 
@@ -330,11 +358,12 @@ def test_every_rpc_answers_clearly_and_refusals_change_nothing(
     live: Live, method: str, record_property: Callable[[str, object], None]
 ) -> None:
     descriptor = SERVICE.methods_by_name[method].input_type
+    streaming = SERVICE.methods_by_name[method].server_streaming
     call = caller(method)
     outcomes = {"refused": 0, "done": 0}
 
     @settings(
-        max_examples=EXAMPLES // 3 if method == "WatchEvent" else EXAMPLES,
+        max_examples=EXAMPLES // 3 if streaming else EXAMPLES,
         derandomize=True,
         database=None,
         deadline=None,
