@@ -43,7 +43,9 @@ class ExecuteMultiplexer:
             self._stream = asyncio.create_task(self._run_stream())
         self._outbox.put_nowait(operation)
         try:
-            return await asyncio.wait_for(result, self._deadline)
+            # Not wait_for: on Python 3.11 it drops a cancellation that comes with the result.
+            async with asyncio.timeout(self._deadline):
+                return await result
         except TimeoutError:
             raise DeadlineExceeded(
                 grpc.StatusCode.DEADLINE_EXCEEDED, "no result over the Execute stream in time"

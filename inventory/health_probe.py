@@ -15,6 +15,7 @@ from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
 from inventory import metrics
+from inventory.cancellation import raise_if_cancelled
 from inventory.redis_client import PipedRedis
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ async def probe_redis(
     """Sets the health of the server ("") and of InventoryService after every probe, forever."""
     status: int | None = None
     while True:
+        raise_if_cancelled()
         try:
             async with asyncio.timeout(patience):
                 await ping(redis)

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 
 from inventory import keys, metrics, script_calls, validation
 from inventory.admission import AdmissionSigner
+from inventory.cancellation import raise_if_cancelled
 from inventory.errors import InventoryError, invalid
 from inventory.scripts import ScriptRunner
 from inventory.times import duration, timestamp
@@ -230,6 +231,7 @@ class WaitingRoom:
 async def admit_forever(room: WaitingRoom, interval: float) -> None:
     """The admission tick of this process, every `interval` seconds, until cancelled."""
     while True:
+        raise_if_cancelled()
         try:
             admitted = await room.admit_all()
             if admitted:

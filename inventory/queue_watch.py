@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from lml.inventory.v1 import inventory_pb2 as pb
 from redis.exceptions import RedisError
 
+from inventory.cancellation import raise_if_cancelled
 from inventory.errors import InventoryError
 from inventory.queue import LineState, WaitingRoom
 
@@ -41,6 +42,7 @@ class _Line:
 
     async def _run(self) -> None:
         while True:
+            raise_if_cancelled()
             try:
                 state = await self.room.line_state(self.event_id)
                 opened = (

@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from inventory import keys, metrics
+from inventory.cancellation import raise_if_cancelled
 from inventory.script_calls import sweep_call, sweep_result
 from inventory.scripts import ScriptRunner
 from inventory.sweep_lag import oldest_due_seconds
@@ -41,6 +42,7 @@ async def run_sweeper(redis: Redis, runner: ScriptRunner, interval: float) -> No
     """Sweeps every `interval` seconds until cancelled, with the sweeper's lag and expiries as
     metrics; a round that fails is retried at the next one (health is the probe's job)."""
     while True:
+        raise_if_cancelled()
         try:
             metrics.SWEEPER_LAG.set(await oldest_due_seconds(redis))
             expired = await sweep(redis, runner)

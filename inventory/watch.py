@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from inventory import keys
+from inventory.cancellation import raise_if_cancelled
 from inventory.errors import InventoryError
 from inventory.validation import check_event_id
 
@@ -114,6 +115,7 @@ class _Feed:
     async def run(self, reader: Redis) -> None:
         try:
             while True:
+                raise_if_cancelled()
                 reply: Any = await reader.xread(
                     {self.key: f"0-{self.position}"}, count=READ_COUNT, block=BLOCK_MS
                 )

@@ -28,6 +28,7 @@ async def target(private_server: RedisServer) -> AsyncIterator[str]:
     probe = asyncio.create_task(probe_redis(redis, health, 0.05, 0.3))
     yield address
     probe.cancel()
+    await asyncio.gather(probe, return_exceptions=True)
     await server.stop(None)
     await redis.aclose()
 

@@ -97,6 +97,7 @@ async def service(inventory: Inventory, room: WaitingRoom) -> AsyncIterator[Inve
     async with InventoryClient(target, watch_timeout=60) as client:
         yield client
     ticker.cancel()
+    await asyncio.gather(ticker, return_exceptions=True)
     await hub.close()
     await server.stop(None)
 

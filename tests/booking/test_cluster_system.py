@@ -9,9 +9,9 @@ import random
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import asyncpg
 import grpc
@@ -26,7 +26,7 @@ from inventory import keys
 from inventory.local_servers import free_port
 from inventory.quotas import Quotas, Rate
 from tests.booking.helpers import WorkerProcess, booked_in_redis, drained, wait_for, worker_command
-from tests.faults.load import sell
+from tests.faults.load import SELL, Outcomes, assert_answers, run_load
 from tests.redis_cluster import RedisClusterNodes
 from tests.test_serve_process import wait_serving
 
@@ -330,26 +330,6 @@ async def test_quotas_count_on_the_cluster(cluster: RedisCluster, seed_url: str)
     assert len([key async for key in cluster.scan_iter(match="lml-quota*")]) > 0
 
 
-class CountingStub:
-    """The calls the load makes, counting UNAVAILABLE answers (the load retries them)."""
-
-    def __init__(self, stub: "Stub") -> None:
-        self.unavailable = 0
-        self.Hold = self._counted(stub.Hold)
-        self.Confirm = self._counted(stub.Confirm)
-        self.Release = self._counted(stub.Release)
-
-    def _counted(self, method: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
-        async def call(request: Any) -> Any:
-            try:
-                return await method(request)
-            except grpc.aio.AioRpcError as error:
-                self.unavailable += error.code() == grpc.StatusCode.UNAVAILABLE
-                raise
-
-        return call
-
-
 @pytest.mark.slow
 async def test_a_primary_killed_under_load_and_its_replica_promoted(
     failover_nodes: RedisClusterNodes, pg_url: str
@@ -364,13 +344,20 @@ async def test_a_primary_killed_under_load_and_its_replica_promoted(
             await wait_serving(target)
             async with grpc.aio.insecure_channel(target) as channel:
                 stub: Stub = pb_grpc.InventoryServiceStub(channel)
-                await sell_through_a_failover(failover_nodes, cluster, stub, seed_url, pg_url)
+                await sell_through_a_failover(
+                    failover_nodes, cluster, stub, target, seed_url, pg_url
+                )
     finally:
         await cluster.aclose()
 
 
 async def sell_through_a_failover(
-    nodes: RedisClusterNodes, cluster: RedisCluster, stub: "Stub", seed_url: str, pg_url: str
+    nodes: RedisClusterNodes,
+    cluster: RedisCluster,
+    stub: "Stub",
+    target: str,
+    seed_url: str,
+    pg_url: str,
 ) -> None:
     event_ids = events_on_every_node(cluster)[::EVENTS_PER_NODE]
     for event_id in event_ids:
@@ -385,16 +372,19 @@ async def sell_through_a_failover(
     any_node = cast(Redis, cluster)
     worker = WorkerProcess(seed_url, pg_url, "--redis-cluster")
     worker.start()
-    counting = CountingStub(stub)
     seats = {event_id: [f"f{n}" for n in range(400)] for event_id in event_ids}
     try:
-        selling = asyncio.create_task(sell(counting, seats, seconds=8))  # type: ignore[arg-type]
+        told = Outcomes()
+        selling = asyncio.create_task(
+            run_load(target, told, seats, 8, buyers=4, mix=SELL, pause=0.02, seed=13)
+        )
         await asyncio.sleep(2)
         nodes.kill(victim)
         await asyncio.sleep(1)
         await asyncio.to_thread(nodes.take_over, replica)
-        told = await selling
-        assert counting.unavailable > 0, "no call noticed the dead primary"
+        await selling
+        assert_answers(told, ok_over=0, abandoned=False)
+        assert told.codes()["UNAVAILABLE"] > 0, "no call noticed the dead primary"
         assert {event_id for event_id, _seats in told.bookings.values()} == set(event_ids)
 
         async def synced() -> bool:

@@ -169,6 +169,8 @@ async def service(inventory: Inventory) -> AsyncIterator[Service]:
     yield Service(target, hub, faults)
     sweeper.cancel()
     probe.cancel()
+    # Awaited: a loop that outlived its cancellation fails here, not in the event loop's close.
+    await asyncio.gather(sweeper, probe, return_exceptions=True)
     await hub.close()
     await server.stop(None)
 

@@ -12,7 +12,7 @@ from inventory.local_servers import RedisServer, free_port
 from tests.booking.helpers import WorkerProcess, wait_for
 from tests.faults import invariants
 from tests.faults.helpers import create_events, metric
-from tests.faults.load import sell
+from tests.faults.load import SELL, Outcomes, assert_answers, run_load
 from tests.faults.poison import create_unchecked
 
 
@@ -28,6 +28,7 @@ def _poison(event_id: str, holder_limit: int, section: str) -> pb.CreateEventReq
 async def test_poison_events_among_healthy_ones_stop_nothing(
     redis: Redis,
     redis_server: RedisServer,
+    grpc_target: str,
     stub: "pb_grpc.InventoryServiceAsyncStub",
     pg: asyncpg.Connection,
     pg_url: str,
@@ -37,7 +38,10 @@ async def test_poison_events_among_healthy_ones_stop_nothing(
     worker = WorkerProcess(redis_server.url, pg_url, "--metrics-port", str(port))
     worker.start()
     try:
-        load = asyncio.create_task(sell(stub, dict(events), seconds=8))
+        told = Outcomes()
+        load = asyncio.create_task(
+            run_load(grpc_target, told, events, 8, buyers=4, mix=SELL, pause=0.02, seed=13)
+        )
         await asyncio.sleep(1)
         poison = {
             "poison-limit": _poison("poison-limit", 2_147_483_648, "stalls"),
@@ -47,8 +51,14 @@ async def test_poison_events_among_healthy_ones_stop_nothing(
             await create_unchecked(redis, request)
             events[request.event_id] = [seat.seat_id for seat in request.seats]
         # Bookings of the poison events too, through the service: they must sync as well.
-        poison_told = await sell(stub, {e: events[e] for e in poison}, seconds=2, buyers=2, seed=7)
-        told = await load
+        poison_told = Outcomes()
+        poisoned = {e: events[e] for e in poison}
+        await run_load(
+            grpc_target, poison_told, poisoned, 2, buyers=2, mix=SELL, pause=0.02, seed=7
+        )
+        await load
+        assert_answers(told, abandoned=False)
+        assert_answers(poison_told, ok_over=0, abandoned=False)
         told.bookings.update(poison_told.bookings)
         assert len(told.bookings) > 50 and len(poison_told.bookings) > 5
 
@@ -62,7 +72,8 @@ async def test_poison_events_among_healthy_ones_stop_nothing(
         assert await metric(port, "lml_event_failures_total") < 20 * len(poison)
     finally:
         assert worker.stop() == 0
-    await invariants.check(redis, pg, told, events)
+    await invariants.check_redis(redis, told, events)
+    await invariants.check_postgres(redis, pg, events)
     saved = await pg.fetch("SELECT event_id FROM events ORDER BY 1")
     assert [r["event_id"] for r in saved] == ["show-1", "show-2"]
     assert await pg.fetchval("SELECT count(*) FROM dead_letters") == 0

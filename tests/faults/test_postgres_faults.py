@@ -15,7 +15,7 @@ from inventory.local_servers import PostgresServer, RedisServer
 from tests.booking.helpers import WorkerProcess, count, wait_for
 from tests.faults import invariants
 from tests.faults.helpers import create_events
-from tests.faults.load import sell
+from tests.faults.load import SELL, Outcomes, assert_answers, run_load
 
 pytestmark = pytest.mark.slow
 ROLE = "lml_worker"  # not a superuser: its CONNECTION LIMIT applies
@@ -36,6 +36,7 @@ async def worker_database(private_postgres: PostgresServer) -> AsyncIterator[str
 async def test_postgres_stopped_for_30_s_under_load_loses_nothing(
     redis: Redis,
     redis_server: RedisServer,
+    grpc_target: str,
     stub: "pb_grpc.InventoryServiceAsyncStub",
     private_postgres: PostgresServer,
     worker_database: str,
@@ -44,13 +45,17 @@ async def test_postgres_stopped_for_30_s_under_load_loses_nothing(
     worker = WorkerProcess(redis_server.url, worker_database)
     worker.start()
     try:
-        load = asyncio.create_task(sell(stub, dict(events), seconds=36, pause=0.05))
+        told = Outcomes()
+        load = asyncio.create_task(
+            run_load(grpc_target, told, events, 36, buyers=4, mix=SELL, pause=0.05, seed=13)
+        )
         await asyncio.sleep(3)
         await asyncio.to_thread(private_postgres.stop)
         await asyncio.sleep(30)
         assert worker.alive()
         await asyncio.to_thread(private_postgres.start)
-        told = await load
+        await load
+        assert_answers(told, abandoned=False)
         assert len(told.bookings) > 100
         await wait_for(lambda: invariants.drained(redis, events), within=120)
         assert worker.alive()
@@ -58,7 +63,8 @@ async def test_postgres_stopped_for_30_s_under_load_loses_nothing(
         assert worker.stop() == 0
     pg = await asyncpg.connect(worker_database)
     try:
-        await invariants.check(redis, pg, told, events)
+        await invariants.check_redis(redis, told, events)
+        await invariants.check_postgres(redis, pg, events)
         assert await count(pg, "SELECT count(*) FROM dead_letters") == 0
     finally:
         await pg.close()
@@ -67,6 +73,7 @@ async def test_postgres_stopped_for_30_s_under_load_loses_nothing(
 async def test_postgres_answering_too_many_connections_dead_letters_nothing(
     redis: Redis,
     redis_server: RedisServer,
+    grpc_target: str,
     stub: "pb_grpc.InventoryServiceAsyncStub",
     private_postgres: PostgresServer,
     worker_database: str,
@@ -79,7 +86,9 @@ async def test_postgres_answering_too_many_connections_dead_letters_nothing(
     worker.start()
     idle: list[asyncpg.Connection] = []
     try:
-        told = await sell(stub, dict(events), seconds=2)
+        told = Outcomes()
+        await run_load(grpc_target, told, events, 2, buyers=4, mix=SELL, pause=0.02, seed=13)
+        assert_answers(told, ok_over=0, abandoned=False)
         await wait_for(lambda: invariants.drained(redis, events), within=60)
         # The role's every slot taken by idle sessions, the worker's own sessions ended: each
         # connection the worker opens now is refused with SQLSTATE 53300.
@@ -94,7 +103,11 @@ async def test_postgres_answering_too_many_connections_dead_letters_nothing(
         with pytest.raises(asyncpg.TooManyConnectionsError):
             await asyncpg.connect(worker_database)
         synced = await count(admin, "SELECT count(*) FROM bookings")
-        during = await sell(stub, dict(events), seconds=8, seed=14)
+        during = Outcomes()
+        await run_load(
+            grpc_target, during, dict(events), 8, buyers=4, mix=SELL, pause=0.02, seed=14
+        )
+        assert_answers(during, ok_over=0, abandoned=False)
         assert len(during.bookings) > 20
         assert await count(admin, "SELECT count(*) FROM bookings") == synced
         assert await count(admin, "SELECT count(*) FROM dead_letters") == 0
@@ -110,7 +123,8 @@ async def test_postgres_answering_too_many_connections_dead_letters_nothing(
         assert worker.stop() == 0
     told.bookings.update(during.bookings)
     try:
-        await invariants.check(redis, admin, told, events)
+        await invariants.check_redis(redis, told, events)
+        await invariants.check_postgres(redis, admin, events)
         assert await count(admin, "SELECT count(*) FROM dead_letters") == 0
     finally:
         await admin.close()

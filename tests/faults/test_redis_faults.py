@@ -18,21 +18,16 @@ from grpc_health.v1 import health_pb2
 
 from inventory.local_servers import RedisServer
 from inventory.redis_client import connect
-from tests.booking.helpers import WorkerProcess, drained, wait_for
+from tests.booking.helpers import WorkerProcess, wait_for
 from tests.faults import invariants
-from tests.faults.load import Told
+from tests.faults.load import Outcomes, assert_answers, run_load
 from tests.faults.redis_harness import (
-    ALLOWED_CODES,
     EVENT,
-    Outcomes,
+    SEATS,
     TcpProxy,
-    check_invariants,
-    check_seats_and_log,
     create_event,
     health,
-    run_load,
     service,
-    summary,
     until_health,
 )
 from tests.redis_replica import frozen, replica_of
@@ -43,10 +38,17 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-def _assert_only_allowed(outcomes: Outcomes) -> None:
-    codes = outcomes.codes()
-    assert set(codes) <= ALLOWED_CODES, codes
-    assert codes["OK"] > 100, codes  # a real load ran
+EVENTS = {EVENT: SEATS}
+
+
+async def _checked(redis_url: str, outcomes: Outcomes) -> dict[str, int]:
+    """The invariants on Redis and on the outbox (no worker consumed it); counts to report."""
+    redis = connect(redis_url)
+    try:
+        counts = await invariants.check_redis(redis, outcomes, [EVENT])
+        return counts | {"bookings": await invariants.check_outbox(redis, outcomes, EVENT)}
+    finally:
+        await redis.aclose()
 
 
 async def test_frozen_redis_fails_fast_goes_not_serving_and_recovers(
@@ -56,7 +58,7 @@ async def test_frozen_redis_fails_fast_goes_not_serving_and_recovers(
         await until_health(server.target, SERVING)
         await create_event(server.target)
         outcomes = Outcomes()
-        load = asyncio.create_task(run_load(server.target, outcomes, seconds=12))
+        load = asyncio.create_task(run_load(server.target, outcomes, EVENTS, seconds=12))
         await asyncio.sleep(2)
         with frozen(private_server):
             frozen_at = outcomes.elapsed()
@@ -65,11 +67,12 @@ async def test_frozen_redis_fails_fast_goes_not_serving_and_recovers(
             thawed_at = outcomes.elapsed()
         await until_health(server.target, SERVING)
         await load
-    _assert_only_allowed(outcomes)
+    assert_answers(outcomes)
     during = outcomes.codes(frozen_at + 1.5, thawed_at)  # after the first deadline passed
     assert during["UNAVAILABLE"] > 0 and during["OK"] == 0, during
     assert outcomes.codes(thawed_at + 2)["OK"] > 0  # recovered
-    print(summary("redis frozen", outcomes, check_invariants(private_server.port, outcomes)))
+    counts = await _checked(private_server.url, outcomes)
+    print(invariants.summary("redis frozen", outcomes, counts))
 
 
 async def test_redis_killed_and_restarted_with_aof_always_keeps_every_booking(
@@ -85,7 +88,7 @@ async def test_redis_killed_and_restarted_with_aof_always_keeps_every_booking(
             await until_health(server.target, SERVING)
             await create_event(server.target)
             outcomes = Outcomes()
-            load = asyncio.create_task(run_load(server.target, outcomes, seconds=10))
+            load = asyncio.create_task(run_load(server.target, outcomes, EVENTS, seconds=10))
             await asyncio.sleep(3)
             assert redis_server.process is not None
             os.kill(redis_server.process.pid, signal.SIGKILL)
@@ -95,22 +98,21 @@ async def test_redis_killed_and_restarted_with_aof_always_keeps_every_booking(
             await asyncio.to_thread(redis_server.start)  # same port and folder: the AOF replays
             await until_health(server.target, SERVING)
             await load
-        _assert_only_allowed(outcomes)
+        assert_answers(outcomes)
         assert outcomes.codes(killed_at, killed_at + 1)["UNAVAILABLE"] > 0
-        counts = check_seats_and_log(redis_server.port, outcomes)
         redis = connect(redis_server.url)
         try:
-            await wait_for(lambda: drained(redis, [EVENT]), within=120)
+            counts = await invariants.check_redis(redis, outcomes, [EVENT])
+            await wait_for(lambda: invariants.drained(redis, [EVENT]), within=120)
             assert worker.alive()
-            told = Told({b: (EVENT, tuple(seats)) for b, seats in outcomes.bookings.items()})
             pg = await asyncpg.connect(pg_url)
             try:
-                await invariants.check(redis, pg, told, [EVENT])
+                await invariants.check_postgres(redis, pg, [EVENT])
             finally:
                 await pg.close()
         finally:
             await redis.aclose()
-        print(summary("redis killed, AOF always", outcomes, counts))
+        print(invariants.summary("redis killed, AOF always", outcomes, counts))
     finally:
         worker.stop()
         redis_server.stop()
@@ -131,7 +133,7 @@ async def test_failover_to_a_replica_loses_no_acknowledged_booking_with_replica_
                 await until_health(server.target, SERVING)
                 await create_event(server.target)
                 outcomes = Outcomes()
-                load = asyncio.create_task(run_load(server.target, outcomes, seconds=10))
+                load = asyncio.create_task(run_load(server.target, outcomes, EVENTS, seconds=10))
                 await asyncio.sleep(3)
                 # The replica falls behind (frozen), then the primary dies: what the replica has
                 # not received is lost. Without --confirm-durability replica, bookings
@@ -149,11 +151,11 @@ async def test_failover_to_a_replica_loses_no_acknowledged_booking_with_replica_
                 # Confirms fail UNAVAILABLE until the new primary has a replica of its own.
                 with replica_of(replica, tmp_path / "new-replica"):
                     await load
-            _assert_only_allowed(outcomes)
-            counts = check_invariants(replica.port, outcomes)
+            assert_answers(outcomes)
+            counts = await _checked(replica.url, outcomes)
             assert counts["bookings"] >= len(outcomes.bookings) > 0
             assert outcomes.codes(failed_over_at)["OK"] > 0
-            print(summary("replica failover", outcomes, counts))
+            print(invariants.summary("replica failover", outcomes, counts))
         finally:
             await proxy.close()
 
@@ -165,16 +167,16 @@ async def test_service_killed_under_load_loses_and_doubles_nothing(
         await until_health(server.target, SERVING)
         await create_event(server.target)
         outcomes = Outcomes()
-        load = asyncio.create_task(run_load(server.target, outcomes, seconds=10))
+        load = asyncio.create_task(run_load(server.target, outcomes, EVENTS, seconds=10))
         for _ in range(2):
             await asyncio.sleep(3)
             server.kill()  # SIGKILL: calls in flight are cut, scripts may have run
             await asyncio.sleep(0.5)
             server.start()
         await load
-    _assert_only_allowed(outcomes)
-    counts = check_invariants(private_server.port, outcomes)
-    print(summary("service killed twice", outcomes, counts))
+    assert_answers(outcomes)
+    counts = await _checked(private_server.url, outcomes)
+    print(invariants.summary("service killed twice", outcomes, counts))
 
 
 async def test_network_stall_and_cut_between_service_and_redis(
@@ -187,7 +189,7 @@ async def test_network_stall_and_cut_between_service_and_redis(
             await until_health(server.target, SERVING)
             await create_event(server.target)
             outcomes = Outcomes()
-            load = asyncio.create_task(run_load(server.target, outcomes, seconds=14))
+            load = asyncio.create_task(run_load(server.target, outcomes, EVENTS, seconds=14))
             await asyncio.sleep(2)
             proxy.stall()  # packets held: nothing closes, nothing answers
             stalled_at = outcomes.elapsed()
@@ -201,10 +203,10 @@ async def test_network_stall_and_cut_between_service_and_redis(
             await until_health(server.target, SERVING)
             await load
             assert await health(server.target) == SERVING
-        _assert_only_allowed(outcomes)
+        assert_answers(outcomes)
         stalled = outcomes.codes(stalled_at + 1.5, resumed_at)
         assert stalled["UNAVAILABLE"] > 0 and stalled["OK"] == 0, stalled
-        counts = check_invariants(private_server.port, outcomes)
-        print(summary("network stall and cut", outcomes, counts))
+        counts = await _checked(private_server.url, outcomes)
+        print(invariants.summary("network stall and cut", outcomes, counts))
     finally:
         await proxy.close()
