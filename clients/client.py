@@ -71,7 +71,9 @@ class InventoryClient:
     `api_key` (default: the environment's LML_API_KEY) travels with every call as
     `authorization: Bearer <key>`. With `tls` (implied by any file given), the channel is TLS:
     `tls_ca` is the PEM of the CA to trust (default: the system's), `tls_cert` and `tls_key` the
-    client's certificate and key for mutual TLS.
+    client's certificate and key for mutual TLS; each defaults to the environment's LML_TLS_CA,
+    LML_TLS_CERT, LML_TLS_KEY, so that programs built on the SDK (the gateway, the benchmarks)
+    take TLS settings as they take the key.
     """
 
     def __init__(
@@ -95,7 +97,13 @@ class InventoryClient:
         self.watch_timeout = watch_timeout
         api_key = api_key if api_key is not None else os.environ.get("LML_API_KEY")
         self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
-        self._channel = _channel(target, tls, tls_ca, tls_cert, tls_key)
+        self._channel = _channel(
+            target,
+            tls,
+            tls_ca if tls_ca is not None else os.environ.get("LML_TLS_CA") or None,
+            tls_cert if tls_cert is not None else os.environ.get("LML_TLS_CERT") or None,
+            tls_key if tls_key is not None else os.environ.get("LML_TLS_KEY") or None,
+        )
         self._stub = pb_grpc.InventoryServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._retrying = AsyncRetrying(

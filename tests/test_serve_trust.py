@@ -211,3 +211,24 @@ async def test_mutual_tls_refuses_a_client_without_a_certificate(
             with pytest.raises(Exception) as failed:
                 await client.get_event("nope")
             assert getattr(failed.value, "code", None) == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_tls_settings_and_key_come_from_the_environment(
+    tls_target: tuple[str, dict[str, str]],
+    tmp_path: Path,
+    ca: trustme.CA,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the gateway, Locust and the benchmarks rely on: an SDK client made with a target
+    only connects over mutual TLS with the key, when the environment names them."""
+    target, made = tls_target
+    client_cert = ca.issue_cert("gateway@lml.example")
+    client_cert.cert_chain_pems[0].write_to_path(str(tmp_path / "gateway.pem"))
+    client_cert.private_key_pem.write_to_path(str(tmp_path / "gateway.key"))
+    monkeypatch.setenv("LML_API_KEY", made["app"])
+    monkeypatch.setenv("LML_TLS_CA", str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("LML_TLS_CERT", str(tmp_path / "gateway.pem"))
+    monkeypatch.setenv("LML_TLS_KEY", str(tmp_path / "gateway.key"))
+    async with InventoryClient(target, timeout=3.0, attempts=1) as client:
+        with pytest.raises(EventNotFound):
+            await client.get_event("nope")
