@@ -3,7 +3,7 @@
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -254,34 +254,31 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
         request: pb.PauseQueueRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.PauseQueueResponse:
-        async def pause(request: pb.PauseQueueRequest) -> pb.PauseQueueResponse:
-            return pb.PauseQueueResponse(
-                queue=await self.room.set_state(request.event_id, "paused")
-            )
-
-        return await _unary(pause, request, context)
+        return await _unary(self._queue_state("paused", pb.PauseQueueResponse), request, context)
 
     async def ResumeQueue(
         self,
         request: pb.ResumeQueueRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.ResumeQueueResponse:
-        async def resume(request: pb.ResumeQueueRequest) -> pb.ResumeQueueResponse:
-            return pb.ResumeQueueResponse(queue=await self.room.set_state(request.event_id, "open"))
-
-        return await _unary(resume, request, context)
+        return await _unary(self._queue_state("open", pb.ResumeQueueResponse), request, context)
 
     async def CloseQueue(
         self,
         request: pb.CloseQueueRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.CloseQueueResponse:
-        async def close(request: pb.CloseQueueRequest) -> pb.CloseQueueResponse:
-            return pb.CloseQueueResponse(
-                queue=await self.room.set_state(request.event_id, "closed")
-            )
+        return await _unary(self._queue_state("closed", pb.CloseQueueResponse), request, context)
 
-        return await _unary(close, request, context)
+    def _queue_state(
+        self, state: str, response: Callable[..., Response]
+    ) -> Callable[[Any], Awaitable[Response]]:
+        """The call that puts a request's queue in `state`, answering `response(queue=...)`."""
+
+        async def set_state(request: Any) -> Response:
+            return response(queue=await self.room.set_state(request.event_id, state))
+
+        return set_state
 
     async def WatchQueue(
         self,
