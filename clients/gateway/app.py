@@ -30,6 +30,7 @@ from clients.gateway.models import (
     AvailabilityOut,
     BookingOut,
     ChangeOut,
+    CompactAvailabilityOut,
     ConfirmIn,
     EventIn,
     EventOut,
@@ -50,7 +51,7 @@ from clients.gateway.quotas import (
     quotas_of,
     too_many,
 )
-from clients.gateway.seatmap import add_seatmap_routes
+from clients.gateway.seatmap import Format, add_seatmap_routes, seat_index_for
 from clients.gateway.sessions import add_session_routes, claimed_secret
 from clients.gateway.settings import TrustSettings
 from clients.gateway.state import client_of
@@ -254,15 +255,28 @@ def _add_routes(app: FastAPI) -> None:
     async def availability(
         event_id: str,
         request: Request,
+        answer_format: Format = "full",
         if_none_match: Annotated[str | None, Header()] = None,
     ) -> Response:
-        """Every seat's status at one version. The ETag is the version: send it back in
-        If-None-Match to get 304 while nothing has changed."""
-        snapshot = await client_of(request).availability(event_id)
+        """Every seat's status at one version: by seat id, or with `format=compact` one letter
+        per seat of the event's layout in seat index order (see the seat map's layout). The
+        ETag is the version: send it back in If-None-Match to get 304 while nothing has
+        changed."""
+        index = None
+        if answer_format == "compact":
+            found = await seat_index_for(request, event_id)
+            if isinstance(found, Response):
+                return found
+            index = found
+        # The compact form lists the taken seats only: so does the service's answer for it.
+        snapshot = await client_of(request).availability(event_id, index is not None)
         headers = {"ETag": f'"{snapshot.version}"', "Cache-Control": "no-cache"}
         if if_none_match == headers["ETag"]:
             return Response(status_code=304, headers=headers)
-        body = AvailabilityOut.of(event_id, snapshot).model_dump_json()
+        if index is None:
+            body = AvailabilityOut.of(event_id, snapshot).model_dump_json()
+        else:
+            body = CompactAvailabilityOut.of(event_id, snapshot, index).model_dump_json()
         return Response(body, media_type="application/json", headers=headers)
 
     @app.post("/v1/events/{event_id}/holds", status_code=201, tags=["holds"], responses=ERRORS)
