@@ -15,6 +15,7 @@ from bench.availability_bench import availability as availability_harness
 from bench.driver import DriverConfig
 from bench.durability_bench import durability as durability_harness
 from bench.engine_bench import engine as engine_harness
+from bench.payload_bench import payload_sizes as payload_sizes_harness
 from bench.peers import peers as peers_harness
 from bench.queue_bench import queue as queue_harness
 from bench.report import Report
@@ -168,6 +169,12 @@ def availability(sizes: str, readers: int, duration: float, rounds: int) -> None
 def queue(buyers: int, concurrency: int, per_minute: int, window: float, watchers: int) -> None:
     """Waiting room: a join burst, admission accuracy, watch fan-out; the burst straight to Hold."""
     _done(queue_harness(buyers, concurrency, per_minute, window, watchers))
+
+
+@main.command("payload-sizes")
+def payload_sizes() -> None:
+    """Bytes of the opera house's availability and seat-map answers, full and compact forms."""
+    _done(payload_sizes_harness())
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from clients.gateway.quotas import count_read
 from clients.gateway.seat_index import PublishedLayout, PublishedLayouts, SeatIndex
 from clients.gateway.state import backends_of, client_of
 from inventory.layouts.errors import EventSetupError
-from inventory.layouts.events import EventLayout, read_event_layout
+from inventory.layouts.events import EventFromLayout, EventLayout, read_event_layout
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -134,27 +134,30 @@ def add_seatmap_routes(app: FastAPI, errors: dict[int | str, dict[str, Any]]) ->
         headers = {"ETag": f'"{snapshot.version}"', "Cache-Control": "no-cache"}
         if if_none_match == headers["ETag"]:
             return Response(status_code=304, headers=headers)
-        layout_hash = found.event.layout_hash
-        body: dict[str, Any] = {
-            "event_id": event_id,
-            "layout_url": f"/v1/events/{event_id}/seatmap/layout?hash={layout_hash}",
-            "layout_hash": layout_hash,
-            "currency": found.event.currency,
-            "prices": dict(found.event.prices),
-            "version": snapshot.version,
-        }
+        index = None
         if answer_format == "compact":
             index = (await _published(request, found)).index
-            body["statuses"] = index.statuses((s.seat_id, s.status) for s in snapshot.seats)
-        else:
-            body |= _taken_ids(snapshot)
+        body = seat_map_body(found.event, snapshot, index)
         return JSONResponse(body, headers=headers)
 
 
-def _taken_ids(snapshot: pb.GetAvailabilityResponse) -> dict[str, list[str]]:
+def seat_map_body(
+    event: EventFromLayout, snapshot: pb.GetAvailabilityResponse, index: SeatIndex | None
+) -> dict[str, Any]:
+    """The seat map's JSON: the seats taken by id, or in the compact form with the `index`."""
+    body: dict[str, Any] = {
+        "event_id": event.event_id,
+        "layout_url": f"/v1/events/{event.event_id}/seatmap/layout?hash={event.layout_hash}",
+        "layout_hash": event.layout_hash,
+        "currency": event.currency,
+        "prices": dict(event.prices),
+        "version": snapshot.version,
+    }
+    if index is not None:
+        return body | {"statuses": index.statuses((s.seat_id, s.status) for s in snapshot.seats)}
     taken: dict[str, list[str]] = {"held": [], "booked": []}
     names = {pb.SEAT_STATUS_HELD: "held", pb.SEAT_STATUS_BOOKED: "booked"}
     for seat in snapshot.seats:
         if seat.status in names:
             taken[names[seat.status]].append(seat.seat_id)
-    return taken
+    return body | taken
