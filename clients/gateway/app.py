@@ -250,7 +250,10 @@ def _add_routes(app: FastAPI) -> None:
         return EventOut.of(found.event, list(found.seats) if include_seats else None)
 
     @app.get(
-        "/v1/events/{event_id}/availability", tags=["events"], responses=ERRORS, dependencies=READ
+        "/v1/events/{event_id}/availability",
+        tags=["events"],
+        responses={200: {"model": AvailabilityOut | CompactAvailabilityOut}, **ERRORS},
+        dependencies=READ,
     )
     async def availability(
         event_id: str,
