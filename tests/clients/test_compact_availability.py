@@ -183,3 +183,21 @@ def test_statuses_leave_out_places_not_in_the_layout() -> None:
     assert (
         index.statuses([("s0", pb.SEAT_STATUS_BOOKED), ("s2", pb.SEAT_STATUS_AVAILABLE)]) == "BAA"
     )
+
+
+async def test_compact_answers_revalidate_by_version(
+    http: httpx.AsyncClient, opera: str, inventory: Inventory
+) -> None:
+    for path in (f"/v1/events/{opera}/availability", f"/v1/events/{opera}/seatmap"):
+        first = await http.get(f"{path}?format=compact")
+        etag = first.headers["etag"]
+        assert etag == f'"{first.json()["version"]}"'
+        same = await http.get(f"{path}?format=compact", headers={"If-None-Match": etag})
+        assert same.status_code == 304 and same.content == b""
+    position = first.json()["statuses"].index("A")
+    layout = (await http.get(f"/v1/events/{opera}/seatmap/layout")).json()
+    seat = layout_ids(layout)[position]
+    await inventory.hold(pb.HoldRequest(event_id=opera, holder_id="late", seat_ids=[seat]))
+    path = f"/v1/events/{opera}/seatmap?format=compact"
+    changed = await http.get(path, headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.json()["statuses"][position] == "H"
