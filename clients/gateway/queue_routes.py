@@ -108,14 +108,19 @@ async def _queue_stream(
 def add_queue_routes(app: FastAPI, errors: dict[int | str, dict[str, Any]]) -> None:
     @app.post("/v1/events/{event_id}/queue", tags=["queue"], responses=errors)
     async def join_queue(event_id: str, request: Request, holder: Buyer) -> QueueOut:
-        """Joins the event's waiting room as the buyer (again: the same place). Follow the
+        """Joins the event's waiting room as the buyer (again: the same place; new places
+        are limited per client address). Follow the
         place with GET on the same path; once admitted, holds need nothing more: the gateway
         passes the admission on until `admission_expires_at`. 404 QUEUE_NOT_FOUND: the event
         sells without a queue."""
         quotas = quotas_of(request)
-        await quotas.take("joins per IP", quotas.ip(request))
+        admissions = admissions_of(request)
+        # New places count against the client address; a buyer's join again (a page reload)
+        # makes none and costs nothing.
+        if await admissions.ticket_id(event_id, holder) is None:
+            await quotas.take("joins per IP", quotas.ip(request))
         ticket = await client_of(request).join_queue(event_id, holder)
-        await admissions_of(request).remember(event_id, holder, ticket)
+        await admissions.remember(event_id, holder, ticket)
         return QueueOut.of(event_id, ticket)
 
     @app.get(

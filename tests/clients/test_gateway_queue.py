@@ -3,6 +3,7 @@ SSE, and holds once admitted without ever seeing the admission (the gateway reme
 Redis for as long as it lives); a hold without it is a problem pointing at the queue; another
 buyer cannot use it; joins per client address are limited."""
 
+import ipaddress
 import json
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
@@ -153,13 +154,23 @@ async def test_queue_problems_and_events_without_a_queue(
     problem(await gateway.post(QUEUE, headers=buyer("bob")), 410, "QUEUE_CLOSED")
 
 
-async def test_joins_per_client_address_are_limited(
+async def test_new_places_per_client_address_are_limited(
     service: Service, redis_server: RedisServer, client: InventoryClient
 ) -> None:
-    async with gateway_with(service, redis_server, limits={"joins_per_ip": "3/minute"}) as http:
+    behind = {"trusted_proxies": (ipaddress.ip_network("127.0.0.1/32"),)}
+    limits = {"joins_per_ip": "3/minute"}
+    async with gateway_with(service, redis_server, limits=limits, **behind) as http:
         await client.configure_queue(
             "show", opens_at=datetime.now(UTC), admit_per_minute=60, max_active=1, admission_ttl=60
         )
-        for subject in ("ann", "bob", "ann"):  # a join again counts too
-            assert (await http.post(QUEUE, headers=buyer(subject))).status_code == 200
-        limited(await http.post(QUEUE, headers=buyer("cy")), 3)
+
+        async def join(subject: str, address: str) -> httpx.Response:
+            headers = {**buyer(subject), "X-Forwarded-For": address}
+            return await http.post(QUEUE, headers=headers)
+
+        for subject in ("ann", "bob", "cy", "ann", "ann"):  # joins again make no new place
+            assert (await join(subject, "198.51.100.7")).status_code == 200
+        limited(await join("dee", "198.51.100.7"), 3)
+        assert (await join("dee", "203.0.113.9")).status_code == 200  # another address
+        status = await client.pause_queue("show")
+        assert status.joined == 4
