@@ -166,14 +166,20 @@ async def test_admissions_follow_the_rate_evenly(
         admit_forever(WaitingRoom(second_redis, AdmissionSigner()), TICK * 1.3)
     )
     await _create_event(inventory, "rate")
-    opens_at = _now() + timedelta(seconds=1)
-    await service.configure_queue(
-        "rate", opens_at=opens_at, admit_per_minute=per_minute, max_active=10_000, admission_ttl=60
-    )
+
+    async def configure(opens_at: datetime, rate: int = per_minute) -> None:
+        await service.configure_queue(
+            "rate", opens_at=opens_at, admit_per_minute=rate, max_active=10_000, admission_ttl=60
+        )
+
+    await configure(_now() + timedelta(hours=1))
     for start in range(0, 1000, 100):
         await asyncio.gather(
             *(service.join_queue("rate", f"b{i}") for i in range(start, start + 100))
         )
+    # Opened once everyone is in line: every tick has more buyers waiting than it may admit.
+    opens_at = _now() + timedelta(seconds=0.2)
+    await configure(opens_at)
     opens_ms = int(opens_at.timestamp() * 1000)
 
     async def admitted_times() -> list[int]:
