@@ -42,6 +42,7 @@ from clients.gateway.models import (
 )
 from clients.gateway.ownership import HoldOwners, MineFilter
 from clients.gateway.page import add_page_routes
+from clients.gateway.queue_routes import add_queue_routes, admission_token
 from clients.gateway.quotas import (
     RATE_LIMIT_HEADERS,
     Lease,
@@ -189,6 +190,7 @@ def create_app(
     add_session_routes(app)
     add_seatmap_routes(app, ERRORS)
     add_checkout_routes(app, ERRORS)
+    add_queue_routes(app, ERRORS)
     add_page_routes(app)
     return app
 
@@ -290,8 +292,11 @@ def _add_routes(app: FastAPI) -> None:
         await quotas.take("holds per buyer", holder)
         await quotas.take("holds per IP", quotas.ip(request))
         await quotas.take("seats held per buyer", holder, cost=body.seat_count())
+        admission = await admission_token(request, event_id, holder)  # "" when none
         held = await client_of(request).hold_request(
-            body.message(event_id, holder), ttl=body.ttl_seconds, request_id=body.request_id
+            body.message(event_id, holder, admission),
+            ttl=body.ttl_seconds,
+            request_id=body.request_id,
         )
         owners: HoldOwners = request.app.state.owners
         await owners.add(holder, held.hold.hold_id)

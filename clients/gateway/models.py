@@ -204,8 +204,13 @@ class HoldIn(BuyerIn):
             return self.general_admission.quantity
         return len(self.seat_ids)
 
-    def message(self, event_id: str, holder_id: str) -> pb.HoldRequest:
-        request = pb.HoldRequest(event_id=event_id, holder_id=holder_id, seat_ids=self.seat_ids)
+    def message(self, event_id: str, holder_id: str, admission_token: str = "") -> pb.HoldRequest:
+        request = pb.HoldRequest(
+            event_id=event_id,
+            holder_id=holder_id,
+            seat_ids=self.seat_ids,
+            admission_token=admission_token,
+        )
         if self.best_available:
             request.best_available.CopyFrom(self.best_available.message())
         if self.general_admission:

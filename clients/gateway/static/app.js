@@ -4,6 +4,7 @@
 import { ApiError, call, eventPath, startSession } from "./api.js";
 import { HoldPanel } from "./hold.js";
 import { follow } from "./live.js";
+import { waitForAdmission } from "./queue.js";
 import { SeatMap } from "./seatmap.js";
 
 const $ = (id) => document.getElementById(id);
@@ -156,6 +157,7 @@ async function main() {
     say(`No session with the gateway: ${error.message}`);
     return;
   }
+  if (!(await waitForAdmission(eventId, say))) return; // the event's waiting room, if any
   try {
     seatmap = await call("GET", `${eventPath(eventId)}/seatmap?format=compact`);
     layout = await call("GET", seatmap.layout_url);
