@@ -207,12 +207,9 @@ def serve(
         except KeyFileError as error:
             raise click.UsageError(str(error)) from error
     durability = Durability(confirm_durability)
-    if redis_cluster and durability != Durability.NONE:
-        # WAIT counts the writes of its own connection, one per node on a cluster: not built yet.
-        raise click.UsageError("--confirm-durability is not supported with --redis-cluster yet")
     if durability != Durability.NONE:
         try:
-            asyncio.run(_check_durability(redis_url, durability))
+            asyncio.run(_check_durability(redis_url, durability, redis_cluster))
         except DurabilityUnsupported as error:
             raise click.ClickException(str(error)) from error
     config = ServerConfig(
@@ -248,8 +245,8 @@ def serve(
     serve_processes(config, workers)
 
 
-async def _check_durability(redis_url: str, durability: Durability) -> None:
-    redis = connect(redis_url, timeout=5)
+async def _check_durability(redis_url: str, durability: Durability, cluster: bool) -> None:
+    redis = connect(redis_url, timeout=5, cluster=cluster)
     try:
         await check_support(redis, durability)
     finally:

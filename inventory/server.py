@@ -14,6 +14,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
+from redis.asyncio import RedisCluster
 
 from inventory import logs, metrics
 from inventory.admission import AdmissionSigner
@@ -183,7 +184,12 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
     confirm_waiter = (
         None
         if config.confirm_durability == Durability.NONE
-        else ConfirmWaiter(config.redis_url, config.confirm_durability, config.durability_timeout)
+        else ConfirmWaiter(
+            config.redis_url,
+            config.confirm_durability,
+            config.durability_timeout,
+            redis if isinstance(redis, RedisCluster) else None,  # confirms run on its nodes
+        )
     )
     room = WaitingRoom(redis, inventory.admissions)
     queue_hub = QueueWatchHub(room, config.queue_tick)

@@ -102,6 +102,13 @@ def _limit_option(name: str, default: str | int, help: str) -> Callable[[Command
     show_default=True,
     help="Redis for the limits every gateway process shares (rediss:// for TLS).",
 )
+@click.option(
+    "--redis-cluster",
+    envvar="LML_REDIS_CLUSTER",
+    is_flag=True,
+    help="--redis-url is one node of a Redis Cluster (its redis:// address). Also "
+    "LML_REDIS_CLUSTER=1.",
+)
 @click.option("--jwt-issuer", envvar="LML_JWT_ISSUER", help="The identity provider's `iss`.")
 @click.option("--jwt-audience", envvar="LML_JWT_AUDIENCE", help="The `aud` its tokens carry.")
 @click.option(
@@ -170,6 +177,7 @@ def main(
     stripe_webhook_secret: str | None,
     stripe_api_base: str | None,
     redis_url: str,
+    redis_cluster: bool,
     jwt_issuer: str | None,
     jwt_audience: str | None,
     jwt_jwks: str | None,
@@ -199,6 +207,7 @@ def main(
         os.environ["LML_API_KEY"] = api_key  # the SDK client reads it
     trust = TrustSettings(
         redis_url=redis_url,
+        redis_cluster=redis_cluster,
         jwt=_jwt(jwt_issuer, jwt_audience, jwt_jwks, jwt_secret, jwt_admin_claim),
         session_secret=session_secret,
         session_ttl=session_ttl,
