@@ -68,6 +68,7 @@ class ServerConfig:
     confirm_durability: Durability = Durability.NONE
     durability_timeout: float = 1.0  # how long a confirm waits for its replica or fsync
     metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"  # not the --listen host: metrics are not for the public
     log_format: str = "text"  # or "json": one JSON object per line
     # Signs waiting-room admissions; every process of a deployment needs the same one.
     admission_secret: bytes | None = None
@@ -256,11 +257,6 @@ def _serve_process(config: ServerConfig) -> None:
     uvloop.run(serve(config))
 
 
-def _metrics_host(listen: str) -> str:
-    host = listen.rpartition(":")[0].strip("[]")
-    return host or "0.0.0.0"
-
-
 def serve_processes(config: ServerConfig, workers: int) -> None:
     """Runs `workers` server processes sharing the listen port (SO_REUSEPORT).
 
@@ -270,7 +266,7 @@ def serve_processes(config: ServerConfig, workers: int) -> None:
     """
     if workers == 1:
         if config.metrics_port is not None:
-            metrics.serve_metrics(config.metrics_port, _metrics_host(config.listen))
+            metrics.serve_metrics(config.metrics_port, config.metrics_host)
         _serve_process(config)
         return
     with metrics.shared_by_workers():
@@ -283,7 +279,7 @@ def _run_workers(config: ServerConfig, workers: int) -> None:
     for process in processes:
         process.start()
     if config.metrics_port is not None:
-        metrics.serve_metrics(config.metrics_port, _metrics_host(config.listen))
+        metrics.serve_metrics(config.metrics_port, config.metrics_host)
 
     def forward(_signum: int, _frame: object) -> None:
         for process in processes:

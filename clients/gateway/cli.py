@@ -168,6 +168,14 @@ def _limit_option(name: str, default: str | int, help: str) -> Callable[[Command
     default=None,
     help="Serve Prometheus metrics on this port (not the public one).",
 )
+@click.option(
+    "--metrics-host",
+    envvar="LML_GATEWAY_METRICS_HOST",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the metrics port binds to (0.0.0.0: every interface, for a scraper on "
+    "another host).",
+)
 def main(
     listen: str,
     target: str,
@@ -198,6 +206,7 @@ def main(
     limit_streams_per_ip: int,
     api_key: str | None,
     metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Serve the HTTP gateway (docs at /docs, OpenAPI at /openapi.json) until SIGTERM."""
     host, _, port = listen.rpartition(":")
@@ -226,7 +235,7 @@ def main(
         cors_origins=cors_origin,
     )
     if metrics_port is not None:
-        serve_metrics(metrics_port)
+        serve_metrics(metrics_port, metrics_host)
     uvicorn.run(
         create_app(
             target,
