@@ -139,6 +139,8 @@ async def check_after_load(
     caught up, every version of every event in the audit table."""
     assert_answers(told, ok_over=100, abandoned=False)
     assert told.codes()["UNAVAILABLE"] > 0, "no call noticed the dead primary"
+    # Confirms on the new primary until its old one is back as its replica, at least.
+    assert any(rpc == "Confirm" and code == "UNAVAILABLE" for _, rpc, code, _ in told.calls)
     assert {event_id for event_id, _seats in told.bookings.values()} == set(event_ids)
     # Annotated for Redis; a RedisCluster client offers every command the checks send.
     any_node = cast(Redis, cluster)
