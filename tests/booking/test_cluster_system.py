@@ -322,3 +322,39 @@ async def test_quotas_count_on_the_cluster(cluster: RedisCluster, seed_url: str)
         await refused.close()
     assert results.count(None) == 50 - 20
     assert len([key async for key in cluster.scan_iter(match="lml-quota*")]) > 0
+
+
+async def test_durable_confirms_are_on_their_replicas_when_answered(
+    cluster: RedisCluster, cluster_nodes: RedisClusterNodes, seed_url: str
+) -> None:
+    """`--confirm-durability replica` on a cluster: a confirm on any node answers once that
+    node's replica has the booking (read from the replica at once)."""
+    event_ids = events_on_every_node(cluster)
+    with serving(seed_url, "--confirm-durability", "replica") as target:
+        await wait_serving(target)
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub: Stub = pb_grpc.InventoryServiceStub(channel)
+            for event_id in event_ids:
+                request = pb.CreateEventRequest(event_id=event_id)
+                for number, seat_id in enumerate(SEATS):
+                    request.seats.add(seat_id=seat_id, section="S", row="1", number=str(number))
+                await stub.CreateEvent(request)
+
+            async def book(event_id: str) -> pb.Booking:
+                hold = pb.HoldRequest(event_id=event_id, holder_id="h", seat_ids=SEATS[:2])
+                held = (await stub.Hold(hold)).hold
+                confirm = pb.ConfirmRequest(event_id=event_id, hold_id=held.hold_id, holder_id="h")
+                return (await stub.Confirm(confirm)).booking
+
+            bookings = await asyncio.gather(*(book(event_id) for event_id in event_ids))
+    for booking in bookings:
+        primary = cluster.get_node_from_key(keys.event_keys(booking.event_id).meta)
+        assert primary is not None
+        replica = cluster_nodes.replica_of(int(primary.port))
+        node = redis.Redis(port=replica, decode_responses=True)
+        node.readonly()
+        seats = node.hgetall(keys.event_keys(booking.event_id).seats)
+        node.close()
+        assert {seat: seats[seat] for seat in booking.seat_ids} == dict.fromkeys(
+            booking.seat_ids, f"B:{booking.booking_id}"
+        )
