@@ -27,6 +27,7 @@ import enum
 import logging
 from collections.abc import Iterable
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import (
@@ -113,6 +114,7 @@ class ConfirmWaiter:
         assert durability != Durability.NONE
         self.durability = durability
         self._timeout = timeout
+        self._redis_url = redis_url
         self._router = router
         self._nodes: dict[str, _Rounds] = {}
         if router is None:
@@ -167,8 +169,7 @@ class ConfirmWaiter:
             )
         rounds = self._nodes.get(pin.node)
         if rounds is None:
-            host, port = pin.node.rsplit(":", 1)
-            connection = self._connection(f"redis://{host}:{port}/0")
+            connection = self._connection(_node_url(self._redis_url, pin.node))
             rounds = self._nodes[pin.node] = _Rounds(connection, self.durability, self._timeout)
         await rounds.wait(pin.marker)
 
@@ -181,6 +182,14 @@ class ConfirmWaiter:
             socket_timeout=self._timeout + 5,
             socket_connect_timeout=self._timeout + 5,
         )
+
+
+def _node_url(seed_url: str, node: str) -> str:
+    """The URL of a cluster node ("host:port"): the seed node's, credentials, TLS and options
+    kept."""
+    url = urlsplit(seed_url)
+    credentials = url.netloc.rpartition("@")[0]
+    return url._replace(netloc=f"{credentials}@{node}" if credentials else node).geturl()
 
 
 class _Rounds:
