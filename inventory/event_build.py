@@ -18,9 +18,9 @@ from inventory.build_calls import Build, Progress, Restored
 from inventory.errors import InventoryError
 from inventory.scripts import ScriptRunner
 
-ENTRY_CHUNK = 2_000  # seats or places per build_seats call
-ROW_CHUNK_SEATS = 2_000  # rows per build_rows call: as many as hold about this many seats
-RESTORE_CHUNK_SEATS = 2_000  # whole bookings per restore_event call, about this many seats
+ENTRY_CHUNK = 1_000  # seats or places per build_seats call
+ROW_CHUNK_SEATS = 500  # rows per build_rows call: as many as hold about this many seats
+RESTORE_CHUNK_SEATS = 100  # whole bookings per restore_event call, about this many seats
 # Builds started again when one vanished under its caller (it expired, or a concurrent identical
 # create finished it: the next attempt finds the event built).
 ATTEMPTS = 3
