@@ -351,7 +351,8 @@ def admin_stall(
         "`chunked`: inventory/event_build.py. `rebuild` creates the event and books a third of "
         "its seats again (two per booking). Script times: SLOWLOG (calls of "
         f"{SLOWLOG_THRESHOLD_US} µs and longer), the script's own run, not reading its "
-        "arguments; on a shared machine they include Redis being descheduled. Hold p99 quiet: holds started in the "
+        "arguments; on a shared machine they include Redis being descheduled. Hold p99 "
+        "quiet: holds started in the "
         f"{quiet_s:g} s before the operation; during: holds started while it ran.",
     )
     report.table(
