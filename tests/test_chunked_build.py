@@ -230,3 +230,11 @@ async def test_a_rebuild_that_dies_while_restoring_leaves_nothing_visible_and_a_
     again = await inventory.rebuild_event(_request(), restore)
     assert not again.created
     assert (again.restored.restored, again.restored.already_booked) == (0, 24)
+
+
+async def test_two_identical_creates_at_once_build_one_event(
+    redis: Redis, inventory: Inventory
+) -> None:
+    outcomes = await asyncio.gather(*(inventory.create_event(_request()) for _ in range(3)))
+    assert sorted(outcome.created for outcome in outcomes) == [False, False, True]
+    await _complete(inventory, redis)
