@@ -12,6 +12,7 @@ started in the quiet second before it.
 """
 
 import asyncio
+import contextlib
 import json
 import math
 import multiprocessing
@@ -26,6 +27,7 @@ from typing import Any
 
 from lml.inventory.v1 import inventory_pb2 as pb
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from bench.report import Report
 from bench.stack import redis_server
@@ -33,6 +35,7 @@ from bench.workload import LIMITS, create_events
 from inventory import build_calls, event_build, keys
 from inventory.build_calls import Build
 from inventory.engine import Inventory
+from inventory.errors import InventoryError
 from inventory.redis_client import connect
 from inventory.script_calls import SCRIPTS, ok
 from inventory.scripts import LUA_DIR, Call, Script, ScriptRunner, load_script
@@ -86,21 +89,24 @@ def bookings_of(seats: int) -> dict[str, list[str]]:
 # -- the holds: another process, open loop ---------------------------------------------------------
 
 
+Sample = tuple[float, float, bool]  # a hold's start (monotonic clock), latency (ms), success
+
+
 def _holder_process(
     url: str,
     rate: float,
     ready: StopEvent,
     stop: StopEvent,
-    out: "multiprocessing.Queue[list[tuple[float, float]]]",
+    out: "multiprocessing.Queue[list[Sample]]",
 ) -> None:
     """Holds and releases one seat of the sale event every 1/rate s until `stop` (`ready` once
-    the first hold came back); sends back each hold's (start on the monotonic clock, latency in
-    ms)."""
+    the first hold came back); sends back every hold's sample. A hold refused by Redis (BUSY
+    while a script runs past Redis's busy threshold) counts as failed."""
 
-    async def run() -> list[tuple[float, float]]:
+    async def run() -> list[Sample]:
         redis = connect(url)  # as the service connects: one pipe, no pool to run out of
         inventory = Inventory(redis)
-        samples: list[tuple[float, float]] = []
+        samples: list[Sample] = []
         tasks: set[asyncio.Task[None]] = set()
 
         async def hold_release(number: int) -> None:
@@ -108,14 +114,18 @@ def _holder_process(
             request = pb.HoldRequest(
                 event_id=SALE_EVENT, holder_id=f"h{number}", seat_ids=[f"s{number % SALE_SEATS}"]
             )
-            held = (await inventory.hold(request)).hold
-            samples.append((started, (time.monotonic() - started) * 1000))
+            try:
+                held = (await inventory.hold(request)).hold
+            except (RedisError, InventoryError):
+                samples.append((started, (time.monotonic() - started) * 1000, False))
+                return
+            samples.append((started, (time.monotonic() - started) * 1000, True))
             ready.set()
-            await inventory.release(
-                pb.ReleaseRequest(
-                    event_id=SALE_EVENT, hold_id=held.hold_id, holder_id=held.holder_id
-                )
+            release = pb.ReleaseRequest(
+                event_id=SALE_EVENT, hold_id=held.hold_id, holder_id=held.holder_id
             )
+            with contextlib.suppress(RedisError, InventoryError):
+                await inventory.release(release)
 
         number, next_at = 0, time.monotonic()
         while not stop.is_set():
@@ -242,14 +252,20 @@ def _p99(values: list[float]) -> float:
     return quantiles(values, n=100)[98] if len(values) > 1 else math.nan
 
 
-def _within(samples: list[tuple[float, float]], window: tuple[float, float]) -> list[float]:
-    return [ms for started, ms in samples if window[0] <= started < window[1]]
+def _within(samples: list[Sample], window: tuple[float, float]) -> list[float]:
+    """The latencies of the holds that started in the window and succeeded."""
+    return [ms for started, ms, held in samples if held and window[0] <= started < window[1]]
+
+
+def _failed(samples: list[Sample], window: tuple[float, float]) -> int:
+    return sum(1 for started, _ms, held in samples if not held and window[0] <= started < window[1])
 
 
 async def _phases(
     url: str, sizes: list[int], row_lengths: list[int], rounds: int, quiet_s: float
 ) -> list[Phase]:
-    redis = Redis.from_url(url, decode_responses=True)
+    # No deadline: a one-call create of a large event runs for seconds.
+    redis = Redis.from_url(url, decode_responses=True, socket_timeout=None)
     phases: list[Phase] = []
     try:
         for seats in sizes:
@@ -278,7 +294,7 @@ async def _prepare(url: str) -> None:
     await redis.aclose()
 
 
-def _rows(phases: list[Phase], samples: list[tuple[float, float]]) -> list[list[object]]:
+def _rows(phases: list[Phase], samples: list[Sample]) -> list[list[object]]:
     """One row per size, row length, operation and mode, over its rounds."""
     groups: dict[tuple[int, int, str, str], list[Phase]] = {}
     for phase in phases:
@@ -302,6 +318,7 @@ def _rows(phases: list[Phase], samples: list[tuple[float, float]]) -> list[list[
                 median(phase.redis_ms for phase in group),
                 median(phase.busy[1] - phase.busy[0] for phase in group),
                 len(busy),
+                sum(_failed(samples, phase.busy) for phase in group),
                 reference,
                 during,
                 during / reference,
@@ -329,7 +346,7 @@ def admin_stall(
     with tempfile.TemporaryDirectory() as directory, redis_server(Path(directory)) as server:
         asyncio.run(_prepare(server.url))
         ready, stop = spawn.Event(), spawn.Event()
-        out: multiprocessing.Queue[list[tuple[float, float]]] = spawn.Queue()
+        out: multiprocessing.Queue[list[Sample]] = spawn.Queue()
         holder = spawn.Process(target=_holder_process, args=(server.url, rate, ready, stop, out))
         holder.start()
         try:
@@ -367,6 +384,7 @@ def admin_stall(
             "Redis ms in all",
             "wall s",
             "holds during",
+            "holds failed during",
             "hold p99 quiet ms",
             "hold p99 during ms",
             "p99 during / quiet",
