@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event as StopEvent
 from pathlib import Path
@@ -46,6 +47,7 @@ SLOWLOG_LENGTH = 100_000
 # Redis 7 logs the commands a script runs too: a threshold keeps the log to the calls that
 # matter (every chunk takes longer; the few calls shorter are not in "Redis ms in all").
 SLOWLOG_THRESHOLD_US = 100
+STALL_MS = 50  # the longest an administrative call should hold Redis
 MODES = ("one call", "chunked")
 OPERATIONS = ("create", "rebuild")
 
@@ -89,7 +91,8 @@ def bookings_of(seats: int) -> dict[str, list[str]]:
 # -- the holds: another process, open loop ---------------------------------------------------------
 
 
-Sample = tuple[float, float, bool]  # a hold's start (monotonic clock), latency (ms), success
+# A hold's start (monotonic clock), latency (ms), and "" when it succeeded, else why it failed.
+Sample = tuple[float, float, str]
 
 
 def _holder_process(
@@ -116,10 +119,14 @@ def _holder_process(
             )
             try:
                 held = (await inventory.hold(request)).hold
-            except (RedisError, InventoryError):
-                samples.append((started, (time.monotonic() - started) * 1000, False))
+            except InventoryError as error:
+                samples.append((started, (time.monotonic() - started) * 1000, error.reason))
                 return
-            samples.append((started, (time.monotonic() - started) * 1000, True))
+            except RedisError as error:
+                why = str(error).split(" ", 1)[0] or type(error).__name__
+                samples.append((started, (time.monotonic() - started) * 1000, why))
+                return
+            samples.append((started, (time.monotonic() - started) * 1000, ""))
             ready.set()
             release = pb.ReleaseRequest(
                 event_id=SALE_EVENT, hold_id=held.hold_id, holder_id=held.holder_id
@@ -155,6 +162,7 @@ class Phase:
     busy: tuple[float, float]  # the operation's window
     calls: int  # its script calls
     longest_ms: float  # its longest script call, as SLOWLOG timed it
+    over_ms: int  # its calls of STALL_MS or longer
     redis_ms: float  # all its script calls
 
 
@@ -240,6 +248,7 @@ async def _phase(
         (started, ended),
         runner.calls,
         max(durations, default=math.nan),
+        sum(1 for duration in durations if duration >= STALL_MS),
         sum(durations),
     )
 
@@ -254,11 +263,12 @@ def _p99(values: list[float]) -> float:
 
 def _within(samples: list[Sample], window: tuple[float, float]) -> list[float]:
     """The latencies of the holds that started in the window and succeeded."""
-    return [ms for started, ms, held in samples if held and window[0] <= started < window[1]]
+    return [ms for started, ms, why in samples if not why and window[0] <= started < window[1]]
 
 
-def _failed(samples: list[Sample], window: tuple[float, float]) -> int:
-    return sum(1 for started, _ms, held in samples if not held and window[0] <= started < window[1])
+def _failed(samples: list[Sample], window: tuple[float, float]) -> Counter[str]:
+    """Why the holds that started in the window failed, with how many each time."""
+    return Counter(why for started, _ms, why in samples if why and window[0] <= started < window[1])
 
 
 async def _phases(
@@ -315,10 +325,11 @@ def _rows(phases: list[Phase], samples: list[Sample]) -> list[list[object]]:
                 group[-1].calls,
                 median(phase.longest_ms for phase in group),
                 max(phase.longest_ms for phase in group),
+                sum(phase.over_ms for phase in group),
                 median(phase.redis_ms for phase in group),
                 median(phase.busy[1] - phase.busy[0] for phase in group),
                 len(busy),
-                sum(_failed(samples, phase.busy) for phase in group),
+                _reasons(sum((_failed(samples, phase.busy) for phase in group), Counter())),
                 reference,
                 during,
                 during / reference,
@@ -326,6 +337,10 @@ def _rows(phases: list[Phase], samples: list[Sample]) -> list[list[object]]:
             ]
         )
     return rows
+
+
+def _reasons(failed: Counter[str]) -> str:
+    return ", ".join(f"{count} {why}" for why, count in failed.most_common()) or "0"
 
 
 def _summary(phases: list[Phase]) -> list[list[object]]:
@@ -343,6 +358,7 @@ def admin_stall(
 ) -> Report:
     report = Report("admin-stall", "Creating and rebuilding events during a sale: Redis stalls")
     spawn = multiprocessing.get_context("spawn")
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as directory, redis_server(Path(directory)) as server:
         asyncio.run(_prepare(server.url))
         ready, stop = spawn.Event(), spawn.Event()
@@ -381,6 +397,7 @@ def admin_stall(
             "script calls",
             "longest call ms, median",
             "longest call ms, max",
+            f"calls ≥ {STALL_MS} ms",
             "Redis ms in all",
             "wall s",
             "holds during",
@@ -393,5 +410,8 @@ def admin_stall(
         _rows(phases, samples),
     )
     report.table(["measure", "value"], _summary(phases))
-    report.text(f"Load average (1, 5, 15 min) at the end: {os.getloadavg()}")
+    report.text(
+        f"Load average (1, 5, 15 min) at the start: {load_before}, at the end: {os.getloadavg()}"
+        " (the machine is shared: other runs compete for its 2 cores)."
+    )
     return report

@@ -9,6 +9,10 @@
 --   entries, row_count  how many there are in all
 -- Every key a build writes carries a TTL, refreshed by each chunk and removed on commit: a build
 -- whose caller died is dropped by Redis, or taken up again by a retry with the same input.
+-- The change log is not staged: the "restored" entries restore_event.lua appends into a build
+-- are in it at once (a watcher that outlived the loss reads them before the event is visible;
+-- they say what the event will show), and stay if the build dies (the retry logs again, with
+-- new versions: versions are never reused).
 -- Needs KEYS[1] building, KEYS[2] seats, KEYS[8] seat_info, KEYS[9] rows, KEYS[10] row_runs,
 -- KEYS[11] free, KEYS[12] dirty_rows.
 -- Functions a command may leave unused, for luacheck:
