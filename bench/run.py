@@ -16,6 +16,7 @@ from bench.availability_bench import availability as availability_harness
 from bench.driver import DriverConfig
 from bench.durability_bench import durability as durability_harness
 from bench.engine_bench import engine as engine_harness
+from bench.payload_bench import payload_sizes as payload_sizes_harness
 from bench.peers import peers as peers_harness
 from bench.queue_bench import queue as queue_harness
 from bench.report import Report
@@ -188,6 +189,12 @@ def admin_stall(sizes: str, row_lengths: str, rate: float, rounds: int, quiet: f
             quiet,
         )
     )
+
+
+@main.command("payload-sizes")
+def payload_sizes() -> None:
+    """Bytes of the opera house's availability and seat-map answers, full and compact forms."""
+    _done(payload_sizes_harness())
 
 
 if __name__ == "__main__":
