@@ -32,5 +32,6 @@ def test_admin_stall_harness_measures_both_modes(results_dir: Path) -> None:
     for row in rows.values():
         assert number(row["longest call ms, max"]) > 0
         assert number(row["Redis ms in all"]) >= number(row["longest call ms, max"])
+        assert number(row["call p99 ms"]) <= number(row["longest call ms, max"])
         assert number(row["hold p99 quiet ms"]) > 0
     assert measure(text, "chunked: longest call ms") > 0
