@@ -84,7 +84,7 @@ for i = 4, #ARGV, 2 do
     reindex(changed, false)
   end
 end
--- A build's keys this chunk created (the index's dirty rows) expire with the rest of it.
+-- A build's keys this chunk created (the index's) expire with the rest of it.
 if tonumber(ARGV[2]) > 0 then keep_staged(ARGV[2]) end
 local encoded = '[]'
 if #conflicts > 0 then encoded = cjson.encode(conflicts) end

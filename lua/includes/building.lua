@@ -13,8 +13,8 @@
 -- are in it at once (a watcher that outlived the loss reads them before the event is visible;
 -- they say what the event will show), and stay if the build dies (the retry logs again, with
 -- new versions: versions are never reused).
--- Needs KEYS[1] building, KEYS[2] seats, KEYS[8] seat_info, KEYS[9] rows, KEYS[10] row_runs,
--- KEYS[11] free, KEYS[12] dirty_rows.
+-- Needs KEYS[1] building, KEYS[2] seats, KEYS[8] seat_info, KEYS[9] rows, and KEYS[10..12]:
+-- what the best-available index keeps (includes/free_index.lua).
 -- Functions a command may leave unused, for luacheck:
 -- luacheck: ignore 211/check_build 211/keep_staged 211/STAGED
 
