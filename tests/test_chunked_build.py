@@ -2,6 +2,7 @@
 the last call, taken up again after a caller died, the same outcome as one atomic step."""
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -238,3 +239,41 @@ async def test_two_identical_creates_at_once_build_one_event(
     outcomes = await asyncio.gather(*(inventory.create_event(_request()) for _ in range(3)))
     assert sorted(outcome.created for outcome in outcomes) == [False, False, True]
     await _complete(inventory, redis)
+
+
+async def _commands(redis: Redis, runner: ScriptRunner, call: Call) -> Counter[str]:
+    """The commands Redis ran for one call (INFO commandstats counts a script's own commands)."""
+    await redis.config_resetstat()
+    await runner.run(call)
+    stats = await redis.info("commandstats")
+    return Counter(
+        {
+            key.removeprefix("cmdstat_"): int(value["calls"])
+            for key, value in stats.items()
+            if key.removeprefix("cmdstat_").split("|")[0] not in {"config", "info"}
+        }
+    )
+
+
+async def test_opening_and_committing_a_build_cost_the_same_for_any_event_size(
+    redis: Redis,
+) -> None:
+    """The one step that makes an event visible, and the one that opens its build, do not grow
+    with the event: only the chunks between do, each bounded."""
+    runner = ScriptRunner(redis)
+    costs = []
+    for seats in (60, 3000):
+        await redis.flushall()
+        build = build_calls.build_of(_request(seats))
+        opened = await _commands(redis, runner, build_calls.create_event_call(build))
+        chunks = -(-len(build.shape.entries) // event_build.ENTRY_CHUNK) + len(
+            list(event_build.row_chunks(build.shape.row_lengths))
+        )
+        with pytest.raises(RedisConnectionError):  # every chunk written, then no commit
+            await event_build.build_event(FailingRunner(redis, 1 + chunks), build)
+        assert not await redis.exists(keys.event_keys(EVENT).meta)
+        committed = await _commands(redis, runner, build_calls.build_commit_call(build))
+        costs.append((opened, committed))
+    assert costs[0] == costs[1]
+    assert costs[0][1]["rename"] == 1
+    assert await redis.exists(keys.event_keys(EVENT).meta)
