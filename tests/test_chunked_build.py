@@ -277,3 +277,20 @@ async def test_opening_and_committing_a_build_cost_the_same_for_any_event_size(
     assert costs[0] == costs[1]
     assert costs[0][1]["rename"] == 1
     assert await redis.exists(keys.event_keys(EVENT).meta)
+
+
+async def test_a_create_task_cancelled_midway_leaves_nothing_visible_and_a_retry_completes(
+    redis: Redis, inventory: Inventory
+) -> None:
+    seats = 2000
+    task = asyncio.create_task(inventory.create_event(_request(seats)))
+    building = keys.building_key(EVENT)
+    while int(await redis.hget(building, "built_entries") or 0) < 100:
+        assert not task.done()
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await _invisible(inventory)
+    assert (await inventory.create_event(_request(seats))).created
+    await _complete(inventory, redis, seats)
