@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import click
 
 from bench import scenarios
+from bench.admin_stall_bench import admin_stall as admin_stall_harness
 from bench.auth_bench import auth as auth_harness
 from bench.availability_bench import availability as availability_harness
 from bench.driver import DriverConfig
@@ -169,6 +170,25 @@ def availability(sizes: str, readers: int, duration: float, rounds: int) -> None
 def queue(buyers: int, concurrency: int, per_minute: int, window: float, watchers: int) -> None:
     """Waiting room: a join burst, admission accuracy, watch fan-out; the burst straight to Hold."""
     _done(queue_harness(buyers, concurrency, per_minute, window, watchers))
+
+
+@main.command("admin-stall")
+@click.option("--sizes", default="1000,20000,100000", show_default=True)
+@click.option("--row-lengths", default="25,100,500", show_default=True)
+@click.option("--rate", default=500.0, show_default=True, help="Holds per second meanwhile.")
+@click.option("--rounds", default=2, show_default=True, help="Alternating rounds of each.")
+@click.option("--quiet", default=1.0, show_default=True, help="Seconds of holds alone before each.")
+def admin_stall(sizes: str, row_lengths: str, rate: float, rounds: int, quiet: float) -> None:
+    """Creating and rebuilding events, chunked and in one call, beside a sale's holds."""
+    _done(
+        admin_stall_harness(
+            [int(size) for size in sizes.split(",")],
+            [int(length) for length in row_lengths.split(",")],
+            rate,
+            rounds,
+            quiet,
+        )
+    )
 
 
 @main.command("payload-sizes")

@@ -8,9 +8,10 @@ from redis.exceptions import ResponseError
 
 from booking import store
 from booking.worker import OUTBOX_GROUP
-from inventory import keys, script_calls
+from inventory import keys
 from inventory.engine import Inventory
 from inventory.errors import InventoryError
+from inventory.event_build import Restore
 from inventory.event_shape import place_id
 
 
@@ -28,27 +29,24 @@ class RebuildReport:
 
 
 async def rebuild(inventory: Inventory, conn: store.Conn, event_id: str) -> RebuildReport:
-    """Recreates the event with its saved seats and limits, then books again, atomically, every
-    seat Postgres holds booked, except bookings cancelled in Redis (the cancellation may not have
-    reached Postgres yet). Holds are not in Postgres: they are lost."""
+    """Recreates the event with its saved seats and limits and books again every seat Postgres
+    holds booked, except bookings cancelled in Redis (the cancellation may not have reached
+    Postgres yet), in bounded chunks: the event becomes visible with every seat booked again at
+    once (inventory/event_build.py). Holds are not in Postgres: they are lost."""
     request = await store.load_event(conn, event_id)
     if request is None:
         raise RecoveryError(f"event {event_id} is not in Postgres: nothing to rebuild from")
-    try:
-        created = (await inventory.create_event(request)).created
-    except InventoryError as error:
-        raise RecoveryError(f"cannot recreate event {event_id}: {error.message}") from error
     by_booking: dict[str, list[str]] = {}
     for seat_id, booking_id in (await store.active_seats(conn, event_id)).items():
         by_booking.setdefault(booking_id, []).append(seat_id)
-    version_floor = await store.last_version(conn, event_id)
-    call = script_calls.restore_event_call(event_id, version_floor, by_booking)
+    restore = Restore(await store.last_version(conn, event_id), by_booking)
     try:
-        restored = script_calls.restore_event_result(await inventory.runner.run(call))
+        outcome = await inventory.rebuild_event(request, restore)
     except InventoryError as error:
-        raise RecoveryError(f"restoring booked seats failed: {error.message}") from error
-    except ResponseError as error:  # a fault in the script
-        raise RecoveryError(f"restoring booked seats failed: {error}") from error
+        raise RecoveryError(f"cannot rebuild event {event_id}: {error.message}") from error
+    except ResponseError as error:  # a fault in a script
+        raise RecoveryError(f"cannot rebuild event {event_id}: {error}") from error
+    created, restored = outcome.created, outcome.restored
     return RebuildReport(
         created, restored.restored, restored.already_booked, restored.cancelled, restored.conflicts
     )

@@ -16,7 +16,7 @@ from lml.inventory.v1 import inventory_pb2 as pb
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from inventory import keys, reads, script_calls, sweeper, validation
+from inventory import build_calls, event_build, keys, reads, script_calls, sweeper, validation
 from inventory.admission import AdmissionSigner
 from inventory.errors import InventoryError, invalid, redis_status
 from inventory.script_calls import SCRIPTS
@@ -57,11 +57,20 @@ class Inventory:
     # -- events -------------------------------------------------------------------------------
 
     async def create_event(self, request: pb.CreateEventRequest) -> pb.CreateEventResponse:
-        call = script_calls.create_event_call(request)
+        build = build_calls.build_of(request)
         await self.redis.sadd(keys.EVENTS, request.event_id)
-        created = script_calls.create_event_created(await self.runner.run(call))
+        created = (await event_build.build_event(self.runner, build)).created
         event = (await self.get_event(pb.GetEventRequest(event_id=request.event_id))).event
         return pb.CreateEventResponse(event=event, created=created)
+
+    async def rebuild_event(
+        self, request: pb.CreateEventRequest, restore: event_build.Restore
+    ) -> event_build.Outcome:
+        """Recovery: creates the event with `restore`'s seats booked again, all of it visible at
+        once; when the event was still there, books them again in it."""
+        build = build_calls.build_of(request)
+        await self.redis.sadd(keys.EVENTS, request.event_id)
+        return await event_build.build_event(self.runner, build, restore)
 
     async def get_event(self, request: pb.GetEventRequest) -> pb.GetEventResponse:
         return await reads.get_event(self.redis, request)

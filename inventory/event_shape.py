@@ -1,5 +1,6 @@
-"""An event's shape, as create_event.lua takes it: its rows (seats left to right with their
-ranks, kinds and categories) for best available, and its general-admission places.
+"""An event's shape, as the create scripts take it (create_event.lua, build_seats.lua,
+build_rows.lua): its seats and general-admission places with their descriptions, and its rows
+(seats left to right with their ranks, kinds and categories) for best available.
 
 Seats of one (section, row) are adjacent in the order the request lists them; a seat's rank is
 its own or, when unset, its position in the request, so an event created without ranks fills
@@ -109,11 +110,16 @@ def _rows(seats: Sequence[pb.Seat]) -> tuple[list[_Row], list[int]]:
     return rows, row_of
 
 
-def _seat_args(seats: Sequence[pb.Seat]) -> tuple[list[str], list[str]]:
-    """The seats' (id, description) arguments and the rows' JSON."""
+# One seat or place as build_seats.lua takes it: its id, its description (lua/RECORDS.md), and
+# its area's number (1-based) for a place, 0 for a seat.
+Entry = tuple[str, str, int]
+
+
+def _seat_entries(seats: Sequence[pb.Seat]) -> tuple[list[Entry], list[_Row]]:
+    """The seats as entries, and the rows."""
     rows, row_of = _rows(seats)
     best = [min(row.ranks) for row in rows]
-    args: list[str] = []
+    entries: list[Entry] = []
     for index, (seat, number) in enumerate(zip(seats, row_of, strict=True)):
         info: dict[str, object] = {
             "order": index,
@@ -130,14 +136,14 @@ def _seat_args(seats: Sequence[pb.Seat]) -> tuple[list[str], list[str]]:
             info["rank"] = seat.rank
         if seat.HasField("category"):
             info["category"] = seat.category
-        args += (seat.seat_id, _json(info))
-    return args, [row.as_json() for row in rows]
+        entries.append((seat.seat_id, _json(info), 0))
+    return entries, rows
 
 
-def _place_args(
+def _place_entries(
     areas: Sequence[pb.GeneralAdmissionArea], first_index: int, seat_ids: set[str]
-) -> list[str]:
-    args: list[str] = []
+) -> list[Entry]:
+    entries: list[Entry] = []
     if len({area.area_id for area in areas}) != len(areas):
         raise invalid("areas lists an area id more than once")
     for area_index, area in enumerate(areas, start=1):
@@ -152,7 +158,7 @@ def _place_args(
             if place in seat_ids:
                 raise invalid(f"seat id {place} is also a place of area {area.area_id}")
             info = {
-                "order": first_index + len(args) // 2,
+                "order": first_index + len(entries),
                 "section": area.area_id,
                 "row": "",
                 "number": str(number),
@@ -160,17 +166,27 @@ def _place_args(
             }
             if area.HasField("category"):
                 info["category"] = area.category
-            args += (place, _json(info))
-    return args
+            entries.append((place, _json(info), area_index))
+    return entries
 
 
-def script_args(request: pb.CreateEventRequest, max_seats_per_hold: int) -> list[str]:
-    """create_event.lua's ARGV from 8 on: the shape, the seats and places, the rows."""
-    seat_args, rows = _seat_args(request.seats)
-    place_args = _place_args(request.areas, len(request.seats), set(seat_args[::2]))
-    shape = {
+@dataclass(frozen=True)
+class Shape:
+    summary: str  # create_event.lua's ARGV[9]: counts, areas, names requests may use
+    entries: list[Entry]  # seats, then places, in request order
+    rows: list[str]  # each row's JSON (lua/RECORDS.md), rows numbered from 1
+    row_lengths: list[int]  # seats per row: what indexing a row costs
+
+
+def shape_of(request: pb.CreateEventRequest, max_seats_per_hold: int) -> Shape:
+    """The event's shape as the create scripts take it (checked: raises INVALID_ARGUMENT)."""
+    seat_entries, rows = _seat_entries(request.seats)
+    place_entries = _place_entries(
+        request.areas, len(request.seats), {entry[0] for entry in seat_entries}
+    )
+    summary = {
         "seat_count": len(request.seats),
-        "entries": (len(seat_args) + len(place_args)) // 2,
+        "entries": len(seat_entries) + len(place_entries),
         "rows": len(rows),
         "bucket_cap": bucket_cap(max_seats_per_hold),
         "areas": [[a.area_id, a.capacity, a.category] for a in request.areas],
@@ -184,4 +200,9 @@ def script_args(request: pb.CreateEventRequest, max_seats_per_hold: int) -> list
             - {seat.section for seat in request.seats if seat.row}
         ),
     }
-    return [_json(shape), *seat_args, *place_args, *rows]
+    return Shape(
+        _json(summary),
+        seat_entries + place_entries,
+        [row.as_json() for row in rows],
+        [len(row.seat_ids) for row in rows],
+    )

@@ -33,6 +33,19 @@ def event_keys(event_id: str) -> EventKeys:
     return EventKeys(*(prefix + name for name in EventKeys._fields))
 
 
+def building_key(event_id: str) -> str:
+    """Hash of an event's settings while it is built, before it becomes its meta in one step
+    (lua/includes/building.lua): no command finds the event until then."""
+    return f"lml:{{{event_id}}}:building"
+
+
+def build_keys(event_id: str) -> tuple[str, ...]:
+    """The keys of the scripts that build an event (KEYS[1..13] of create_event.lua): its keys
+    with the building hash in the meta's place, then the meta."""
+    event = event_keys(event_id)
+    return (building_key(event_id), *event[1:], event.meta)
+
+
 def event_of(key: str) -> str:
     """The event id of one of the event's keys (the inverse of the names built here)."""
     return key[key.index("{") + 1 : key.rindex("}")]

@@ -1,14 +1,14 @@
 """How each Lua script is called and what its reply means: per script, one function that checks a
 request and builds the call (keys and ARGV as the script's header documents them) and one that
 turns the reply into a response, raising the script's error as an InventoryError. Every caller
-(the engine, the sweeper, recovery, the benchmarks) goes through these pairs.
+(the engine, the sweeper, recovery, the benchmarks) goes through these pairs. The scripts that
+build an event in chunks have theirs in ``build_calls``.
 """
 
-import hashlib
 import json
 import secrets
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +20,6 @@ from inventory.scripts import Call, Script, load_script
 from inventory.times import timestamp
 
 CHANGELOG_MAX = 100_000  # change-log entries kept for watchers (lua/includes/changelog.lua)
-# create_event writes every seat in one script: seconds for the largest events, beyond the
-# Redis deadline of other calls (which fail alone meanwhile, see inventory/redis_pipe.py).
-CREATE_EVENT_TIMEOUT = 60.0
 SWEEP_BATCH = 500  # holds one sweep call ends at most
 SWEEP_ROWS = 20  # best-available index rows refreshed per sweep call: keeps each call short
 
@@ -30,6 +27,9 @@ SCRIPTS: dict[str, Script] = {
     name: load_script(name)
     for name in (
         "create_event",
+        "build_seats",
+        "build_rows",
+        "build_commit",
         "hold",
         "extend",
         "release",
@@ -55,39 +55,6 @@ def ok(reply: Any) -> list[Any]:
     if reply[0] != "OK":
         raise from_script_error(reply)
     return list(reply)
-
-
-# -- create_event ---------------------------------------------------------------------------------
-
-
-def create_event_call(request: pb.CreateEventRequest) -> Call:
-    validation.check_create_event(request)
-    limits = validation.resolve_limits(request.limits)
-    canonical = pb.CreateEventRequest()
-    canonical.CopyFrom(request)
-    canonical.limits.CopyFrom(limits)
-    fingerprint = hashlib.sha256(canonical.SerializeToString(deterministic=True)).hexdigest()
-    shape_args = event_shape.script_args(request, limits.max_seats_per_hold)
-    return Call(
-        SCRIPTS["create_event"],
-        keys.event_keys(request.event_id),
-        (
-            fingerprint,
-            limits.max_seats_per_hold,
-            limits.max_seats_per_holder,
-            validation.ttl_ms(limits.default_ttl),
-            validation.ttl_ms(limits.max_ttl),
-            validation.ttl_ms(limits.max_hold_lifetime),
-            CHANGELOG_MAX,
-            *shape_args,
-        ),
-        timeout=CREATE_EVENT_TIMEOUT,
-    )
-
-
-def create_event_created(reply: Any) -> bool:
-    """True when the event was created, False when it existed with identical input."""
-    return bool(ok(reply)[1] == 1)
 
 
 # -- hold -----------------------------------------------------------------------------------------
@@ -303,36 +270,6 @@ def sweep_result(reply: Any) -> Swept | None:
     if isinstance(reply, Exception) or reply[0] == "EVENT_NOT_FOUND":
         return None
     return Swept(int(reply[0]), reply[2] == 1, reply[3] == 1)
-
-
-# -- restore_event --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Restored:
-    restored: int  # seats booked again
-    already_booked: int  # seats already booked by their booking
-    cancelled: int  # seats left available: their booking was cancelled in Redis
-    conflicts: list[tuple[str, str]]  # (seat id, its value in Redis): left as they are
-
-
-def restore_event_call(
-    event_id: str, version_floor: int, bookings: Mapping[str, Sequence[str]]
-) -> Call:
-    """`bookings`: booking id -> its seat ids, as Postgres holds them."""
-    validation.check_event_id(event_id)
-    args: list[str | int] = [version_floor]
-    for booking_id, seat_ids in bookings.items():
-        args += [booking_id, json.dumps(sorted(seat_ids))]
-    return Call(
-        SCRIPTS["restore_event"], (*keys.event_keys(event_id), keys.cancelled_key(event_id)), args
-    )
-
-
-def restore_event_result(reply: Any) -> Restored:
-    reply = ok(reply)
-    conflicts = [(seat, value) for seat, value in json.loads(reply[3])]
-    return Restored(int(reply[1]), int(reply[2]), int(reply[4]), conflicts)
 
 
 # -- the waiting room: queue_configure, queue_join, queue_admit, queue_state (inventory/queue.py)
