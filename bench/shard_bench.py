@@ -116,34 +116,33 @@ def _runs(
 
 def _row(name: str, results: list[LoadResult], base: float | None) -> list[object]:
     shards: list[ShardCost] = [shard for result in results for shard in result.shards]
-    usec = statistics.median(shard.usec_per_call for shard in shards)
     cpu_usec = statistics.median(shard.cpu_usec_per_call for shard in shards)
-    per_shard = statistics.median(shard.per_second for shard in shards)
     return [
         name,
         len(results[0].shards),
-        per_shard,
+        statistics.median(shard.per_second for shard in shards),
         f"{statistics.median(shard.cpu_share for shard in shards):.0%}",
-        usec,
-        max(shard.usec_per_call for shard in shards),
         cpu_usec,
+        f"x{cpu_usec / base:.2f}" if base else "x1.00",
+        statistics.median(shard.usec_per_call for shard in shards),
+        max(shard.usec_per_call for shard in shards),
         statistics.median(result.per_second for result in results),
-        f"x{usec / base:.2f}" if base else "x1.00",
         1e6 / cpu_usec,
     ]
 
 
+CPU_USEC = 4  # the column of Redis CPU us per call
 HEADERS = [
     "setup",
     "shards",
     "calls/s per shard",
     "Redis CPU per shard",
-    "Redis us per call (median of shards)",
-    "Redis us per call (worst shard)",
     "Redis CPU us per call",
+    "CPU us per call / 1 shard",
+    "Redis us per call in scripts (median of shards)",
+    "same, worst shard",
     "calls/s, all shards",
-    "us per call / 1 shard",
-    "calls/s one shard takes on a core of its own",
+    "calls/s a shard takes on a core of its own",
 ]
 
 
@@ -154,7 +153,7 @@ def shard_section(report: Report, settings: ShardSettings) -> None:
         for count in settings.counts:
             with _independent(count, Path(tmp) / f"{count}") as events:
                 row = _row(f"{count} redis-server(s)", _runs(events, settings), base)
-            base = base or float(row[4])  # type: ignore[arg-type]
+            base = base or float(row[CPU_USEC])  # type: ignore[arg-type]
             rows.append(row)
         if settings.cluster:
             with _cluster(Path(tmp)) as events:
@@ -167,9 +166,9 @@ def shard_section(report: Report, settings: ShardSettings) -> None:
         f"processes per shard sending the hold + release mix ({settings.calls:,} calls each, "
         f"pipelines of {settings.pipeline}) to all shards at once; medians over shards and "
         f"{settings.rounds} rounds. Redis CPU us per call is INFO cpu over the calls: the "
-        "core time a call costs, which adding shards should not change; Redis us per call "
-        "(commandstats) also counts time a script spent descheduled while other processes "
-        "held the cores.",
+        "core time a call costs, which adding shards should not change (its ratio to one "
+        "shard's is the check); Redis us per call in scripts (commandstats) also counts time "
+        "a script spent descheduled while the other shards and the load held the cores.",
         "**This machine has 2 cores shared by every shard, the load generator and others' "
         "work: the total cannot grow much past one shard's ceiling here.** With a core per "
         "shard (and cores for the load), the total is the last column x the number of shards, "
