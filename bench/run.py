@@ -175,7 +175,7 @@ def queue(buyers: int, concurrency: int, per_minute: int, window: float, watcher
 @main.command()
 @click.option("--seats", default=100_000, show_default=True, help="Seats of each event.")
 @click.option("--clients", default=4, show_default=True, help="Load processes on the one event.")
-@click.option("--calls", default=15_000, show_default=True, help="Script calls per process.")
+@click.option("--calls", default=10_000, show_default=True, help="Script calls per process.")
 @click.option("--pipeline", default=200, show_default=True, help="Calls per round trip.")
 @click.option("--rounds", default=3, show_default=True, help="Interleaved rounds of each.")
 @click.option("--service-duration", default=6.0, show_default=True, help="0: not measured.")
