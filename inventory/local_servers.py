@@ -1,5 +1,4 @@
-"""Private servers on this machine: a redis-server, a Redis Cluster and a Postgres cluster on free
-ports.
+"""Private servers on this machine: a redis-server and a Postgres cluster on free ports.
 
 The demo runs on them when nothing else is given; the tests and benchmarks start their own, which
 they can stop and restart at will.
@@ -12,9 +11,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 
 import redis
@@ -70,103 +68,6 @@ class RedisServer:
     def restart(self) -> None:
         self.stop()
         self.start()
-
-
-class RedisClusterNodes:
-    """redis-server processes in cluster mode, joined into one cluster covering every slot:
-    `masters` primaries with `replicas` replicas each. Needs redis-server and redis-cli."""
-
-    def __init__(self, data_dir: Path, masters: int = 3, replicas: int = 0) -> None:
-        server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
-        if server is None or cli is None:
-            raise RuntimeError("redis-server and redis-cli are needed (apt-get install redis)")
-        self.server, self.cli = server, cli
-        self.data_dir = data_dir
-        self.replicas = replicas
-        self.ports = [free_port() for _ in range(masters * (1 + replicas))]
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    def start(self) -> None:
-        for port in self.ports:
-            node_dir = self.data_dir / str(port)
-            node_dir.mkdir(parents=True, exist_ok=True)
-            args = [self.server, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-            args += ["--appendonly", "no", "--dir", str(node_dir), "--cluster-enabled", "yes"]
-            # The bus port is chosen free too, rather than port + 10000, which may be taken.
-            args += ["--cluster-port", str(free_port()), "--cluster-config-file", "nodes.conf"]
-            self.processes.append(subprocess.Popen(args, stdout=subprocess.DEVNULL))
-        for port in self.ports:
-            self._wait(partial(redis.Redis(port=port).ping))
-        nodes = [f"127.0.0.1:{port}" for port in self.ports]
-        subprocess.run(
-            [
-                *(self.cli, "--cluster", "create", *nodes),
-                *("--cluster-replicas", str(self.replicas), "--cluster-yes"),
-            ],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        for port in self.ports:
-            self._wait(partial(self._cluster_ok, port))
-        for port in self.ports:
-            self._wait(partial(self._replication_up, port))
-
-    @staticmethod
-    def _cluster_ok(port: int) -> bool:
-        info = redis.Redis(port=port, decode_responses=True).cluster("info")
-        return bool(info["cluster_state"] == "ok")
-
-    @staticmethod
-    def _replication_up(port: int) -> bool:
-        """A primary, or a replica whose link to its primary is up (its first sync done)."""
-        info = redis.Redis(port=port, decode_responses=True).info("replication")
-        return info["role"] == "master" or info.get("master_link_status") == "up"
-
-    @staticmethod
-    def _wait(ready: Callable[[], object], timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if ready():
-                    return
-            except redis.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("the Redis cluster did not come up")
-            time.sleep(0.05)
-
-    def replica_of(self, primary_port: int) -> int:
-        """The port of a replica of the primary on `primary_port`."""
-        for port in self.ports:
-            info = redis.Redis(port=port, decode_responses=True).info("replication")
-            if info["role"] == "slave" and int(info["master_port"]) == primary_port:
-                return port
-        raise LookupError(f"no replica of {primary_port}")
-
-    def kill(self, port: int) -> None:
-        """SIGKILL of one node, as a crash."""
-        process = self.processes[self.ports.index(port)]
-        process.kill()
-        process.wait(10)
-
-    def take_over(self, replica_port: int) -> None:
-        """Promotes the replica without its (dead) primary's agreement; waits until it owns
-        slots and the cluster is ok again as the replica sees it."""
-        redis.Redis(port=replica_port).cluster("failover", "takeover")
-
-        def promoted() -> bool:
-            info = redis.Redis(port=replica_port, decode_responses=True).info("replication")
-            return info["role"] == "master" and self._cluster_ok(replica_port)
-
-        self._wait(promoted)
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            process.wait(10)
-        self.processes = []
 
 
 LOCAL_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
