@@ -16,6 +16,7 @@ from bench.ceiling_bench import Settings, ceiling_sections
 from bench.driver import DriverConfig
 from bench.durability_bench import durability as durability_harness
 from bench.engine_bench import engine as engine_harness
+from bench.payload_bench import payload_sizes as payload_sizes_harness
 from bench.peers import peers as peers_harness
 from bench.queue_bench import queue as queue_harness
 from bench.report import Report
@@ -204,6 +205,12 @@ def ceiling(
         shard_settings = ShardSettings(counts, cluster, 2, seats, calls, pipeline, rounds)
         shard_section(report, shard_settings)
     _done(report)
+
+
+@main.command("payload-sizes")
+def payload_sizes() -> None:
+    """Bytes of the opera house's availability and seat-map answers, full and compact forms."""
+    _done(payload_sizes_harness())
 
 
 if __name__ == "__main__":

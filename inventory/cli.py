@@ -264,8 +264,9 @@ async def _check_durability(redis_url: str, durability: Durability) -> None:
     "scopes",
     multiple=True,
     required=True,
-    type=click.Choice(["read", "sell", "admin"]),
-    help="read: events, availability, watch; sell: holds too; admin: everything.",
+    type=click.Choice(["read", "sell", "checkout", "admin"]),
+    help="read: events, availability, watch; sell: holds too; checkout: sells and may hold "
+    "without the waiting room's admission (skip_admission); admin: everything.",
 )
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Operations per second.")
 @click.option("--burst", type=click.IntRange(min=1), help="Operations at once (with --rate).")

@@ -147,6 +147,7 @@ def _limit_option(name: str, default: str | int, help: str) -> Callable[[Command
 @_limit_option("--limit-holds-per-ip", DEFAULT_LIMITS.holds_per_ip, "Hold requests.")
 @_limit_option("--limit-seats-per-buyer", DEFAULT_LIMITS.seats_per_buyer, "Seats asked for.")
 @_limit_option("--limit-reads-per-ip", DEFAULT_LIMITS.reads_per_ip, "Event reads, SSE connects.")
+@_limit_option("--limit-joins-per-ip", DEFAULT_LIMITS.joins_per_ip, "Waiting-room joins.")
 @_limit_option("--limit-streams-per-buyer", DEFAULT_LIMITS.streams_per_buyer, "Open SSE streams.")
 @_limit_option("--limit-streams-per-ip", DEFAULT_LIMITS.streams_per_ip, "Open SSE streams.")
 @click.option(
@@ -186,6 +187,7 @@ def main(
     limit_holds_per_ip: str,
     limit_seats_per_buyer: str,
     limit_reads_per_ip: str,
+    limit_joins_per_ip: str,
     limit_streams_per_buyer: int,
     limit_streams_per_ip: int,
     api_key: str | None,
@@ -210,6 +212,7 @@ def main(
             holds_per_ip=limit_holds_per_ip,
             seats_per_buyer=limit_seats_per_buyer,
             reads_per_ip=limit_reads_per_ip,
+            joins_per_ip=limit_joins_per_ip,
             streams_per_buyer=limit_streams_per_buyer,
             streams_per_ip=limit_streams_per_ip,
         ),

@@ -47,6 +47,7 @@ class Quotas:
             "holds per IP": parse(limits.holds_per_ip),
             "seats held per buyer": parse(limits.seats_per_buyer),
             "reads per IP": parse(limits.reads_per_ip),
+            "joins per IP": parse(limits.joins_per_ip),
         }
 
     def ip(self, request: Request) -> str:
