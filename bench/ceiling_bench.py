@@ -101,6 +101,10 @@ class _Runs:
         return self.median(lambda r: r.shards[0].cpu_usec_per_call)
 
     @property
+    def commands(self) -> float:
+        return self.median(lambda r: r.shards[0].commands_per_call)
+
+    @property
     def ceiling(self) -> float:
         """Calls/s with a core of Redis's own: what the measured CPU time per call allows."""
         return 1e6 / self.cpu_usec
@@ -150,6 +154,7 @@ def _direct_rows(runs: dict[tuple[str, str], _Runs]) -> list[list[object]]:
                     f"{measured.cpu:.0%}",
                     measured.cpu_usec,
                     measured.usec,
+                    measured.commands,
                     measured.ceiling,
                     measured.failed,
                     _ratio(measured.cpu_usec, reference.cpu_usec),
@@ -166,6 +171,7 @@ DIRECT_HEADERS = [
     "Redis CPU",
     "Redis CPU us per call",
     "Redis us per call (in scripts)",
+    "Redis commands per call",
     "ceiling: calls/s on a core of its own",
     "failed calls",
     "CPU us / reference",

@@ -95,6 +95,7 @@ class ShardCost:
     port: int
     calls: int  # EVALSHA calls it ran
     redis_usec: float  # their time inside Redis
+    commands: int  # Redis commands those scripts ran
     cpu_seconds: float  # the process's CPU time (INFO cpu)
     seconds: float  # wall time of the measure
 
@@ -105,6 +106,11 @@ class ShardCost:
     @property
     def usec_per_call(self) -> float:
         return self.redis_usec / self.calls if self.calls else float("nan")
+
+    @property
+    def commands_per_call(self) -> float:
+        """The work a call does, whatever the machine: it should not change with shards."""
+        return self.commands / self.calls if self.calls else float("nan")
 
     @property
     def cpu_share(self) -> float:
@@ -133,9 +139,16 @@ def _cpu(client: redis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def _evalsha_stats(client: redis.Redis) -> tuple[int, float]:
-    stats = client.info("commandstats").get("cmdstat_evalsha", {})
-    return int(stats.get("calls", 0)), float(stats.get("usec", 0))
+# Commands of the harness itself (its INFO reads and the reset), not of the scripts.
+_NOT_SCRIPTS = {"cmdstat_evalsha", "cmdstat_info", "cmdstat_config|resetstat", "cmdstat_config"}
+
+
+def _script_stats(client: redis.Redis) -> tuple[int, float, int]:
+    """EVALSHA calls, their time inside Redis (us), and the commands the scripts ran."""
+    stats = client.info("commandstats")
+    evalsha = stats.get("cmdstat_evalsha", {})
+    commands = sum(int(s["calls"]) for name, s in stats.items() if name not in _NOT_SCRIPTS)
+    return int(evalsha.get("calls", 0)), float(evalsha.get("usec", 0)), commands
 
 
 def load_scripts(port: int, sources: Sequence[str]) -> None:
@@ -164,9 +177,9 @@ def run_streams(streams: Sequence[Stream]) -> LoadResult:
         seconds = time.perf_counter() - began
         shards = []
         for port, client in clients.items():
-            calls, usec = _evalsha_stats(client)
+            calls, usec, commands = _script_stats(client)
             cpu = _cpu(client) - cpu_before[port]
-            shards.append(ShardCost(port, calls, usec, cpu, seconds))
+            shards.append(ShardCost(port, calls, usec, commands, cpu, seconds))
     finally:
         for client in clients.values():
             client.close()

@@ -124,6 +124,7 @@ def _row(name: str, results: list[LoadResult], base: float | None) -> list[objec
         f"{statistics.median(shard.cpu_share for shard in shards):.0%}",
         cpu_usec,
         f"x{cpu_usec / base:.2f}" if base else "x1.00",
+        statistics.median(shard.commands_per_call for shard in shards),
         statistics.median(shard.usec_per_call for shard in shards),
         max(shard.usec_per_call for shard in shards),
         statistics.median(result.per_second for result in results),
@@ -139,6 +140,7 @@ HEADERS = [
     "Redis CPU per shard",
     "Redis CPU us per call",
     "CPU us per call / 1 shard",
+    "Redis commands per call",
     "Redis us per call in scripts (median of shards)",
     "same, worst shard",
     "calls/s, all shards",
@@ -167,8 +169,10 @@ def shard_section(report: Report, settings: ShardSettings) -> None:
         f"pipelines of {settings.pipeline}) to all shards at once; medians over shards and "
         f"{settings.rounds} rounds. Redis CPU us per call is INFO cpu over the calls: the "
         "core time a call costs, which adding shards should not change (its ratio to one "
-        "shard's is the check); Redis us per call in scripts (commandstats) also counts time "
-        "a script spent descheduled while the other shards and the load held the cores.",
+        "shard's is the check); Redis commands per call (commandstats) is the work a call "
+        "does, whatever the machine's load; Redis us per call in scripts (commandstats) "
+        "also counts time a script spent descheduled while the other shards and the load "
+        "held the cores.",
         "**This machine has 2 cores shared by every shard, the load generator and others' "
         "work: the total cannot grow much past one shard's ceiling here.** With a core per "
         "shard (and cores for the load), the total is the last column x the number of shards, "

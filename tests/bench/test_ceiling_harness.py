@@ -89,4 +89,7 @@ def test_ceiling_report_has_every_mix_service_and_shard(results_dir: Path) -> No
     ]
     assert {row["failed"] for row in service} == {"0"}
     assert [row["shards"] for row in shards] == ["1", "2", "3"]
+    # Every shard runs the same calls on the same seats: the same work per call.
+    assert len({row["Redis commands per call"] for row in shards}) == 1
+    assert float(shards[0]["Redis commands per call"]) > 1
     assert shards[-1]["setup"] == "Redis Cluster, 3 primaries"
