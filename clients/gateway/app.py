@@ -150,7 +150,7 @@ def create_app(
             app.state.checkout = await stack.enter_async_context(
                 open_checkout(stripe, app.state.client, app.state.backends)
             )
-            redis = connect(trust.redis_url)
+            redis = connect(trust.redis_url, cluster=trust.redis_cluster)
             stack.push_async_callback(redis.aclose)
             # A secret generated here is this process's alone: claimed_secret refuses a second
             # process that signs with another one.

@@ -102,6 +102,13 @@ def _limit_option(name: str, default: str | int, help: str) -> Callable[[Command
     show_default=True,
     help="Redis for the limits every gateway process shares (rediss:// for TLS).",
 )
+@click.option(
+    "--redis-cluster",
+    envvar="LML_REDIS_CLUSTER",
+    is_flag=True,
+    help="--redis-url is one node of a Redis Cluster (its redis:// address). Also "
+    "LML_REDIS_CLUSTER=1.",
+)
 @click.option("--jwt-issuer", envvar="LML_JWT_ISSUER", help="The identity provider's `iss`.")
 @click.option("--jwt-audience", envvar="LML_JWT_AUDIENCE", help="The `aud` its tokens carry.")
 @click.option(
@@ -162,6 +169,14 @@ def _limit_option(name: str, default: str | int, help: str) -> Callable[[Command
     default=None,
     help="Serve Prometheus metrics on this port (not the public one).",
 )
+@click.option(
+    "--metrics-host",
+    envvar="LML_GATEWAY_METRICS_HOST",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the metrics port binds to (0.0.0.0: every interface, for a scraper on "
+    "another host).",
+)
 def main(
     listen: str,
     target: str,
@@ -171,6 +186,7 @@ def main(
     stripe_webhook_secret: str | None,
     stripe_api_base: str | None,
     redis_url: str,
+    redis_cluster: bool,
     jwt_issuer: str | None,
     jwt_audience: str | None,
     jwt_jwks: str | None,
@@ -192,6 +208,7 @@ def main(
     limit_streams_per_ip: int,
     api_key: str | None,
     metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Serve the HTTP gateway (docs at /docs, OpenAPI at /openapi.json) until SIGTERM."""
     host, _, port = listen.rpartition(":")
@@ -201,6 +218,7 @@ def main(
         os.environ["LML_API_KEY"] = api_key  # the SDK client reads it
     trust = TrustSettings(
         redis_url=redis_url,
+        redis_cluster=redis_cluster,
         jwt=_jwt(jwt_issuer, jwt_audience, jwt_jwks, jwt_secret, jwt_admin_claim),
         session_secret=session_secret,
         session_ttl=session_ttl,
@@ -220,7 +238,7 @@ def main(
         cors_origins=cors_origin,
     )
     if metrics_port is not None:
-        serve_metrics(metrics_port)
+        serve_metrics(metrics_port, metrics_host)
     uvicorn.run(
         create_app(
             target,

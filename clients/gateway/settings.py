@@ -43,6 +43,7 @@ class Limits:
 @dataclass(frozen=True)
 class TrustSettings:
     redis_url: str
+    redis_cluster: bool = False  # redis_url is one node of a Redis Cluster
     jwt: JwtSettings | None = None
     session_secret: str | None = None  # None: generated at start (one gateway process only)
     session_ttl: float = 3600.0
