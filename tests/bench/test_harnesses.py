@@ -92,6 +92,7 @@ def test_engine_harness_measures_every_size(results_dir: Path) -> None:
 def test_queue_harness_measures_joins_holds_admission_and_fan_out(results_dir: Path) -> None:
     text = written(queue(300, 16, 6000, 1.0, 50, seats=1000, fan_out_seconds=1.0), results_dir)
     assert column(text, "calls") == [300, 300]
+    assert "JoinQueue against the same burst straight to Hold, same run: calls/s x" in text
     assert column(text, "failed") == [0, 0]
     assert min(column(text, "calls/s")) > 0
     rows = {
