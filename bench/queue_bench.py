@@ -61,6 +61,16 @@ class Burst:
         ]
 
 
+def _ratios(joined: Burst, held: Burst) -> str:
+    def figures(burst: Burst) -> list[float]:
+        p99 = float(np.percentile(burst.latencies, 99))
+        return [burst.calls / burst.seconds, p99, burst.redis_usec / burst.calls]
+
+    names = ("calls/s", "p99", "Redis µs per call")
+    pairs = zip(names, figures(joined), figures(held), strict=True)
+    return ", ".join(f"{name} x{mine / theirs:.2f}" for name, mine, theirs in pairs if theirs)
+
+
 async def _commandstats(redis: Redis) -> tuple[int, int]:
     stats = await redis.info("commandstats")
     usec = sum(int(v["usec"]) for k, v in stats.items() if k != "cmdstat_info")
@@ -275,6 +285,9 @@ def queue(
             "failed",
         ],
         [joined.row("JoinQueue"), held.row("Hold, no queue")],
+    )
+    report.text(
+        f"JoinQueue against the same burst straight to Hold, same run: {_ratios(joined, held)}."
     )
     report.text(
         f"With the queue, the inventory sees holds at the admission rate ({per_minute / 60:,.0f}/s "

@@ -74,11 +74,11 @@ return {expires, hold[2]}
 """
 
 
-def _seats_key(event_id: str) -> str:
+def seats_key(event_id: str) -> str:
     return f"ref:{{{event_id}}}:seats"
 
 
-def _hold_key(event_id: str, hold_id: str) -> str:
+def hold_key(event_id: str, hold_id: str) -> str:
     return f"ref:{{{event_id}}}:hold:{hold_id}"
 
 
@@ -124,13 +124,13 @@ class ReferenceServicer(pb_grpc.InventoryServiceServicer):
         """Queues the operation's script; answers the hold id it acts on."""
         kind = str(operation.WhichOneof("op"))
         request = getattr(operation, kind)
-        seats = _seats_key(request.event_id)
+        seats = seats_key(request.event_id)
         if kind == "hold":
             hold_id = secrets.token_hex(16)
-            keys = [seats, _hold_key(request.event_id, hold_id)]
+            keys = [seats, hold_key(request.event_id, hold_id)]
             pipe.evalsha(self.hold_sha, 2, *keys, hold_id, HOLD_MS, *request.seat_ids)
             return hold_id
-        keys = [seats, _hold_key(request.event_id, request.hold_id)]
+        keys = [seats, hold_key(request.event_id, request.hold_id)]
         pipe.evalsha(self.change_sha, 2, *keys, str(kind), HOLD_MS, request.hold_id)
         return str(request.hold_id)
 

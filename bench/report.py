@@ -22,6 +22,9 @@ from bench.samples import KIND_NAMES, Samples
 RESULTS = Path(__file__).resolve().parent / "results"
 PERCENTILES = (50, 90, 99, 99.9)
 _PACKAGES = ("grpcio", "redis", "hiredis", "protobuf", "asyncpg", "locust")
+# Taken when the harness starts (bench.run imports this first): the machine is shared, and what
+# else ran during a measure is what makes its absolute figures differ from another run's.
+_LOAD_AT_START = os.getloadavg()
 
 
 def _cpu_model() -> str:
@@ -38,6 +41,19 @@ def _output(command: list[str]) -> str:
         return "not installed"
 
 
+def _load(averages: tuple[float, float, float]) -> str:
+    return " / ".join(f"{value:.2f}" for value in averages)
+
+
+def machine() -> str:
+    """CPU model, cores, kernel, and the load average when the harness started and now."""
+    return (
+        f"{_cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
+        f"load average (1/5/15 min) at start {_load(_LOAD_AT_START)}, "
+        f"at the end {_load(os.getloadavg())}"
+    )
+
+
 def environment() -> list[tuple[str, str]]:
     versions = []
     for package in _PACKAGES:
@@ -46,10 +62,7 @@ def environment() -> list[tuple[str, str]]:
         except metadata.PackageNotFoundError:
             continue
     return [
-        (
-            "Machine",
-            f"{os.cpu_count()} cores, {_cpu_model()}, {platform.system()} {platform.release()}",
-        ),
+        ("Machine", machine()),
         ("Python", platform.python_version()),
         ("Redis", _output(["redis-server", "--version"]).split(" sha=")[0]),
         ("Packages", ", ".join(versions)),

@@ -13,6 +13,7 @@ from bench import scenarios
 from bench.admin_stall_bench import admin_stall as admin_stall_harness
 from bench.auth_bench import auth as auth_harness
 from bench.availability_bench import availability as availability_harness
+from bench.ceiling_bench import Settings, ceiling_sections
 from bench.driver import DriverConfig
 from bench.durability_bench import durability as durability_harness
 from bench.engine_bench import engine as engine_harness
@@ -21,6 +22,7 @@ from bench.peers import peers as peers_harness
 from bench.queue_bench import queue as queue_harness
 from bench.report import Report
 from bench.service_bench import service as service_harness
+from bench.shard_bench import ShardSettings, shard_section
 
 
 @dataclass
@@ -189,6 +191,40 @@ def admin_stall(sizes: str, row_lengths: str, rate: float, rounds: int, quiet: f
             quiet,
         )
     )
+
+
+@main.command()
+@click.option("--seats", default=100_000, show_default=True, help="Seats of each event.")
+@click.option("--clients", default=4, show_default=True, help="Load processes on the one event.")
+@click.option("--calls", default=10_000, show_default=True, help="Script calls per process.")
+@click.option("--pipeline", default=200, show_default=True, help="Calls per round trip.")
+@click.option("--rounds", default=3, show_default=True, help="Interleaved rounds of each.")
+@click.option("--service-duration", default=6.0, show_default=True, help="0: not measured.")
+@click.option("--shards", default="1,2,3", show_default=True, help="Independent redis-servers.")
+@click.option("--cluster/--no-cluster", default=True, show_default=True)
+@click.pass_obj
+def ceiling(
+    options: Options,
+    seats: int,
+    clients: int,
+    calls: int,
+    pipeline: int,
+    rounds: int,
+    service_duration: float,
+    shards: str,
+    cluster: bool,
+) -> None:
+    """One event with Redis as the bottleneck, by mix, beside the reference; then over shards."""
+    report = Report("ceiling", "Ceiling: one event with Redis saturated, and events over shards")
+    settings = Settings(
+        seats, clients, calls, pipeline, rounds, service_duration, options.processes
+    )
+    ceiling_sections(report, settings)
+    counts = [int(count) for count in shards.split(",") if count]
+    if counts or cluster:
+        shard_settings = ShardSettings(counts, cluster, 2, seats, calls, pipeline, rounds)
+        shard_section(report, shard_settings)
+    _done(report)
 
 
 @main.command("payload-sizes")

@@ -89,36 +89,48 @@ def events_for(prefix: str, rate: float, duration: float) -> list[str]:
 
 
 def steady(config: DriverConfig, workers: int, warmup: float, expected_rate: float) -> Report:
-    """Closed-loop mixed load over Execute streams; reports the part after the warm-up."""
+    """Closed-loop mixed load over Execute streams, then the same load on the minimal reference
+    (one process) in the same run; reports the part after the warm-up."""
     event_ids = events_for("steady", expected_rate, config.duration)
     with inventory_stack(workers, dict.fromkeys(event_ids, EVENT_SEATS)) as stack:
         samples = run_driver(replace(config, target=stack.target, event_ids=event_ids))
-    report = Report("steady", "Steady mixed load over Execute streams")
+    with inventory_stack(1, {}, reference=True) as stack:
+        reference = run_driver(replace(config, target=stack.target, event_ids=event_ids))
+    report = Report("steady", "Steady mixed load over Execute streams, with the reference")
     # The last second is left out too: the generator's processes do not all stop at once.
     steady_part = samples.window(warmup, config.duration - 1)
     measured = config.duration - 1 - warmup
-    per_second = samples.per_second(int(config.duration))[int(warmup) : int(config.duration) - 1]
-    p99 = steady_part.percentile_ms(99)
+    project_rate, project_p99 = _steady_figures(samples, config.duration, warmup)
+    reference_rate, reference_p99 = _steady_figures(reference, config.duration, warmup)
     report.text(
         f"{workers} service process(es); load: {config.processes} processes x {config.streams} "
         f"stream(s), batches of {config.batch}, {config.in_flight} in flight per stream "
         f"(closed loop); {config.duration:.0f} s, the first {warmup:.0f} s and the last second "
-        "left out.",
+        "left out. The same load then runs against the minimal reference "
+        "(`bench/reference_server.py`, one process, on a fresh Redis).",
         "Mix: holds of 1-6 seats (70% of buyers want the best 10% of seats), 25% extended, "
         "then 60% confirmed, 30% released, 10% abandoned.",
     )
     report.table(
-        ["measure", "value", "target"],
+        ["measure", "value", "reference", "project / reference", "target"],
         [
             [
                 "ops/s (median of 1 s buckets)",
-                float(np.median(per_second)),
+                project_rate,
+                reference_rate,
+                _times(project_rate, reference_rate),
                 ">= 10,000 (aim 20,000)",
             ],
-            ["ops/s (mean)", steady_part.rate(measured), ""],
-            ["p99 latency, all operations (ms)", p99, "< 10"],
-            ["failed operations", steady_part.outcomes(FAILED), "0"],
-            ["verdict", _verdict(float(np.median(per_second)) >= 10_000 and p99 < 10), ""],
+            ["ops/s (mean)", steady_part.rate(measured), "", "", ""],
+            [
+                "p99 latency, all operations (ms)",
+                project_p99,
+                reference_p99,
+                _times(project_p99, reference_p99),
+                "< 10",
+            ],
+            ["failed operations", steady_part.outcomes(FAILED), "", "", "0"],
+            ["verdict", _verdict(project_rate >= 10_000 and project_p99 < 10), "", "", ""],
         ],
     )
     report.table(LATENCY_HEADERS, latency_rows(steady_part, measured))
@@ -127,6 +139,19 @@ def steady(config: DriverConfig, workers: int, warmup: float, expected_rate: flo
     )
     report.chart("latency", latency_figure(steady_part, "Latency per operation"), "latency")
     return report
+
+
+def _steady_figures(samples: Samples, duration: float, warmup: float) -> tuple[float, float]:
+    """Median ops/s of the 1 s buckets after the warm-up, and p99 (ms) over them."""
+    per_second = samples.per_second(int(duration))[int(warmup) : int(duration) - 1]
+    p99 = samples.window(warmup, duration - 1).percentile_ms(99)
+    return float(np.median(per_second)), p99
+
+
+def _times(value: float, reference: float) -> str:
+    """The ratio, or "-" when either side was not measured (NaN) or the reference is zero."""
+    measured = value == value and reference == reference  # NaN is not equal to itself
+    return f"x{value / reference:.2f}" if measured and reference else "-"
 
 
 def _verdict(met: bool) -> str:
@@ -149,6 +174,8 @@ def flash_sale(
             samples = run_driver(replace(config, target=stack.target))
             state = asyncio.run(_booked_state(stack.redis_url, "flash"))
             synced = asyncio.run(_postgres_seats(postgres_url, "flash", len(state.booked)))
+    with inventory_stack(1, {}, reference=True) as stack:
+        reference = run_driver(replace(config, target=stack.target))
     check = verify_bookings(samples, state)
     postgres_clean = synced.seats == state.booked and not synced.conflicts
     report = Report("flash-sale", f"Flash sale: {buyers:,} buyers for {seats:,} seats")
@@ -184,12 +211,35 @@ def flash_sale(
             ["verdict: zero double-booking", _verdict(check.clean and postgres_clean)],
         ],
     )
+    report.text(
+        "The same buyers then ran against the minimal reference (`bench/reference_server.py`, "
+        "one process, no outbox or worker) on a fresh Redis:"
+    )
+    report.table(
+        ["compared with the reference", "project", "reference", "project / reference"],
+        _flash_comparison(samples, reference, seats),
+    )
     seconds = max(1, math.ceil(float(samples.done.max())) if samples.count else 1)
     report.chart(
         "throughput", throughput_figure(samples, seconds, "Flash sale throughput"), "throughput"
     )
     report.chart("latency", latency_figure(samples, "Latency per operation"), "latency")
     return report
+
+
+def _flash_comparison(project: Samples, reference: Samples, seats: int) -> list[list[object]]:
+    def figures(samples: Samples) -> list[float]:
+        sold_out = _sold_out_at(samples, seats)
+        holds = samples.of(samples.kind == HOLD)
+        return [
+            float("nan") if sold_out is None else sold_out,
+            float(samples.done.max()) if samples.count else float("nan"),
+            holds.percentile_ms(99),
+        ]
+
+    names = ["time to sell out (s)", "every buyer answered after (s)", "hold p99 (ms)"]
+    rows = zip(names, figures(project), figures(reference), strict=True)
+    return [[name, mine, theirs, _times(mine, theirs)] for name, mine, theirs in rows]
 
 
 def _sold_out_at(samples: Samples, seats: int) -> float | None:

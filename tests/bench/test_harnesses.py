@@ -92,6 +92,7 @@ def test_engine_harness_measures_every_size(results_dir: Path) -> None:
 def test_queue_harness_measures_joins_holds_admission_and_fan_out(results_dir: Path) -> None:
     text = written(queue(300, 16, 6000, 1.0, 50, seats=1000, fan_out_seconds=1.0), results_dir)
     assert column(text, "calls") == [300, 300]
+    assert "JoinQueue against the same burst straight to Hold, same run: calls/s x" in text
     assert column(text, "failed") == [0, 0]
     assert min(column(text, "calls/s")) > 0
     rows = {
@@ -127,6 +128,13 @@ def test_flash_sale_sells_every_seat_once(results_dir: Path, postgres_admin: str
     assert measure(text, "hold attempts") > 0
     assert measure(text, "bookings confirmed to buyers") > 0
     assert measure(text, "outbox records") == measure(text, "bookings confirmed to buyers")
+    compared = {
+        row["compared with the reference"]: row
+        for table in tables(text)
+        for row in table
+        if "compared with the reference" in row
+    }
+    assert number(compared["every buyer answered after (s)"]["reference"]) > 0
 
 
 def test_steady_and_sweep_run(results_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -136,6 +144,13 @@ def test_steady_and_sweep_run(results_dir: Path, monkeypatch: pytest.MonkeyPatch
     text = written(steady(config, workers=1, warmup=0, expected_rate=100), results_dir)
     assert "| failed operations | 0 |" in text
     assert measure(text, "ops/s (mean)") > 0
+    [rate] = [
+        row
+        for table in tables(text)
+        for row in table
+        if row.get("measure") == "ops/s (median of 1 s buckets)"
+    ]
+    assert number(rate["reference"]) > 0 and rate["project / reference"].startswith("x")
     report, _best = rate_sweep(replace(config, duration=3), 1, [200], warmup=1)
     sweep = written(report, results_dir)
     assert "| 200 |" in sweep
