@@ -25,7 +25,7 @@ from bench.report import Report
 from bench.stack import redis_server
 from bench.workload import create_events
 from inventory import keys
-from tests.redis_cluster import RedisClusterNodes
+from inventory.local_cluster import RedisClusterNodes
 
 
 @dataclass(frozen=True)

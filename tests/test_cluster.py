@@ -15,7 +15,7 @@ from redis.asyncio import Redis, RedisCluster
 
 from inventory import keys
 from inventory.engine import Inventory
-from tests.redis_cluster import RedisClusterNodes
+from inventory.local_cluster import RedisClusterNodes
 
 SEATS = [f"c{i}" for i in range(6)]
 

@@ -18,11 +18,11 @@ from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 from redis.asyncio import Redis, RedisCluster
 
 from inventory import keys
+from inventory.local_cluster import RedisClusterNodes
 from tests.booking.helpers import WorkerProcess, booked_in_redis, wait_for
 from tests.booking.test_cluster_system import events_on_every_node, serving, started_cluster
 from tests.faults.invariants import check_postgres, check_redis, drained, summary
 from tests.faults.load import SELL, Outcomes, assert_answers, run_load
-from tests.redis_cluster import RedisClusterNodes
 from tests.test_serve_process import wait_serving
 
 if TYPE_CHECKING:  # the async stub class exists only in the generated type stubs

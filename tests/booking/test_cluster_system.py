@@ -24,10 +24,10 @@ from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 from redis.asyncio import Redis, RedisCluster
 
 from inventory import keys
+from inventory.local_cluster import RedisClusterNodes
 from inventory.local_servers import free_port
 from inventory.quotas import Quotas, Rate
 from tests.booking.helpers import WorkerProcess, booked_in_redis, drained, wait_for, worker_command
-from tests.redis_cluster import RedisClusterNodes
 from tests.test_serve_process import wait_serving
 
 SEATS = [f"s{n}" for n in range(24)]

@@ -17,6 +17,7 @@ from redis.asyncio import RedisCluster
 from clients.gateway.app import create_app
 from clients.gateway.quotas import KEY_PREFIX, Quotas
 from clients.gateway.settings import Limits
+from inventory.local_cluster import RedisClusterNodes
 from inventory.local_servers import RedisServer, free_port
 from inventory.redis_client import connect
 from tests.clients.conftest import (
@@ -35,7 +36,6 @@ from tests.clients.conftest import (
 )
 from tests.clients.test_gateway import EVENT
 from tests.clients.test_gateway_limits import HOLDS, limited
-from tests.redis_cluster import RedisClusterNodes
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
-"""A private Redis Cluster for tests: three masters (optionally with replicas) on free ports,
-made with redis-cli."""
+"""A private Redis Cluster for tests and benchmarks: three masters (optionally with replicas)
+on free ports, made with redis-cli."""
 
 import shutil
 import subprocess
