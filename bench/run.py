@@ -15,6 +15,8 @@ from bench.availability_bench import availability as availability_harness
 from bench.driver import DriverConfig
 from bench.durability_bench import durability as durability_harness
 from bench.engine_bench import engine as engine_harness
+from bench.fanout_bench import Setting
+from bench.fanout_bench import fanout as fanout_harness
 from bench.peers import peers as peers_harness
 from bench.queue_bench import queue as queue_harness
 from bench.report import Report
@@ -168,6 +170,34 @@ def availability(sizes: str, readers: int, duration: float, rounds: int) -> None
 def queue(buyers: int, concurrency: int, per_minute: int, window: float, watchers: int) -> None:
     """Waiting room: a join burst, admission accuracy, watch fan-out; the burst straight to Hold."""
     _done(queue_harness(buyers, concurrency, per_minute, window, watchers))
+
+
+@main.command()
+@click.option("--viewers", default="200,1000,5000", show_default=True, help="Viewers per measure.")
+@click.option("--rates", default="50,100", show_default=True, help="Changes/s offered.")
+@click.option(
+    "--compare",
+    default="200x50",
+    show_default=True,
+    help="VIEWERSxRATE measures of the old per-viewer design (empty: none).",
+)
+@click.option("--seats", default=5_000, show_default=True)
+@click.option("--duration", default=15.0, show_default=True, help="Seconds of load per measure.")
+def fanout(viewers: str, rates: str, compare: str, seats: int, duration: float) -> None:
+    """SSE fan-out of the gateway: delivery latency and gateway CPU by viewers x changes/s."""
+    old = [
+        Setting("per-viewer", int(n), int(rate))
+        for n, rate in (item.split("x") for item in compare.split(",") if item)
+    ]
+    _done(
+        fanout_harness(
+            [int(n) for n in viewers.split(",")],
+            [int(r) for r in rates.split(",")],
+            old,
+            seats,
+            duration,
+        )
+    )
 
 
 if __name__ == "__main__":
