@@ -59,7 +59,10 @@ class Outcome:
 
     def row(self) -> list[object]:
         lat = self.latencies * 1000
-        p = (lambda q: float(np.percentile(lat, q))) if lat.size else (lambda q: float("nan"))
+
+        def p(q: float) -> float:
+            return float(np.percentile(lat, q)) if lat.size else float("nan")
+
         return [
             self.setting.design,
             self.setting.viewers,
@@ -144,15 +147,18 @@ def _latencies(reads: np.ndarray, changed_at: np.ndarray) -> np.ndarray:
     counts = lasts - firsts + 1
     starts = np.repeat(firsts - (np.cumsum(counts) - counts), counts)
     versions = starts + np.arange(int(counts.sum()))
-    latencies = np.repeat(reads[:, 2], counts) - changed_at[versions]
-    return latencies[~np.isnan(latencies)]
+    latencies: np.ndarray = np.repeat(reads[:, 2], counts) - changed_at[versions]
+    delivered: np.ndarray = latencies[~np.isnan(latencies)]
+    return delivered
 
 
 async def _changed_at(redis_url: str, event_id: str) -> np.ndarray:
     """Commit time (s) of each version in the change log, NaN where absent."""
     redis = connect(redis_url)
     try:
-        entries = await redis.xrange(keys.event_keys(event_id).changes)
+        entries: list[tuple[str, dict[str, str]]] = await redis.xrange(  # type: ignore[assignment]
+            keys.event_keys(event_id).changes
+        )
     finally:
         await redis.aclose()
     versions = [int(entry_id.partition("-")[2]) for entry_id, _ in entries]

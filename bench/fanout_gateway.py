@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from clients.client import InventoryClient
 from clients.gateway.app import create_app
-from clients.gateway.fanout import KEEPALIVE, change_event, snapshot_event
+from clients.gateway.feed import KEEPALIVE, change_event, snapshot_event
 from clients.gateway.quotas import Lease
 from clients.gateway.settings import Limits, TrustSettings
 from clients.watching import Snapshot, Update
@@ -77,7 +77,14 @@ def gateway_app(target: str, redis_url: str, per_viewer: bool) -> FastAPI:
 @click.option("--per-viewer", is_flag=True)
 def main(target: str, redis_url: str, port: int, per_viewer: bool) -> None:
     app = gateway_app(target, redis_url, per_viewer)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", backlog=8192)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        backlog=8192,
+        timeout_graceful_shutdown=2,
+    )
 
 
 if __name__ == "__main__":

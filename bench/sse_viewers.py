@@ -41,6 +41,13 @@ class Viewer(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
             self.closed.set_result(None)
+        if self.snapshots == 0:  # refused or cut before its snapshot: counted, not waited for
+            self._started()
+
+    def _started(self) -> None:
+        self.counter[0] += 1
+        if self.counter[0] == self.counter[1]:
+            self.ready.set()
 
     def data_received(self, data: bytes) -> None:
         now = time.time()
@@ -78,9 +85,7 @@ class Viewer(asyncio.Protocol):
                 self.seats = json.loads(events[data : events.index(b"\n", data)])["seats"]
             if self.snapshots == 0:
                 self.first.set_result(None)
-                self.counter[0] += 1
-                if self.counter[0] == self.counter[1]:
-                    self.ready.set()
+                self._started()
             self.snapshots += 1
             events = events[events.index(b"\n\n", snapshot) + 2 :]
         count = events.count(b"event: change")

@@ -21,7 +21,8 @@ from clients.gateway.checkout_routes import (
     add_checkout_routes,
     open_checkout,
 )
-from clients.gateway.fanout import DEFAULT_FANOUT, Fanout, FanoutSettings
+from clients.gateway.fanout import Fanout
+from clients.gateway.feed import DEFAULT_FANOUT, FanoutSettings
 from clients.gateway.identity import AuthError, Verifier
 from clients.gateway.metrics import MetricsMiddleware
 from clients.gateway.models import (
@@ -41,6 +42,7 @@ from clients.gateway.page import add_page_routes
 from clients.gateway.quotas import (
     RATE_LIMIT_HEADERS,
     Quotas,
+    StreamLeases,
     TooMany,
     count_read,
     quotas_of,
@@ -53,6 +55,7 @@ from clients.gateway.state import client_of
 from inventory.layouts.backends import Backends, open_backends
 from inventory.redis_client import connect
 
+REDIS_CONNECTIONS = 64  # per gateway process: limits, stream leases, hold owners
 PROBLEM = {"model": dict[str, Any], "content": {problems.MEDIA_TYPE: {}}}
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"description": "Problem details (RFC 9457)", **PROBLEM}
@@ -91,7 +94,9 @@ def create_app(
             app.state.checkout = await stack.enter_async_context(
                 open_checkout(stripe, app.state.client, app.state.backends)
             )
-            redis = connect(trust.redis_url)
+            # A waiting pool: thousands of streams opening or closing at once queue for a
+            # connection rather than fail (redis-py's plain pool raises beyond its 100).
+            redis = connect(trust.redis_url, max_connections=REDIS_CONNECTIONS)
             stack.push_async_callback(redis.aclose)
             # A secret generated here is this process's alone: claimed_secret refuses a second
             # process that signs with another one.
@@ -100,7 +105,9 @@ def create_app(
             app.state.verifier = Verifier(trust, session_secret)
             app.state.quotas = Quotas(trust, redis)
             app.state.owners = HoldOwners(redis)
-            app.state.fanout = Fanout(app.state.client, app.state.owners, fanout)
+            leases = StreamLeases(redis)
+            stack.push_async_callback(leases.close)
+            app.state.fanout = Fanout(app.state.client, app.state.owners, leases, fanout)
             stack.push_async_callback(app.state.fanout.close)
             yield
 

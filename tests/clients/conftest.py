@@ -21,7 +21,7 @@ from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 
 from clients import InventoryClient
 from clients.gateway.app import create_app
-from clients.gateway.fanout import FanoutSettings
+from clients.gateway.feed import FanoutSettings
 from clients.gateway.settings import JwtSettings, Limits, TrustSettings
 from inventory.engine import Inventory
 from inventory.health_probe import probe_redis
