@@ -162,14 +162,16 @@ class StreamLeases:
     async def _renew_forever(self) -> None:
         while True:
             await asyncio.sleep(STREAM_LEASE_SECONDS / 3)
-            leases = list(self.open)
-            until = time.time() + STREAM_LEASE_SECONDS
-            for start in range(0, len(leases), LEASES_PER_ROUND_TRIP):
-                await self._send(
-                    leases[start : start + LEASES_PER_ROUND_TRIP],
-                    lambda pipe, lease, key: pipe.zadd(key, {lease.member: until}, xx=True),
-                    expire=True,
-                )
+            await self._renew(list(self.open))
+
+    async def _renew(self, leases: list[Lease]) -> None:
+        until = time.time() + STREAM_LEASE_SECONDS
+        for start in range(0, len(leases), LEASES_PER_ROUND_TRIP):
+            await self._send(
+                leases[start : start + LEASES_PER_ROUND_TRIP],
+                lambda pipe, lease, key: pipe.zadd(key, {lease.member: until}, xx=True),
+                expire=True,
+            )
 
     async def _send(
         self,
