@@ -53,6 +53,7 @@ class Outcome:
     changes: int
     latencies: np.ndarray  # seconds, one per (viewer, change) received as a change
     cpu_percent: float
+    viewers_cpu_percent: float  # the viewers' process: near 100 means the clients limit
     late_snapshots: int  # snapshots after the first: a viewer that fell behind
     at_final: int  # viewers that ended at the inventory's version with no gap
     views_equal: str  # "k/n" of the viewers that kept a full view
@@ -72,6 +73,7 @@ class Outcome:
             p(99),
             float(lat.max()) if lat.size else float("nan"),
             self.cpu_percent,
+            self.viewers_cpu_percent,
             self.late_snapshots,
             f"{self.at_final}/{self.setting.viewers}",
             self.views_equal,
@@ -87,6 +89,7 @@ HEADERS = [
     "p99 ms",
     "max ms",
     "gateway CPU %",
+    "viewers process CPU %",
     "late snapshots",
     "viewers at final version, no gap",
     "full views equal to inventory",
@@ -112,8 +115,11 @@ async def _load(
             pass  # taken meanwhile
 
     async def release(hold: tuple[str, str]) -> None:
-        await client.release(event_id, *hold)
-        made[0] += 1
+        try:
+            await client.release(event_id, *hold)
+            made[0] += 1
+        except InventoryClientError:
+            pass  # counted as not made
 
     start = time.monotonic()
     for number in range(int(rate * seconds)):
@@ -176,18 +182,22 @@ async def _create(redis_url: str, event_id: str, seats: int) -> None:
         await redis.aclose()
 
 
+def _cpu_seconds(processes: list[psutil.Process]) -> list[float]:
+    return [sum(process.cpu_times()[:2]) for process in processes]
+
+
 async def _drive(
-    target: str, event_id: str, setting: Setting, seats: int, seconds: float, gateway: int
-) -> tuple[int, float, pb.GetAvailabilityResponse]:
-    """The load, then the final inventory; (changes made, gateway CPU %, inventory)."""
-    process = psutil.Process(gateway)
-    before = process.cpu_times()
+    target: str, event_id: str, setting: Setting, seats: int, seconds: float, pids: list[int]
+) -> tuple[int, list[float], pb.GetAvailabilityResponse]:
+    """The load, then the final inventory; (changes made, CPU % of each of `pids`, inventory)."""
+    processes = [psutil.Process(pid) for pid in pids]
+    before = _cpu_seconds(processes)
     async with InventoryClient(target) as client:
         changes = await _load(client, event_id, seats, setting.rate, seconds)
-        after = process.cpu_times()
+        after = _cpu_seconds(processes)
         await asyncio.sleep(3.0)  # the last changes reach everyone
         final = await client.availability(event_id)
-    cpu = (after.user + after.system - before.user - before.system) / seconds * 100
+    cpu = [(end - start) / seconds * 100 for start, end in zip(before, after, strict=True)]
     return changes, cpu, final
 
 
@@ -212,13 +222,18 @@ def _measure(
                 assert watching.stdin and watching.stdout
                 if watching.stdout.readline().strip() != "ready":
                     raise RuntimeError("the viewers did not start")
-                driven = _drive(target, event_id, setting, seats, seconds, server.pid)
+                pids = [server.pid, watching.pid]
+                driven = _drive(target, event_id, setting, seats, seconds, pids)
                 changes, cpu, final = asyncio.run(driven)
                 watching.stdin.write("stop\n")
                 watching.stdin.flush()
                 watching.wait(120)
         finally:
             server.terminate()
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                server.kill()
     summary: dict[str, Any] = json.loads(out.read_text())
     reads = np.load(out.with_suffix(".npy"))
     inventory = {seat.seat_id: status_name(seat.status) for seat in final.seats}
@@ -231,7 +246,8 @@ def _measure(
         setting,
         changes,
         _latencies(reads, asyncio.run(_changed_at(redis_url, event_id))),
-        cpu,
+        cpu[0],
+        cpu[1],
         sum(max(0, count - 1) for count in summary["snapshots"]),
         sum(complete),
         f"{equal}/{len(summary['views'])}",

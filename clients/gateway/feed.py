@@ -42,7 +42,7 @@ class FanoutSettings:
     # Batches reach viewers at most this often: every send to a viewer costs the same whatever
     # it carries, so many viewers get fewer, larger sends (each viewer adds this much delay).
     flush_seconds_per_viewer: float = 100e-6
-    max_flush_seconds: float = 0.25
+    max_flush_seconds: float = 0.5
     keepalive_seconds: float = 15.0
 
 
