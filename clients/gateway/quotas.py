@@ -162,9 +162,11 @@ class StreamLeases:
     async def _renew_forever(self) -> None:
         while True:
             await asyncio.sleep(STREAM_LEASE_SECONDS / 3)
-            await self._renew(list(self.open))
+            await self.renew()
 
-    async def _renew(self, leases: list[Lease]) -> None:
+    async def renew(self) -> None:
+        """Renews every open lease now."""
+        leases = list(self.open)
         until = time.time() + STREAM_LEASE_SECONDS
         for start in range(0, len(leases), LEASES_PER_ROUND_TRIP):
             await self._send(

@@ -26,6 +26,7 @@ from clients.gateway.app import create_app
 from clients.gateway.fanout import Fanout
 from clients.gateway.feed import EventFeed, FanoutSettings
 from clients.gateway.models import status_name
+from clients.gateway.quotas import KEY_PREFIX
 from inventory import keys
 from inventory.engine import Inventory
 from inventory.local_servers import RedisServer, free_port
@@ -313,3 +314,27 @@ async def test_viewers_recover_after_the_service_restarts(
             "A3",
         }
         assert len(view.seats) == len(SEATS)
+
+
+async def test_stream_leases_are_renewed_and_ended_together(
+    service: Service, redis_server: RedisServer, redis: Redis
+) -> None:
+    app = gateway_app(service, redis_server)
+    key = f"{KEY_PREFIX}:streams:ip:127.0.0.1"
+    async with serve_gateway(app) as http:
+        await http.post("/v1/events", json=EVENT, headers=ADMIN)
+        async with watching(http, [View() for _ in range(3)]):
+            fanout: Fanout = app.state.fanout
+            assert len(fanout.leases.open) == 3
+            before = dict(await redis.zrange(key, 0, -1, withscores=True))
+            await asyncio.sleep(0.01)
+            await fanout.leases.renew()
+            after = dict(await redis.zrange(key, 0, -1, withscores=True))
+            assert after.keys() == before.keys() and len(after) == 3
+            assert all(after[member] > before[member] for member in after)
+        await until(lambda: not fanout.leases.open)
+
+        async def ended() -> bool:
+            return await redis.zcard(key) == 0
+
+        await until(ended)
