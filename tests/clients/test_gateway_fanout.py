@@ -316,6 +316,12 @@ async def test_viewers_recover_after_the_service_restarts(
         assert len(view.seats) == len(SEATS)
 
 
+async def lease_ends(redis: Redis, key: str) -> dict[str, float]:
+    """Each open stream's lease end in the sorted set `key`."""
+    entries: list[tuple[str, float]] = await redis.zrange(key, 0, -1, withscores=True)  # type: ignore[assignment]
+    return dict(entries)
+
+
 async def test_stream_leases_are_renewed_and_ended_together(
     service: Service, redis_server: RedisServer, redis: Redis
 ) -> None:
@@ -326,10 +332,10 @@ async def test_stream_leases_are_renewed_and_ended_together(
         async with watching(http, [View() for _ in range(3)]):
             fanout: Fanout = app.state.fanout
             assert len(fanout.leases.open) == 3
-            before = dict(await redis.zrange(key, 0, -1, withscores=True))
+            before = await lease_ends(redis, key)
             await asyncio.sleep(0.01)
             await fanout.leases.renew()
-            after = dict(await redis.zrange(key, 0, -1, withscores=True))
+            after = await lease_ends(redis, key)
             assert after.keys() == before.keys() and len(after) == 3
             assert all(after[member] > before[member] for member in after)
         await until(lambda: not fanout.leases.open)
