@@ -188,10 +188,10 @@ async def test_a_stalled_viewer_holds_nobody_back_and_gets_a_snapshot(
     app = gateway_app(service, redis_server, **settings)
     async with serve_gateway(app) as http:
         reader, writer, received = await stalled_viewer(http.base_url.port or 0)
+        feed = feed_of(app)
+        [stalled] = feed.viewers
         reading = View()
         async with watching(http, [reading]):
-            feed = feed_of(app)
-            stalled = min(feed.viewers, key=lambda viewer: viewer.offset)
 
             async def behind() -> bool:  # two big changes, until the stalled one is far behind
                 hold = await client.hold("show", "h", seat_ids[:500])
