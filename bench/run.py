@@ -17,6 +17,7 @@ from bench.durability_bench import durability as durability_harness
 from bench.engine_bench import engine as engine_harness
 from bench.fanout_bench import Setting
 from bench.fanout_bench import fanout as fanout_harness
+from bench.payload_bench import payload_sizes as payload_sizes_harness
 from bench.peers import peers as peers_harness
 from bench.queue_bench import queue as queue_harness
 from bench.report import Report
@@ -198,6 +199,12 @@ def fanout(viewers: str, rates: str, compare: str, seats: int, duration: float) 
             duration,
         )
     )
+
+
+@main.command("payload-sizes")
+def payload_sizes() -> None:
+    """Bytes of the opera house's availability and seat-map answers, full and compact forms."""
+    _done(payload_sizes_harness())
 
 
 if __name__ == "__main__":

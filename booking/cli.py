@@ -110,6 +110,14 @@ def migrate(postgres_url: str) -> None:
 )
 @click.option("--metrics-port", type=click.IntRange(0, 65535), help="Serve Prometheus metrics.")
 @click.option(
+    "--metrics-host",
+    envvar="LML_WORKER_METRICS_HOST",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the metrics port binds to (0.0.0.0: every interface, for a scraper on "
+    "another host).",
+)
+@click.option(
     "--group",
     "groups",
     multiple=True,
@@ -132,6 +140,7 @@ def run(
     trim_interval: float,
     changelog_retention: int,
     metrics_port: int | None,
+    metrics_host: str,
     groups: tuple[str, ...],
 ) -> None:
     """Syncs bookings and seat transitions until SIGTERM or SIGINT."""
@@ -147,7 +156,7 @@ def run(
         groups=groups,
     )
     if metrics_port is not None:
-        start_http_server(metrics_port)
+        start_http_server(metrics_port, metrics_host)
     _run(lambda: _work(redis_url, redis_cluster, postgres_url, settings))
 
 

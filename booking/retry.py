@@ -26,6 +26,12 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
+    # A Redis Cluster failing over: a primary gone and its replica not promoted yet, every
+    # node the client knows unreachable for a moment, a slot in no node's hands.
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.RedisClusterException,
 )
 
 # SQLSTATE classes about the data itself: 22 data exception (a value out of range, a NUL in

@@ -313,7 +313,7 @@ class InventoryClient:
     ) -> AsyncGenerator[pb.QueueTicket, None]:
         """The ticket as its place and wait change; ends after its admission."""
         request = pb.WatchQueueRequest(event_id=event_id, ticket_id=ticket_id)
-        call = self._stub.WatchQueue(request, timeout=self.watch_timeout)
+        call = self._stub.WatchQueue(request, timeout=self.watch_timeout, metadata=self._metadata)
         try:
             async for response in call:
                 yield response.ticket

@@ -77,7 +77,8 @@ def _redis(stack: ExitStack, redis_url: str | None) -> str:
 
 
 def _api_keys(stack: ExitStack) -> tuple[Path, str, Path]:
-    """A key file for this run: the gateway's key (admin: it creates events) and an operator's.
+    """A key file for this run: the gateway's key (admin: it creates events, and its `checkout`
+    scope lets the payment webhook re-hold without the waiting room) and an operator's.
 
     Secrets go to the processes by environment and to a file only its owner reads, never to
     the terminal. Returns the key file, the gateway's secret, the operator secret's file.

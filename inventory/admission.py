@@ -15,6 +15,7 @@ import time
 
 from lml.inventory.v1 import inventory_pb2 as pb
 
+from inventory.auth import SKIP_ADMISSION_SCOPE, require_scope
 from inventory.errors import InventoryError
 
 _VERSION = "v1"
@@ -48,8 +49,10 @@ class AdmissionSigner:
             raise _invalid("the admission has expired")
 
     def carried(self, request: pb.HoldRequest) -> str:
-        """hold.lua's last argument: "exempt", "token" (verified here) or "none"."""
+        """hold.lua's last argument: "exempt" (for a key with the skip_admission scope only),
+        "token" (verified here) or "none"."""
         if request.skip_admission:
+            require_scope(SKIP_ADMISSION_SCOPE)
             return "exempt"
         if not request.admission_token:
             return "none"

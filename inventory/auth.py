@@ -28,17 +28,27 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.exceptions import RedisError
 
 from inventory import metrics
-from inventory.errors import DOMAIN, STATUS_CODES, Reason, redis_status, wire_reason
+from inventory.errors import (
+    DOMAIN,
+    STATUS_CODES,
+    InventoryError,
+    Reason,
+    redis_status,
+    wire_reason,
+)
 from inventory.quotas import Quotas, Rate
 
 log = logging.getLogger(__name__)
 
-Scope = Literal["read", "sell", "admin"]
-# What each scope includes besides itself: sell reads, admin does everything.
+Scope = Literal["read", "sell", "checkout", "admin"]
+# What each scope includes besides itself: sell reads; checkout sells and may hold without the
+# waiting room's admission (a trusted backend: the re-hold of a checkout paid late); admin does
+# everything.
 IMPLIED: dict[Scope, frozenset[Scope]] = {
     "read": frozenset({"read"}),
     "sell": frozenset({"read", "sell"}),
-    "admin": frozenset({"read", "sell", "admin"}),
+    "checkout": frozenset({"read", "sell", "checkout"}),
+    "admin": frozenset({"read", "sell", "checkout", "admin"}),
 }
 
 # grpc-stubs types handlers for the synchronous server; aio behaviors are coroutines.
@@ -68,9 +78,14 @@ METHOD_SCOPES: dict[str, Scope] = {
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": "read",
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": "read",
 }
+# Request fields that need more than their method's scope, checked where the request is served
+# (Hold, and each hold of an Execute batch) by `require_scope`.
+FIELD_SCOPES: dict[str, Scope] = {"lml.inventory.v1.HoldRequest.skip_admission": "checkout"}
+SKIP_ADMISSION_SCOPE = FIELD_SCOPES["lml.inventory.v1.HoldRequest.skip_admission"]
 # Load balancers and orchestrators probe health without credentials.
 OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
 EXECUTE = _SERVICE + "Execute"
+HOLD = _SERVICE + "Hold"
 
 
 class _RateModel(BaseModel):
@@ -246,8 +261,20 @@ def _secret(metadata: Sequence[tuple[str, Any]] | None) -> str | None:
     return None
 
 
-# The key of the call being served, for checks that happen inside a stream (Execute's batches).
+# The key of the call being served, for checks made while serving it: Execute's batches, and
+# fields that need a scope of their own (FIELD_SCOPES). None: the service checks no keys.
 CALLER: ContextVar[ApiKey | None] = ContextVar("lml_caller", default=None)
+
+
+def require_scope(scope: Scope) -> None:
+    """Raises SCOPE_REQUIRED (metadata `scope`) unless the calling key has `scope`."""
+    key = CALLER.get()
+    if key is not None and not key.allows(scope):
+        raise InventoryError(
+            pb.ERROR_REASON_SCOPE_REQUIRED,
+            f"this API key lacks the '{scope}' scope",
+            metadata={"scope": scope},
+        )
 
 
 def _refusal(handler: Handler, status: status_pb2.Status) -> Handler:
@@ -276,7 +303,18 @@ def _refusal(handler: Handler, status: status_pb2.Status) -> Handler:
 
 
 def _as_caller(handler: Handler, key: ApiKey) -> Handler:
-    """Execute's handler, serving with CALLER set to `key` (its batches are charged to it)."""
+    """Hold's or Execute's handler, serving with CALLER set to `key` (Execute's batches are
+    charged to it; a hold's skip_admission needs its scope)."""
+    if handler.unary_unary:
+        unary: Any = handler.unary_unary
+
+        async def serve_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            CALLER.set(key)
+            return await unary(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            serve_unary, handler.request_deserializer, handler.response_serializer
+        )
     behavior: Any = handler.stream_stream
 
     async def serve(
@@ -324,7 +362,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             refusal = await self._charge(key, 1)
             if refusal is not None:
                 return _refusal(handler, refusal)
-        return handler
+        return _as_caller(handler, key) if method == HOLD else handler
 
     async def _charge(self, key: ApiKey, operations: int) -> status_pb2.Status | None:
         assert self.quotas is not None and key.rate is not None

@@ -93,8 +93,16 @@ def main() -> None:
     "--metrics-port",
     envvar="LML_METRICS_PORT",
     type=click.IntRange(1, 65535),
-    help="Serve Prometheus metrics on this port (on the --listen host); with --workers N the "
+    help="Serve Prometheus metrics on this port (on --metrics-host); with --workers N the "
     "first process serves every worker's.",
+)
+@click.option(
+    "--metrics-host",
+    envvar="LML_METRICS_HOST",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the metrics port binds to (0.0.0.0: every interface, for a scraper on "
+    "another host).",
 )
 @click.option(
     "--log-format",
@@ -182,6 +190,7 @@ def serve(
     confirm_durability: str,
     durability_timeout: float,
     metrics_port: int | None,
+    metrics_host: str,
     log_format: str,
     api_keys: Path | None,
     insecure_no_auth: bool,
@@ -207,12 +216,9 @@ def serve(
         except KeyFileError as error:
             raise click.UsageError(str(error)) from error
     durability = Durability(confirm_durability)
-    if redis_cluster and durability != Durability.NONE:
-        # WAIT counts the writes of its own connection, one per node on a cluster: not built yet.
-        raise click.UsageError("--confirm-durability is not supported with --redis-cluster yet")
     if durability != Durability.NONE:
         try:
-            asyncio.run(_check_durability(redis_url, durability))
+            asyncio.run(_check_durability(redis_url, durability, redis_cluster))
         except DurabilityUnsupported as error:
             raise click.ClickException(str(error)) from error
     config = ServerConfig(
@@ -225,6 +231,7 @@ def serve(
         confirm_durability=durability,
         durability_timeout=durability_timeout,
         metrics_port=metrics_port,
+        metrics_host=metrics_host,
         log_format=log_format,
         api_keys=api_keys,
         insecure_no_auth=insecure_no_auth,
@@ -248,8 +255,8 @@ def serve(
     serve_processes(config, workers)
 
 
-async def _check_durability(redis_url: str, durability: Durability) -> None:
-    redis = connect(redis_url, timeout=5)
+async def _check_durability(redis_url: str, durability: Durability, cluster: bool) -> None:
+    redis = connect(redis_url, timeout=5, cluster=cluster)
     try:
         await check_support(redis, durability)
     finally:
@@ -264,8 +271,9 @@ async def _check_durability(redis_url: str, durability: Durability) -> None:
     "scopes",
     multiple=True,
     required=True,
-    type=click.Choice(["read", "sell", "admin"]),
-    help="read: events, availability, watch; sell: holds too; admin: everything.",
+    type=click.Choice(["read", "sell", "checkout", "admin"]),
+    help="read: events, availability, watch; sell: holds too; checkout: sells and may hold "
+    "without the waiting room's admission (skip_admission); admin: everything.",
 )
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Operations per second.")
 @click.option("--burst", type=click.IntRange(min=1), help="Operations at once (with --rate).")

@@ -1,6 +1,6 @@
 """Error reasons, their gRPC status codes, and the rich status that carries them."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TypeAlias
 
 import grpc
@@ -69,6 +69,7 @@ class InventoryError(Exception):
         message: str,
         seat_ids: Sequence[str] = (),
         limit: str = "",
+        metadata: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.error_reason = error_reason
@@ -76,13 +77,16 @@ class InventoryError(Exception):
         self.message = message
         self.seat_ids = list(seat_ids)
         self.limit = limit
+        self.metadata = dict(metadata or {})
 
     @property
     def code(self) -> grpc.StatusCode:
         return STATUS_CODES[self.error_reason]
 
     def to_status(self) -> status_pb2.Status:
-        info = error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN)
+        info = error_details_pb2.ErrorInfo(
+            reason=self.reason, domain=DOMAIN, metadata=self.metadata
+        )
         if self.seat_ids:
             info.metadata["seat_ids"] = ",".join(self.seat_ids)
         if self.limit:

@@ -58,6 +58,12 @@ def cancelled_key(event_id: str) -> str:
 DURABILITY_MARKER = "lml:durability-marker"
 
 
+def durability_marker(event_id: str) -> str:
+    """The marker on a Redis Cluster: in the event's slot, so on the primary that ran its
+    confirms (outside the event's own prefix: not one of its keys)."""
+    return f"{DURABILITY_MARKER}:{{{event_id}}}"
+
+
 # Set of event ids with a waiting room: what the admission tick walks. Never touched in a script.
 QUEUES = "lml:queues"
 

@@ -1,15 +1,34 @@
 """How every process of the project connects to Redis."""
 
+from collections.abc import Iterable
 from typing import Any, cast
 
 import hiredis
 from redis.asyncio import BlockingConnectionPool, Connection, ConnectionPool, Redis, RedisCluster
+from redis.exceptions import ConnectionError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from inventory.redis_pipe import RedisPipe
 
 
-class HiredisPackingConnection(Connection):
+class ClosedAsConnectionError(Connection):
+    """A connection whose writes on a socket the server has closed fail as ConnectionError.
+
+    uvloop raises RuntimeError ("the handler is closed") there, where asyncio's own loop gives
+    redis-py the OSError it expects; seen on a cluster when a node is killed. As a
+    ConnectionError it is retried and reloads the cluster's topology, and the service answers
+    UNAVAILABLE instead of UNKNOWN."""
+
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        try:
+            await super().send_packed_command(command, check_health)
+        except RuntimeError as error:
+            raise ConnectionError(f"Error writing to a closed connection: {error}") from error
+
+
+class HiredisPackingConnection(ClosedAsConnectionError):
     """Encodes commands with hiredis (C) instead of redis-py's pure-Python RESP encoder, a large
     share of the service's time on the Execute path (bench/results/20261124-profile.md)."""
 
@@ -101,4 +120,9 @@ def _connect_cluster(
         options |= {"socket_timeout": None, "socket_connect_timeout": None}
     if max_connections is not None:
         options["max_connections"] = max_connections
-    return cast(Redis, RedisCluster.from_url(url, **options))
+    cluster = RedisCluster.from_url(url, **options)
+    # RedisCluster takes no connection class; its nodes are made with these keyword arguments.
+    cluster.nodes_manager.connection_kwargs["connection_class"] = ClosedAsConnectionError
+    for node in cluster.nodes_manager.startup_nodes.values():
+        node.connection_class = ClosedAsConnectionError
+    return cast(Redis, cluster)

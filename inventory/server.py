@@ -14,6 +14,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
+from redis.asyncio import RedisCluster
 
 from inventory import logs, metrics
 from inventory.admission import AdmissionSigner
@@ -67,6 +68,7 @@ class ServerConfig:
     confirm_durability: Durability = Durability.NONE
     durability_timeout: float = 1.0  # how long a confirm waits for its replica or fsync
     metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"  # not the --listen host: metrics are not for the public
     log_format: str = "text"  # or "json": one JSON object per line
     # Signs waiting-room admissions; every process of a deployment needs the same one.
     admission_secret: bytes | None = None
@@ -183,7 +185,12 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
     confirm_waiter = (
         None
         if config.confirm_durability == Durability.NONE
-        else ConfirmWaiter(config.redis_url, config.confirm_durability, config.durability_timeout)
+        else ConfirmWaiter(
+            config.redis_url,
+            config.confirm_durability,
+            config.durability_timeout,
+            redis if isinstance(redis, RedisCluster) else None,  # confirms run on its nodes
+        )
     )
     room = WaitingRoom(redis, inventory.admissions)
     queue_hub = QueueWatchHub(room, config.queue_tick)
@@ -250,11 +257,6 @@ def _serve_process(config: ServerConfig) -> None:
     uvloop.run(serve(config))
 
 
-def _metrics_host(listen: str) -> str:
-    host = listen.rpartition(":")[0].strip("[]")
-    return host or "0.0.0.0"
-
-
 def serve_processes(config: ServerConfig, workers: int) -> None:
     """Runs `workers` server processes sharing the listen port (SO_REUSEPORT).
 
@@ -264,7 +266,7 @@ def serve_processes(config: ServerConfig, workers: int) -> None:
     """
     if workers == 1:
         if config.metrics_port is not None:
-            metrics.serve_metrics(config.metrics_port, _metrics_host(config.listen))
+            metrics.serve_metrics(config.metrics_port, config.metrics_host)
         _serve_process(config)
         return
     with metrics.shared_by_workers():
@@ -277,7 +279,7 @@ def _run_workers(config: ServerConfig, workers: int) -> None:
     for process in processes:
         process.start()
     if config.metrics_port is not None:
-        metrics.serve_metrics(config.metrics_port, _metrics_host(config.listen))
+        metrics.serve_metrics(config.metrics_port, config.metrics_host)
 
     def forward(_signum: int, _frame: object) -> None:
         for process in processes:

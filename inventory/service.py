@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -121,22 +121,28 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
         return await _unary(self._confirm, request, context)
 
     async def _confirm(self, request: pb.ConfirmRequest) -> pb.ConfirmResponse:
+        if self.confirm_waiter is None:
+            return await self.inventory.confirm(request)
+        pins = self.confirm_waiter.pin([request.event_id])  # the node the confirm runs on
         response = await self.inventory.confirm(request)
-        if self.confirm_waiter is not None:
-            await self.confirm_waiter.wait()  # also for a retry: its booking may not be durable
+        await self.confirm_waiter.wait(pins)  # also for a retry: its booking may not be durable
         return response
 
-    async def _durable(self, results: list[pb.OperationResult]) -> list[pb.OperationResult]:
+    async def _run_batch(self, operations: Sequence[pb.Operation]) -> list[pb.OperationResult]:
         """The batch's results once its bookings are durable; they fail UNAVAILABLE if not."""
+        if self.confirm_waiter is None:
+            return await self.inventory.execute(operations)
+        events = {op.confirm.event_id for op in operations if op.WhichOneof("op") == "confirm"}
+        pins = self.confirm_waiter.pin(events)
+        results = await self.inventory.execute(operations)
         confirmed = [result for result in results if result.HasField("confirm")]
-        if self.confirm_waiter is None or not confirmed:
+        if not confirmed:
             return results
-        try:
-            await self.confirm_waiter.wait()
-        except RedisError as error:
-            status = redis_status(error)
-            for result in confirmed:
-                result.error.CopyFrom(status)  # replaces the booking (one field of a oneof)
+        failures = await self.confirm_waiter.failures(pins)
+        for result in confirmed:
+            error = failures.get(result.confirm.booking.event_id)
+            if error is not None:  # replaces the booking (one field of a oneof)
+                result.error.CopyFrom(redis_status(error))
         return results
 
     async def GetAvailability(
@@ -179,7 +185,7 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
             try:
                 refusal = await self._refusal(batch)
                 if refusal is None:
-                    results = await self._durable(await self.inventory.execute(batch.operations))
+                    results = await self._run_batch(batch.operations)
                 else:
                     results = [
                         pb.OperationResult(id=operation.id, error=refusal)

@@ -113,6 +113,9 @@ class _Feed:
         self.watchers = {watcher for watcher in self.watchers if watcher.offer(item)}
 
     async def run(self, reader: Redis) -> None:
+        """Reads until cancelled or failed, then closes `reader`, which is the feed's own: a
+        cancelled XREAD leaves its connection waiting for a reply that nobody reads (redis-py
+        then gives it back to the pool still open), so it is closed here with its pool."""
         try:
             while True:
                 raise_if_cancelled()
@@ -133,16 +136,13 @@ class _Feed:
             # Never leave watchers waiting on a reader that is gone.
             log.exception("change-log reader of %s failed", self.key)
             self.publish(WatchEnded(pb.ERROR_REASON_READER_FAILED, "change-log reader failed"))
-
-
-def _reader_client(redis: Redis) -> Redis:
-    """A client with its own unbounded pool: a blocked XREAD holds its connection for seconds,
-    which must not starve the shared, bounded pool of the request path."""
-    pool = redis.connection_pool
-    return _client(pool.connection_class, pool.connection_kwargs)
+        finally:
+            await reader.aclose(close_connection_pool=True)
 
 
 def _client(connection_class: type[Any], options: dict[str, Any]) -> Redis:
+    """A feed's own client, with a pool of its own: a blocked XREAD holds its connection for
+    seconds, which must not starve the shared, bounded pool of the request path."""
     return Redis(
         connection_pool=ConnectionPool(
             connection_class=connection_class,
@@ -160,10 +160,6 @@ class WatchHub:
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        # Plain Redis: one reader client. Cluster: one per node, made when a watch needs it.
-        self._readers: dict[str, Redis] = (
-            {} if isinstance(redis, RedisCluster) else {"": _reader_client(redis)}
-        )
         self._feeds: dict[str, _Feed] = {}
         self._closed = False
 
@@ -231,17 +227,16 @@ class WatchHub:
         return feed
 
     def _reader(self, key: str) -> Redis:
-        """The client that blocks on `key`'s change log. On a cluster, a plain client of its
-        own to the node that owns the key's slot now (a cluster client cannot block on one
-        node's connection), so a watch started after a failover reads from the new primary."""
+        """A new client to block on `key`'s change log. On a cluster, a plain client to the
+        node that owns the key's slot now (a cluster client cannot block on one node's
+        connection), so a watch started after a failover reads from the new primary."""
         if not isinstance(self.redis, RedisCluster):
-            return self._readers[""]
+            pool = self.redis.connection_pool
+            return _client(pool.connection_class, pool.connection_kwargs)
         node = self.redis.get_node_from_key(key)
         if node is None:
             raise RedisError(f"no cluster node owns {key}")
-        if node.name not in self._readers:
-            self._readers[node.name] = _client(node.connection_class, node.connection_kwargs)
-        return self._readers[node.name]
+        return _client(node.connection_class, node.connection_kwargs)
 
     def _forget(self, event_id: str, feed: _Feed) -> None:
         if self._feeds.get(event_id) is feed:
@@ -255,10 +250,10 @@ class WatchHub:
     async def close(self) -> None:
         """Ends every watch with UNAVAILABLE (clients reconnect elsewhere) and the readers."""
         self._closed = True
+        tasks = [feed.task for feed in self._feeds.values() if feed.task is not None]
         for feed in list(self._feeds.values()):
             feed.publish(_shutting_down())
-            if feed.task is not None:
-                feed.task.cancel()
+        for task in tasks:
+            task.cancel()
         self._feeds.clear()
-        for reader in self._readers.values():
-            await reader.aclose()
+        await asyncio.gather(*tasks, return_exceptions=True)  # each closes its reader

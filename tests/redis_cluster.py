@@ -26,6 +26,7 @@ class RedisClusterNodes:
         self.replicas = replicas
         self.ports = [free_port() for _ in range(masters * (1 + replicas))]
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.commands: list[list[str]] = []  # each node's command line, to restart it
 
     def start(self) -> None:
         for port in self.ports:
@@ -35,6 +36,7 @@ class RedisClusterNodes:
             args += ["--appendonly", "no", "--dir", str(node_dir), "--cluster-enabled", "yes"]
             # The bus port is chosen free too, rather than port + 10000, which may be taken.
             args += ["--cluster-port", str(free_port()), "--cluster-config-file", "nodes.conf"]
+            self.commands.append(args)
             self.processes.append(subprocess.Popen(args, stdout=subprocess.DEVNULL))
         for port in self.ports:
             self._wait(partial(redis.Redis(port=port).ping))
@@ -101,6 +103,33 @@ class RedisClusterNodes:
             return info["role"] == "master" and self._cluster_ok(replica_port)
 
         self._wait(promoted)
+
+    def restart(self, port: int) -> None:
+        """Starts a killed node again (same ports, same nodes.conf, no data: nothing is
+        persisted); a primary that lost its slots meanwhile rejoins as a replica of the node that
+        took them. Waits until its replication link is up."""
+        index = self.ports.index(port)
+        self.processes[index] = subprocess.Popen(self.commands[index], stdout=subprocess.DEVNULL)
+
+        def rejoined() -> bool:
+            info = redis.Redis(port=port, decode_responses=True).info("replication")
+            return info["role"] == "slave" and info.get("master_link_status") == "up"
+
+        self._wait(rejoined)
+
+    @staticmethod
+    def cut_replication(replica_port: int) -> None:
+        """Keeps the replica from syncing with its primary (a wrong password for it, then its
+        link dropped) while both run: the primary's writes from now on are on the primary
+        only, as when the link breaks or lags."""
+        replica = redis.Redis(port=replica_port, decode_responses=True)
+        replica.config_set("masterauth", "not-the-password")
+        replica.client_kill_filter(_type="master")
+
+        def cut() -> bool:
+            return bool(replica.info("replication")["master_link_status"] == "down")
+
+        RedisClusterNodes._wait(cut)
 
     def stop(self) -> None:
         for process in self.processes:

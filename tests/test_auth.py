@@ -1,6 +1,7 @@
 """API keys and scopes: every RPC of the service x every kind of caller, from the descriptor."""
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,17 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from lml.inventory.v1 import inventory_pb2 as pb
 
-from inventory.auth import METHOD_SCOPES, KeyFileError, KeyRing, Scope, load_keys
+from clients import AdmissionRequired, InventoryClient, ScopeRequired
+from inventory.auth import (
+    FIELD_SCOPES,
+    IMPLIED,
+    METHOD_SCOPES,
+    SKIP_ADMISSION_SCOPE,
+    KeyFileError,
+    KeyRing,
+    Scope,
+    load_keys,
+)
 from inventory.engine import Inventory
 from inventory.local_servers import free_port
 from inventory.server import create_server
@@ -35,6 +46,7 @@ def secrets_by_id(tmp_path: Path) -> dict[str, str]:
         "none": {"scopes": []},
         "reader": {"scopes": ["read"]},
         "seller": {"scopes": ["sell"]},
+        "checkout": {"scopes": ["checkout"]},
         "admin": {"scopes": ["admin"]},
     }
     return write_keys(tmp_path / "keys.json", keys)
@@ -118,6 +130,60 @@ async def test_authorization_matrix(
             grpc.StatusCode.UNKNOWN,
             grpc.StatusCode.INTERNAL,
         ), f"{method.name} with a '{holder}' key: {code}"
+
+
+def test_every_field_scope_names_a_request_field_and_a_scope_above_its_methods() -> None:
+    for name, scope in FIELD_SCOPES.items():
+        field = pb.DESCRIPTOR.pool.FindFieldByName(name)
+        method = next(m for m in METHODS if m.input_type == field.containing_type)
+        assert METHOD_SCOPES[path_of(method)] in IMPLIED[scope] and scope != "admin", name
+
+
+async def test_skip_admission_needs_the_checkout_scope_on_hold_and_in_batches(
+    inventory: Inventory, tmp_path: Path, secrets_by_id: dict[str, str]
+) -> None:
+    """A sell key may hold, but not skip the waiting room: that is the checkout scope's (and
+    admin's), for the re-hold of a checkout paid late."""
+    target = f"127.0.0.1:{free_port()}"
+    server, _health = create_server(inventory, target, keys=KeyRing(tmp_path / "keys.json"))
+    await server.start()
+    create = pb.CreateEventRequest(event_id="flash")
+    create.seats.add(seat_id="s1", section="S", row="1", number="1")
+    create.seats.add(seat_id="s2", section="S", row="1", number="2")
+    await inventory.create_event(create)
+
+    def skipping(seat: str) -> pb.HoldRequest:
+        return pb.HoldRequest(
+            event_id="flash", holder_id="paid", seat_ids=[seat], skip_admission=True
+        )
+
+    try:
+        async with InventoryClient(target, api_key=secrets_by_id["admin"]) as admin:
+            await admin.configure_queue(
+                "flash",
+                opens_at=datetime.now(UTC),
+                admit_per_minute=60,
+                max_active=1,
+                admission_ttl=60,
+            )
+        for multiplex in (False, True):
+            async with InventoryClient(
+                target, api_key=secrets_by_id["seller"], multiplex=multiplex
+            ) as seller:
+                with pytest.raises(ScopeRequired) as refused:
+                    await seller.hold_request(skipping("s1"))
+                assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
+                assert refused.value.scope == SKIP_ADMISSION_SCOPE == "checkout"
+                with pytest.raises(AdmissionRequired):
+                    await seller.hold("flash", "paid", ["s1"])
+        async with InventoryClient(target, api_key=secrets_by_id["checkout"]) as trusted:
+            with pytest.raises(AdmissionRequired):  # the scope only exempts when asked to
+                await trusted.hold("flash", "paid", ["s1"])
+            assert list((await trusted.hold_request(skipping("s1"))).hold.seat_ids) == ["s1"]
+        async with InventoryClient(target, api_key=secrets_by_id["admin"], multiplex=True) as admin:
+            assert list((await admin.hold_request(skipping("s2"))).hold.seat_ids) == ["s2"]
+    finally:
+        await server.stop(None)
 
 
 async def test_health_is_open_and_reflection_needs_a_key(

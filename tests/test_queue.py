@@ -6,6 +6,7 @@ recorded, never from the test's own clock.
 """
 
 import asyncio
+import itertools
 import json
 import math
 import time
@@ -151,44 +152,65 @@ async def test_admissions_follow_the_rate_evenly(
 ) -> None:
     """600/min over 60 s, scaled by 10 (6,000/min over 6 s): the bucket holds one second of the
     rate in both, so the schedule is the same one, ten times faster. A second ticker with its own
-    connection stands for a second service process: the rate is still the configured one."""
+    connection stands for a second service process: the rate is still the configured one.
+
+    Checked on the schedule Redis recorded (each tick stamps its admissions with Redis's clock),
+    never on this test's timing: each tick admits what the bucket earned since the previous one
+    (one per 10 ms, at most one second's worth), so a tick delayed by a loaded machine admits
+    more at once but never beyond the bucket, and the rate over the time ticks ran is exact.
+    The same rate over a minute of wall-clock time is the queue bench's (bench/queue_bench.py).
+    """
+    per_minute, capacity = 6000, 100  # the bucket: one second of the rate
     second_redis = connect(redis_server.url)
     second = asyncio.create_task(
         admit_forever(WaitingRoom(second_redis, AdmissionSigner()), TICK * 1.3)
     )
     await _create_event(inventory, "rate")
-    opens_at = _now() + timedelta(seconds=1)
-    await service.configure_queue(
-        "rate", opens_at=opens_at, admit_per_minute=6000, max_active=10_000, admission_ttl=60
-    )
+
+    async def configure(opens_at: datetime, rate: int = per_minute) -> None:
+        await service.configure_queue(
+            "rate", opens_at=opens_at, admit_per_minute=rate, max_active=10_000, admission_ttl=60
+        )
+
+    await configure(_now() + timedelta(hours=1))
     for start in range(0, 1000, 100):
         await asyncio.gather(
             *(service.join_queue("rate", f"b{i}") for i in range(start, start + 100))
         )
+    # Opened once everyone is in line: every tick has more buyers waiting than it may admit.
+    opens_at = _now() + timedelta(seconds=0.2)
+    await configure(opens_at)
     opens_ms = int(opens_at.timestamp() * 1000)
 
+    async def admitted_times() -> list[int]:
+        records = await _records(redis, "rate")
+        return sorted(int(r["admitted_at_ms"]) for r in records if "admitted_at_ms" in r)
+
     async def past_window() -> bool:
-        admitted = [
-            r["admitted_at_ms"] for r in await _records(redis, "rate") if "admitted_at_ms" in r
-        ]
-        return any(int(t) > opens_ms + 6000 for t in admitted)
+        return any(t > opens_ms + 6000 for t in await admitted_times())
 
     await _until(past_window)
     second.cancel()
     await second_redis.aclose()
-    times = sorted(
-        int(r["admitted_at_ms"]) for r in await _records(redis, "rate") if "admitted_at_ms" in r
-    )
+    times = await admitted_times()
     assert times[0] >= opens_ms
-    window = [t for t in times if t <= opens_ms + 6000]
-    elapsed = window[-1] - opens_ms
-    rate_per_minute = len(window) / elapsed * 60_000
-    assert abs(rate_per_minute - 6000) <= 0.02 * 6000, (len(window), elapsed)
-    # Smooth: a tick admits at most the bucket (one second of the rate); no second sees more
-    # than twice its share even after a stalled tick.
-    assert max(Counter(times).values()) <= 100
-    per_second = Counter((t - opens_ms) // 1000 for t in window)
-    assert max(per_second.values()) <= 200
+    # One tick, one Redis timestamp (a tick in the same millisecond as another earns nothing).
+    ticks = sorted(Counter(t for t in times if t <= opens_ms + 6000).items())
+    assert len(ticks) > 10 and max(n for _, n in ticks) <= capacity
+    earned_ms = 0  # the time the bucket filled: gaps between ticks, each capped at one second
+    admitted = 0
+    for (before, _), (at, count) in itertools.pairwise(ticks):
+        gap = at - before
+        # At least the whole tokens earned in the gap, fewer than those plus the one carried.
+        assert min(capacity, gap * per_minute // 60_000) <= count, (before, at, count)
+        assert count * 60_000 < (gap + 1_000 * 60 // per_minute) * per_minute, (gap, count)
+        earned_ms += min(gap, 1000 * capacity * 60 // per_minute)
+        admitted += count
+    rate = admitted / earned_ms * 60_000
+    assert abs(rate - per_minute) <= 0.02 * per_minute, (admitted, earned_ms)
+    # Smooth: no second of Redis's clock sees more than the bucket plus a second of the rate.
+    per_second = Counter((t - opens_ms) // 1000 for t in times)
+    assert max(per_second.values()) <= 2 * capacity
 
 
 async def test_never_more_admissions_live_than_max_active(

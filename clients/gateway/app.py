@@ -29,6 +29,7 @@ from clients.gateway.models import (
     MAX_VERSION,
     AvailabilityOut,
     BookingOut,
+    CompactAvailabilityOut,
     ConfirmIn,
     EventIn,
     EventOut,
@@ -39,6 +40,7 @@ from clients.gateway.models import (
 )
 from clients.gateway.ownership import HoldOwners
 from clients.gateway.page import add_page_routes
+from clients.gateway.queue_routes import add_queue_routes, admission_token
 from clients.gateway.quotas import (
     RATE_LIMIT_HEADERS,
     Quotas,
@@ -48,7 +50,7 @@ from clients.gateway.quotas import (
     quotas_of,
     too_many,
 )
-from clients.gateway.seatmap import add_seatmap_routes
+from clients.gateway.seatmap import Format, add_seatmap_routes, seat_index_for
 from clients.gateway.sessions import add_session_routes, claimed_secret
 from clients.gateway.settings import TrustSettings
 from clients.gateway.state import client_of
@@ -96,7 +98,9 @@ def create_app(
             )
             # A waiting pool: thousands of streams opening or closing at once queue for a
             # connection rather than fail (redis-py's plain pool raises beyond its 100).
-            redis = connect(trust.redis_url, max_connections=REDIS_CONNECTIONS)
+            redis = connect(
+                trust.redis_url, max_connections=REDIS_CONNECTIONS, cluster=trust.redis_cluster
+            )
             stack.push_async_callback(redis.aclose)
             # A secret generated here is this process's alone: claimed_secret refuses a second
             # process that signs with another one.
@@ -140,6 +144,7 @@ def create_app(
     add_session_routes(app)
     add_seatmap_routes(app, ERRORS)
     add_checkout_routes(app, ERRORS)
+    add_queue_routes(app, ERRORS)
     add_page_routes(app)
     return app
 
@@ -201,20 +206,36 @@ def _add_routes(app: FastAPI) -> None:
         return EventOut.of(found.event, list(found.seats) if include_seats else None)
 
     @app.get(
-        "/v1/events/{event_id}/availability", tags=["events"], responses=ERRORS, dependencies=READ
+        "/v1/events/{event_id}/availability",
+        tags=["events"],
+        responses={200: {"model": AvailabilityOut | CompactAvailabilityOut}, **ERRORS},
+        dependencies=READ,
     )
     async def availability(
         event_id: str,
         request: Request,
+        answer_format: Format = "full",
         if_none_match: Annotated[str | None, Header()] = None,
     ) -> Response:
-        """Every seat's status at one version. The ETag is the version: send it back in
-        If-None-Match to get 304 while nothing has changed."""
-        snapshot = await client_of(request).availability(event_id)
+        """Every seat's status at one version: by seat id, or with `format=compact` one letter
+        per seat of the event's layout in seat index order (see the seat map's layout). The
+        ETag is the version: send it back in If-None-Match to get 304 while nothing has
+        changed."""
+        index = None
+        if answer_format == "compact":
+            found = await seat_index_for(request, event_id)
+            if isinstance(found, Response):
+                return found
+            index = found
+        # The compact form lists the taken seats only: so does the service's answer for it.
+        snapshot = await client_of(request).availability(event_id, index is not None)
         headers = {"ETag": f'"{snapshot.version}"', "Cache-Control": "no-cache"}
         if if_none_match == headers["ETag"]:
             return Response(status_code=304, headers=headers)
-        body = AvailabilityOut.of(event_id, snapshot).model_dump_json()
+        if index is None:
+            body = AvailabilityOut.of(event_id, snapshot).model_dump_json()
+        else:
+            body = CompactAvailabilityOut.of(event_id, snapshot, index).model_dump_json()
         return Response(body, media_type="application/json", headers=headers)
 
     @app.post("/v1/events/{event_id}/holds", status_code=201, tags=["holds"], responses=ERRORS)
@@ -225,8 +246,11 @@ def _add_routes(app: FastAPI) -> None:
         await quotas.take("holds per buyer", holder)
         await quotas.take("holds per IP", quotas.ip(request))
         await quotas.take("seats held per buyer", holder, cost=body.seat_count())
+        admission = await admission_token(request, event_id, holder)  # "" when none
         held = await client_of(request).hold_request(
-            body.message(event_id, holder), ttl=body.ttl_seconds, request_id=body.request_id
+            body.message(event_id, holder, admission),
+            ttl=body.ttl_seconds,
+            request_id=body.request_id,
         )
         owners: HoldOwners = request.app.state.owners
         await owners.add(holder, held.hold.hold_id)

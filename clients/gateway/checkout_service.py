@@ -245,12 +245,18 @@ class Checkout:
         try:
             # The same request id on every delivery: a delivery after one that held (and even
             # confirmed) the seats anew gets that hold again, and its booking from Confirm.
-            hold = await self.inventory.hold(
-                record.event_id,
-                record.holder_id,
-                record.seat_ids,
-                request_id=f"stripe:{intent_id}:hold-again",
+            # Paid, so never refused for want of the waiting room's admission (the gateway's
+            # API key needs the service's `checkout` scope for that).
+            again = pb.HoldRequest(
+                event_id=record.event_id,
+                holder_id=record.holder_id,
+                seat_ids=record.seat_ids,
+                skip_admission=True,
             )
+            held = await self.inventory.hold_request(
+                again, request_id=f"stripe:{intent_id}:hold-again"
+            )
+            hold = held.hold
             booking = await self.inventory.confirm(
                 record.event_id,
                 hold.hold_id,

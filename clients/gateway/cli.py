@@ -102,6 +102,13 @@ def _limit_option(name: str, default: str | int, help: str) -> Callable[[Command
     show_default=True,
     help="Redis for the limits every gateway process shares (rediss:// for TLS).",
 )
+@click.option(
+    "--redis-cluster",
+    envvar="LML_REDIS_CLUSTER",
+    is_flag=True,
+    help="--redis-url is one node of a Redis Cluster (its redis:// address). Also "
+    "LML_REDIS_CLUSTER=1.",
+)
 @click.option("--jwt-issuer", envvar="LML_JWT_ISSUER", help="The identity provider's `iss`.")
 @click.option("--jwt-audience", envvar="LML_JWT_AUDIENCE", help="The `aud` its tokens carry.")
 @click.option(
@@ -147,6 +154,7 @@ def _limit_option(name: str, default: str | int, help: str) -> Callable[[Command
 @_limit_option("--limit-holds-per-ip", DEFAULT_LIMITS.holds_per_ip, "Hold requests.")
 @_limit_option("--limit-seats-per-buyer", DEFAULT_LIMITS.seats_per_buyer, "Seats asked for.")
 @_limit_option("--limit-reads-per-ip", DEFAULT_LIMITS.reads_per_ip, "Event reads, SSE connects.")
+@_limit_option("--limit-joins-per-ip", DEFAULT_LIMITS.joins_per_ip, "Waiting-room joins.")
 @_limit_option("--limit-streams-per-buyer", DEFAULT_LIMITS.streams_per_buyer, "Open SSE streams.")
 @_limit_option("--limit-streams-per-ip", DEFAULT_LIMITS.streams_per_ip, "Open SSE streams.")
 @click.option(
@@ -161,6 +169,14 @@ def _limit_option(name: str, default: str | int, help: str) -> Callable[[Command
     default=None,
     help="Serve Prometheus metrics on this port (not the public one).",
 )
+@click.option(
+    "--metrics-host",
+    envvar="LML_GATEWAY_METRICS_HOST",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the metrics port binds to (0.0.0.0: every interface, for a scraper on "
+    "another host).",
+)
 def main(
     listen: str,
     target: str,
@@ -170,6 +186,7 @@ def main(
     stripe_webhook_secret: str | None,
     stripe_api_base: str | None,
     redis_url: str,
+    redis_cluster: bool,
     jwt_issuer: str | None,
     jwt_audience: str | None,
     jwt_jwks: str | None,
@@ -186,10 +203,12 @@ def main(
     limit_holds_per_ip: str,
     limit_seats_per_buyer: str,
     limit_reads_per_ip: str,
+    limit_joins_per_ip: str,
     limit_streams_per_buyer: int,
     limit_streams_per_ip: int,
     api_key: str | None,
     metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Serve the HTTP gateway (docs at /docs, OpenAPI at /openapi.json) until SIGTERM."""
     host, _, port = listen.rpartition(":")
@@ -199,6 +218,7 @@ def main(
         os.environ["LML_API_KEY"] = api_key  # the SDK client reads it
     trust = TrustSettings(
         redis_url=redis_url,
+        redis_cluster=redis_cluster,
         jwt=_jwt(jwt_issuer, jwt_audience, jwt_jwks, jwt_secret, jwt_admin_claim),
         session_secret=session_secret,
         session_ttl=session_ttl,
@@ -210,6 +230,7 @@ def main(
             holds_per_ip=limit_holds_per_ip,
             seats_per_buyer=limit_seats_per_buyer,
             reads_per_ip=limit_reads_per_ip,
+            joins_per_ip=limit_joins_per_ip,
             streams_per_buyer=limit_streams_per_buyer,
             streams_per_ip=limit_streams_per_ip,
         ),
@@ -217,7 +238,7 @@ def main(
         cors_origins=cors_origin,
     )
     if metrics_port is not None:
-        serve_metrics(metrics_port)
+        serve_metrics(metrics_port, metrics_host)
     uvicorn.run(
         create_app(
             target,

@@ -56,6 +56,7 @@ class MetricsMiddleware:
                 STREAMS.dec()
 
 
-def serve_metrics(port: int) -> None:
-    """Serves /metrics on `port` (all interfaces: scrapers run elsewhere) in a thread."""
-    start_http_server(port)
+def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
+    """Serves /metrics on `port` of `host` in a thread: loopback unless told otherwise, since
+    the figures (events, rates) are not for the public."""
+    start_http_server(port, host)

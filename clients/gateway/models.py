@@ -9,6 +9,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from lml.inventory.v1 import inventory_pb2 as pb
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from clients.gateway.seat_index import SeatIndex
+from clients.watching import Snapshot
 from inventory import bounds
 
 # Numbers are bounded here as the service bounds them (inventory.bounds), so that out-of-range
@@ -202,8 +204,13 @@ class HoldIn(BuyerIn):
             return self.general_admission.quantity
         return len(self.seat_ids)
 
-    def message(self, event_id: str, holder_id: str) -> pb.HoldRequest:
-        request = pb.HoldRequest(event_id=event_id, holder_id=holder_id, seat_ids=self.seat_ids)
+    def message(self, event_id: str, holder_id: str, admission_token: str = "") -> pb.HoldRequest:
+        request = pb.HoldRequest(
+            event_id=event_id,
+            holder_id=holder_id,
+            seat_ids=self.seat_ids,
+            admission_token=admission_token,
+        )
         if self.best_available:
             request.best_available.CopyFrom(self.best_available.message())
         if self.general_admission:
@@ -275,6 +282,8 @@ class AreaAvailabilityOut(BaseModel):
 
 
 class AvailabilityOut(BaseModel):
+    """The full form: every seat by id."""
+
     event_id: str
     version: int = Field(description="Change-log version: the SSE stream resumes after it.")
     seats: dict[str, Status] = Field(description="Every seat and general-admission place.")
@@ -285,13 +294,74 @@ class AvailabilityOut(BaseModel):
     @classmethod
     def of(cls, event_id: str, snapshot: pb.GetAvailabilityResponse) -> "AvailabilityOut":
         seats = {seat.seat_id: status_name(seat.status) for seat in snapshot.seats}
-        areas = [
-            {"area_id": a.area_id, "capacity": a.capacity, "available": a.available}
-            for a in snapshot.areas
-        ]
         return cls.model_validate(
-            {"event_id": event_id, "version": snapshot.version, "seats": seats, "areas": areas}
+            {
+                "event_id": event_id,
+                "version": snapshot.version,
+                "seats": seats,
+                "areas": _areas(snapshot),
+            }
         )
+
+
+class CompactAvailabilityOut(BaseModel):
+    """The compact form, for clients that have the event's layout export: one letter per seat
+    of the layout, in seat index order (the order of the export's sections, rows and seats)."""
+
+    event_id: str
+    version: int = Field(description="Change-log version: the SSE stream resumes after it.")
+    layout_hash: str = Field(
+        description="The layout whose seat index `statuses` follows: a client whose layout "
+        "export has another hash reloads the layout."
+    )
+    statuses: str = Field(
+        description="The status of seat i of the layout at position i: A available, H held, "
+        "B booked. General-admission places are counted in `areas`, not listed."
+    )
+    areas: list[AreaAvailabilityOut] = Field(
+        default=[], description="Free places per general-admission area (not in SSE snapshots)."
+    )
+
+    @classmethod
+    def of(
+        cls, event_id: str, snapshot: pb.GetAvailabilityResponse, index: SeatIndex
+    ) -> "CompactAvailabilityOut":
+        """From a full snapshot or an `unavailable_only` one: seats not listed are available."""
+        statuses = index.statuses((seat.seat_id, seat.status) for seat in snapshot.seats)
+        return cls.model_construct(
+            event_id=event_id,
+            version=snapshot.version,
+            layout_hash=index.layout_hash,
+            statuses=statuses,
+            areas=_areas(snapshot),
+        )
+
+
+def _areas(snapshot: pb.GetAvailabilityResponse) -> list[AreaAvailabilityOut]:
+    return [
+        AreaAvailabilityOut(area_id=a.area_id, capacity=a.capacity, available=a.available)
+        for a in snapshot.areas
+    ]
+
+
+def snapshot_event_data(event_id: str, snapshot: Snapshot, index: SeatIndex | None) -> str:
+    """The data of an SSE `snapshot` event: the compact form when the event has a layout (its
+    `index`), the full form otherwise."""
+    if index is not None:
+        statuses = index.statuses(snapshot.seats.items())
+        compact = CompactAvailabilityOut.model_construct(
+            event_id=event_id,
+            version=snapshot.version,
+            layout_hash=index.layout_hash,
+            statuses=statuses,
+            areas=[],
+        )
+        return compact.model_dump_json()
+    seats = {seat: status_name(status) for seat, status in snapshot.seats.items()}
+    full = AvailabilityOut.model_validate(
+        {"event_id": event_id, "version": snapshot.version, "seats": seats}
+    )
+    return full.model_dump_json()
 
 
 class ChangeOut(BaseModel):

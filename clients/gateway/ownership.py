@@ -28,7 +28,8 @@ class HoldOwners:
         self.redis = redis
 
     async def add(self, holder_id: str, hold_id: str) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
+        # Not a transaction: the buyer's set and the hold's record may be on two cluster nodes.
+        async with self.redis.pipeline(transaction=False) as pipe:
             pipe.sadd(_key(holder_id), hold_id)
             pipe.expire(_key(holder_id), RECORD_SECONDS)
             pipe.set(_owner_key(hold_id), holder_id, ex=RECORD_SECONDS)

@@ -1,6 +1,7 @@
 """Failures as RFC 9457 problem documents (application/problem+json)."""
 
 from typing import Any
+from urllib.parse import quote
 
 import grpc
 from fastapi import Request
@@ -75,6 +76,10 @@ async def inventory_error(request: Request, error: Exception) -> JSONResponse:
         extra["seat_ids"] = error.seat_ids
     if error.limit:
         extra["limit"] = error.limit
+    event_id = request.path_params.get("event_id")
+    if error.error_reason == pb.ERROR_REASON_ADMISSION_REQUIRED and event_id:
+        # Where the page joins the line: the gateway then passes the admission on by itself.
+        extra["queue"] = f"/v1/events/{quote(event_id, safe='')}/queue"
     return problem(status, error.reason, error.message, request.url.path, **extra)
 
 

@@ -12,10 +12,12 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Coroutine
+from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from limits import RateLimitItem, parse
+from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 from redis.asyncio import Redis
@@ -34,6 +36,20 @@ STREAM_LEASE_SECONDS = 45.0  # an open stream renews its lease at least this oft
 LEASES_PER_ROUND_TRIP = 500
 
 
+def limits_storage(settings: TrustSettings) -> Storage:
+    """`limits`' storage in the gateway's Redis. A Redis Cluster has a scheme of its own there
+    (async+redis+cluster://host:port, no database number), made from the seed node's URL."""
+    uri, options = f"async+{settings.redis_url}", {}
+    if settings.redis_cluster:
+        url = urlsplit(settings.redis_url)
+        auth = f"{url.username or ''}:{url.password}@" if url.password else ""
+        uri = f"async+redis+cluster://{auth}{url.hostname}:{url.port or 6379}"
+        options = {"ssl": True} if url.scheme == "rediss" else {}
+    storage = storage_from_string(uri, implementation="redispy", key_prefix=KEY_PREFIX, **options)
+    assert isinstance(storage, Storage)  # an async+ scheme
+    return storage
+
+
 class TooMany(Exception):
     def __init__(self, what: str, limit: int, retry_after: float) -> None:
         super().__init__(f"too many {what}: at most {limit}")
@@ -44,10 +60,7 @@ class Quotas:
     def __init__(self, settings: TrustSettings, redis: Redis) -> None:
         self.settings = settings
         self.redis = redis
-        storage = storage_from_string(
-            f"async+{settings.redis_url}", implementation="redispy", key_prefix=KEY_PREFIX
-        )
-        self.limiter = MovingWindowRateLimiter(storage)
+        self.limiter = MovingWindowRateLimiter(limits_storage(settings))
         limits = settings.limits
         self.items: dict[str, RateLimitItem] = {
             "sessions per IP": parse(limits.sessions_per_ip),
@@ -55,6 +68,7 @@ class Quotas:
             "holds per IP": parse(limits.holds_per_ip),
             "seats held per buyer": parse(limits.seats_per_buyer),
             "reads per IP": parse(limits.reads_per_ip),
+            "joins per IP": parse(limits.joins_per_ip),
         }
 
     def ip(self, request: Request) -> str:
@@ -111,7 +125,8 @@ class Lease:
         if now - self.renewed < STREAM_LEASE_SECONDS / 3:
             return
         self.renewed = now
-        async with self.redis.pipeline(transaction=True) as pipe:
+        # Not a transaction: the buyer's and the IP's sets may be on two nodes of a cluster.
+        async with self.redis.pipeline(transaction=False) as pipe:
             for key in self.keys:
                 pipe.zadd(key, {self.member: now + STREAM_LEASE_SECONDS}, xx=True)
                 pipe.expire(key, int(STREAM_LEASE_SECONDS) + 1)

@@ -35,6 +35,7 @@ class Limits:
     # events: within one event the engine's max_seats_per_holder counts seats held at once.
     seats_per_buyer: str = "40/15minutes"
     reads_per_ip: str = "20/second"  # event, availability, seat map reads and stream connects
+    joins_per_ip: str = "200/minute"  # new places in waiting rooms (a buyer's join again is free)
     streams_per_buyer: int = 4  # SSE connections open at once
     streams_per_ip: int = 50
 
@@ -42,6 +43,7 @@ class Limits:
 @dataclass(frozen=True)
 class TrustSettings:
     redis_url: str
+    redis_cluster: bool = False  # redis_url is one node of a Redis Cluster
     jwt: JwtSettings | None = None
     session_secret: str | None = None  # None: generated at start (one gateway process only)
     session_ttl: float = 3600.0

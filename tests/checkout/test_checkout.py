@@ -3,15 +3,17 @@
 import asyncio
 import contextlib
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 import stripe
 from lml.inventory.v1 import inventory_pb2 as pb
+from redis.asyncio import Redis
 
 from clients import InventoryClient
+from clients.gateway.admissions import Admissions
 from clients.gateway.identity import holder_of
 from inventory.layouts.events import EventFromLayout, create_event_from_layout
 from inventory.layouts.lifecycle import Layouts
@@ -228,6 +230,39 @@ async def test_payment_after_the_hold_expired_books_the_same_seats_again(
     booking = await client.confirm(BRIEF, done["rebooked_hold_id"], ANN)
     assert booking.booking_id == done["booking_id"] and list(booking.seat_ids) == CIRCLE
     assert booking.payment_ref == done["payment_intent_id"]
+    assert await seat_states(client, CIRCLE, BRIEF) == {pb.SEAT_STATUS_BOOKED}
+
+
+async def test_payment_after_the_hold_and_the_admission_lapsed_books_a_queued_event_again(
+    http: httpx.AsyncClient, events: Events, client: InventoryClient, redis: Redis
+) -> None:
+    """The webhook's re-hold skips the waiting room: a paid checkout is never refused for
+    want of an admission (the service allows it to the gateway's key, which has the scope)."""
+    await events.make(BRIEF, default_ttl=1.0)
+    await client.configure_queue(
+        BRIEF, opens_at=datetime.now(UTC), admit_per_minute=6000, max_active=10, admission_ttl=1
+    )
+
+    async def admitted() -> bool:
+        joined = await http.post(f"/v1/events/{BRIEF}/queue", headers=buyer("ann"))
+        return bool(joined.json()["admitted"])
+
+    await until(admitted, 10)
+    hold_id = await hold(http, CIRCLE, event=BRIEF)
+    assert (await start(http, hold_id, event=BRIEF)).status_code == 201
+
+    async def lapsed() -> bool:
+        free = await seat_states(client, CIRCLE, BRIEF) == {pb.SEAT_STATUS_AVAILABLE}
+        return free and not await Admissions(redis).token(BRIEF, ANN)
+
+    await until(lapsed, 10)
+    again = await http.post(
+        f"/v1/events/{BRIEF}/holds", json={"seat_ids": CIRCLE}, headers=buyer("ann")
+    )
+    problem(again, 409, "ADMISSION_REQUIRED")  # the buyer could not hold them again now
+    assert (await pay(http, hold_id, BRIEF)).status_code == 202
+    done = await settled(http, hold_id, "booked", BRIEF)
+    assert done["rebooked_hold_id"] not in (None, hold_id)
     assert await seat_states(client, CIRCLE, BRIEF) == {pb.SEAT_STATUS_BOOKED}
 
 

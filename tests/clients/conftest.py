@@ -26,6 +26,8 @@ from clients.gateway.settings import JwtSettings, Limits, TrustSettings
 from inventory.engine import Inventory
 from inventory.health_probe import probe_redis
 from inventory.local_servers import RedisServer, free_port
+from inventory.queue import WaitingRoom, admit_forever
+from inventory.queue_watch import QueueWatchHub
 from inventory.server import HealthServicer
 from inventory.service import InventoryServicer
 from inventory.sweeper import run_sweeper
@@ -39,6 +41,7 @@ pg_pool = layouts_fixtures.pg_pool
 pg_layouts = layouts_fixtures.pg_layouts
 
 SEATS = [f"A{n}" for n in range(1, 41)]
+QUEUE_TICK = 0.05  # the waiting room's admission tick and watch fan-out, in seconds
 
 # The tests' identity provider (HS256) and admin token.
 IDP_ISSUER = "https://id.example.test/"
@@ -54,6 +57,7 @@ ROOMY = Limits(
     holds_per_ip="10000/minute",
     seats_per_buyer="10000/minute",
     reads_per_ip="10000/second",
+    joins_per_ip="10000/minute",
     streams_per_buyer=100,
     streams_per_ip=1000,
 )
@@ -159,22 +163,29 @@ class Service:
 
 @pytest.fixture
 async def service(inventory: Inventory) -> AsyncIterator[Service]:
+    """The service as `lml-inventory serve` runs it (sweeper, health probe, waiting-room
+    admission tick), with short ticks."""
     target = f"127.0.0.1:{free_port()}"
     faults = FailAfterApplying()
     hub = WatchHub(inventory.redis)
+    room = WaitingRoom(inventory.redis, inventory.admissions)
+    queues = QueueWatchHub(room, QUEUE_TICK)
     server = grpc.aio.server(interceptors=[faults])
-    pb_grpc.add_InventoryServiceServicer_to_server(InventoryServicer(inventory, hub), server)
+    servicer = InventoryServicer(inventory, hub, queue_hub=queues)
+    pb_grpc.add_InventoryServiceServicer_to_server(servicer, server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     server.add_insecure_port(target)
     await server.start()
     sweeper = asyncio.create_task(run_sweeper(inventory.redis, inventory.runner, 0.05))
     probe = asyncio.create_task(probe_redis(inventory.redis, health, 0.05, 1.0))
+    admitter = asyncio.create_task(admit_forever(room, QUEUE_TICK))
     yield Service(target, hub, faults)
-    sweeper.cancel()
-    probe.cancel()
+    for loop in (sweeper, probe, admitter):
+        loop.cancel()
     # Awaited: a loop that outlived its cancellation fails here, not in the event loop's close.
-    await asyncio.gather(sweeper, probe, return_exceptions=True)
+    await asyncio.gather(sweeper, probe, admitter, return_exceptions=True)
+    await queues.close()
     await hub.close()
     await server.stop(None)
 

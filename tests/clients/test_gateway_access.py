@@ -63,6 +63,8 @@ RULES = {
     ("GET", "/v1/events/{event_id}/seatmap/layout"): OPEN,
     ("GET", "/v1/events/{event_id}/changes"): STREAM,
     ("POST", "/v1/events/{event_id}/holds"): BUYER,
+    ("POST", "/v1/events/{event_id}/queue"): BUYER,
+    ("GET", "/v1/events/{event_id}/queue"): BUYER,
     ("POST", f"{HOLD}/extend"): BUYER,
     ("POST", f"{HOLD}/release"): BUYER,
     ("POST", f"{HOLD}/confirm"): BUYER,

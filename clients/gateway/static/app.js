@@ -4,6 +4,7 @@
 import { ApiError, call, eventPath, startSession } from "./api.js";
 import { HoldPanel } from "./hold.js";
 import { follow } from "./live.js";
+import { waitForAdmission } from "./queue.js";
 import { SeatMap } from "./seatmap.js";
 
 const $ = (id) => document.getElementById(id);
@@ -156,8 +157,9 @@ async function main() {
     say(`No session with the gateway: ${error.message}`);
     return;
   }
+  if (!(await waitForAdmission(eventId, say))) return; // the event's waiting room, if any
   try {
-    seatmap = await call("GET", `${eventPath(eventId)}/seatmap`);
+    seatmap = await call("GET", `${eventPath(eventId)}/seatmap?format=compact`);
     layout = await call("GET", seatmap.layout_url);
   } catch (error) {
     $("connection").textContent = "unavailable";
@@ -172,15 +174,18 @@ async function main() {
   const picker = new Picker({ map, panel, prices });
   const stats = { snapshots: 0, changes: 0, version: seatmap.version };
   window.lml = { map, panel, picker, holderId, stats };
-  map.replaceAll(new Map([
-    ...seatmap.held.map((id) => [id, "held"]), ...seatmap.booked.map((id) => [id, "booked"]),
-  ]));
+  map.replaceStatuses(seatmap.statuses);
   map.flush();
   panel.restore();
   panel.check();
   follow(eventId, {
-    snapshot(taken, version) {
-      map.replaceAll(taken);
+    snapshot({ taken, statuses, layoutHash }, version) {
+      if (layoutHash !== undefined && layoutHash !== map.layoutHash) {
+        reloadForLayout(layoutHash);
+        return;
+      }
+      if (statuses !== undefined) map.replaceStatuses(statuses);
+      else map.replaceAll(taken);
       map.flush(); // a whole-map replacement: draw it now so the hold check below sees it
       panel.check();
       Object.assign(stats, { version, snapshots: stats.snapshots + 1 });
@@ -196,6 +201,19 @@ async function main() {
     },
   });
   addTooltip(map, prices);
+}
+
+// The event's layout is no longer the one drawn (a compact snapshot follows another seat index):
+// the page starts over with the new layout, once per layout hash, so that a gateway that
+// contradicts itself cannot make it reload for ever.
+function reloadForLayout(layoutHash) {
+  const key = `lml-layout-reload:${eventId}`;
+  if (sessionStorage.getItem(key) === layoutHash) {
+    say("The seat map changed and could not be reloaded: refresh the page.");
+    return;
+  }
+  sessionStorage.setItem(key, layoutHash);
+  window.location.reload();
 }
 
 const FLAG_NOTES = { w: "wheelchair space", c: "companion seat", r: "restricted view" };

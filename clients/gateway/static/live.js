@@ -2,7 +2,9 @@
 // stream and sends the last event id (the change-log version) back, so the gateway resumes
 // where it stopped, or sends a fresh snapshot when it cannot. An error answer (a 503 while the
 // inventory service restarts) ends an EventSource for good: then a new one is opened, with
-// backoff, and its first snapshot replaces everything.
+// backoff, and its first snapshot replaces everything. A snapshot comes in the compact form
+// (one status letter per seat of the layout, with the layout's hash) when the event has a
+// layout, else with every seat by id.
 
 import { eventPath } from "./api.js";
 
@@ -15,11 +17,15 @@ export function follow(eventId, { snapshot, change, connection }) {
     const source = new EventSource(`${eventPath(eventId)}/changes`);
     source.addEventListener("snapshot", (message) => {
       const data = JSON.parse(message.data);
+      if (data.statuses !== undefined) {
+        snapshot({ layoutHash: data.layout_hash, statuses: data.statuses }, data.version);
+        return;
+      }
       const taken = new Map();
       for (const [id, status] of Object.entries(data.seats)) {
         if (status !== "AVAILABLE") taken.set(id, STATUS[status]);
       }
-      snapshot(taken, data.version);
+      snapshot({ taken }, data.version);
     });
     source.addEventListener("change", (message) => {
       const data = JSON.parse(message.data);

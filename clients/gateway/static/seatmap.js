@@ -24,6 +24,8 @@ function seatRadius(layout, width, height) {
   return Number.isFinite(gap) ? Math.max(1, gap * 0.42) : Math.min(width, height) / 60;
 }
 
+const LETTERS = { A: "available", H: "held", B: "booked" };
+
 const FLAG_CLASSES = { w: "wheelchair", c: "companion", r: "restricted" };
 
 // A circle per seat; a wheelchair space is a square, so it shows without colour vision.
@@ -42,6 +44,8 @@ export class SeatMap {
   constructor(svg, layout) {
     this.svg = svg;
     this.seats = new Map(); // seat id -> {element, status, category, label, section, row, flags}
+    this.layoutHash = layout.hash;
+    this.index = []; // seat ids by seat index: their order in the layout export
     this.categories = new Map(layout.categories.map((c, i) => [c.id, {
       ...c, color: c.color || PALETTE[i % PALETTE.length], available: 0,
     }]));
@@ -78,6 +82,7 @@ export class SeatMap {
           group.append(element);
           this.seats.set(id, { element, status: "available", category, rank, flags,
             label: label || `${section.label} ${row.label}${number}`, section: section.id });
+          this.index.push(id);
           if (info) info.available += 1;
           sumX += x;
           minY = Math.min(minY, y);
@@ -112,6 +117,14 @@ export class SeatMap {
   // A snapshot: `taken` maps seat ids to "held" or "booked"; every other seat is available.
   replaceAll(taken) {
     for (const id of this.seats.keys()) this.set(id, taken.get(id) ?? "available");
+  }
+
+  // A compact snapshot: one letter per seat in seat index order (A, H or B).
+  replaceStatuses(statuses) {
+    if (statuses.length !== this.index.length) {
+      throw new Error(`${statuses.length} statuses for a layout of ${this.index.length} seats`);
+    }
+    for (let i = 0; i < statuses.length; i++) this.set(this.index[i], LETTERS[statuses[i]]);
   }
 
   flush() {
