@@ -17,6 +17,8 @@ from bench.ceiling_bench import Settings, ceiling_sections
 from bench.driver import DriverConfig
 from bench.durability_bench import durability as durability_harness
 from bench.engine_bench import engine as engine_harness
+from bench.fanout_bench import Setting
+from bench.fanout_bench import fanout as fanout_harness
 from bench.payload_bench import payload_sizes as payload_sizes_harness
 from bench.peers import peers as peers_harness
 from bench.queue_bench import queue as queue_harness
@@ -189,6 +191,34 @@ def admin_stall(sizes: str, row_lengths: str, rate: float, rounds: int, quiet: f
             rate,
             rounds,
             quiet,
+        )
+    )
+
+
+@main.command()
+@click.option("--viewers", default="200,1000,5000", show_default=True, help="Viewers per measure.")
+@click.option("--rates", default="50,100", show_default=True, help="Changes/s offered.")
+@click.option(
+    "--compare",
+    default="200x50",
+    show_default=True,
+    help="VIEWERSxRATE measures of the old per-viewer design (empty: none).",
+)
+@click.option("--seats", default=5_000, show_default=True)
+@click.option("--duration", default=15.0, show_default=True, help="Seconds of load per measure.")
+def fanout(viewers: str, rates: str, compare: str, seats: int, duration: float) -> None:
+    """SSE fan-out of the gateway: delivery latency and gateway CPU by viewers x changes/s."""
+    old = [
+        Setting("per-viewer", int(n), int(rate))
+        for n, rate in (item.split("x") for item in compare.split(",") if item)
+    ]
+    _done(
+        fanout_harness(
+            [int(n) for n in viewers.split(",")],
+            [int(r) for r in rates.split(",")],
+            old,
+            seats,
+            duration,
         )
     )
 

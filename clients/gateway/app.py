@@ -1,6 +1,5 @@
 """The HTTP gateway for mobile apps: JSON over HTTP to InventoryService through the SDK."""
 
-import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
@@ -10,7 +9,6 @@ from fastapi import Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, StreamingResponse
-from lml.inventory.v1 import inventory_pb2 as pb
 from starlette.middleware.gzip import GZipMiddleware
 
 from clients.client import InventoryClient
@@ -23,13 +21,14 @@ from clients.gateway.checkout_routes import (
     add_checkout_routes,
     open_checkout,
 )
+from clients.gateway.fanout import Fanout
+from clients.gateway.feed import DEFAULT_FANOUT, FanoutSettings
 from clients.gateway.identity import AuthError, Verifier
 from clients.gateway.metrics import MetricsMiddleware
 from clients.gateway.models import (
     MAX_VERSION,
     AvailabilityOut,
     BookingOut,
-    ChangeOut,
     CompactAvailabilityOut,
     ConfirmIn,
     EventIn,
@@ -38,15 +37,14 @@ from clients.gateway.models import (
     HoldIn,
     HoldOut,
     ReleaseOut,
-    status_name,
 )
-from clients.gateway.ownership import HoldOwners, MineFilter
+from clients.gateway.ownership import HoldOwners
 from clients.gateway.page import add_page_routes
 from clients.gateway.queue_routes import add_queue_routes, admission_token
 from clients.gateway.quotas import (
     RATE_LIMIT_HEADERS,
-    Lease,
     Quotas,
+    StreamLeases,
     TooMany,
     count_read,
     quotas_of,
@@ -56,69 +54,15 @@ from clients.gateway.seatmap import Format, add_seatmap_routes, seat_index_for
 from clients.gateway.sessions import add_session_routes, claimed_secret
 from clients.gateway.settings import TrustSettings
 from clients.gateway.state import client_of
-from clients.watching import Snapshot, Update
 from inventory.layouts.backends import Backends, open_backends
 from inventory.redis_client import connect
 
-KEEPALIVE_SECONDS = 15.0  # an SSE comment this often keeps proxies from closing a quiet stream
+REDIS_CONNECTIONS = 64  # per gateway process: limits, stream leases, hold owners
 PROBLEM = {"model": dict[str, Any], "content": {problems.MEDIA_TYPE: {}}}
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"description": "Problem details (RFC 9457)", **PROBLEM}
     for status in (400, 401, 403, 404, 409, 410, 422, 429, 503, 504)
 }
-
-
-def _sse(event: str, event_id: int, data: str) -> bytes:
-    return f"id: {event_id}\nevent: {event}\ndata: {data}\n\n".encode()
-
-
-async def _encode(event_id: str, update: Update, mine: MineFilter | None) -> bytes:
-    if isinstance(update, Snapshot):
-        snapshot = AvailabilityOut.model_validate(
-            {
-                "event_id": event_id,
-                "version": update.version,
-                "seats": {seat: status_name(status) for seat, status in update.seats.items()},
-            }
-        )
-        return _sse("snapshot", update.version, snapshot.model_dump_json())
-    ending = update.reason != pb.CHANGE_REASON_HELD
-    own = mine is not None and await mine.is_mine(update.hold_id, ending)
-    change = ChangeOut.of(update, mine=own)
-    return _sse("change", update.version, change.model_dump_json(exclude_none=True))
-
-
-async def _event_stream(
-    client: InventoryClient,
-    event_id: str,
-    from_version: int | None,
-    lease: Lease,
-    mine: MineFilter | None,
-) -> AsyncIterator[bytes]:
-    updates = client.watch(event_id, from_version)
-    upcoming: asyncio.Task[Update] | None = None
-    try:
-        if mine is not None:
-            await mine.start()
-        while True:
-            await lease.renew()
-            if upcoming is None:
-                upcoming = asyncio.ensure_future(anext(updates))
-            done, _ = await asyncio.wait({upcoming}, timeout=KEEPALIVE_SECONDS)
-            if not done:
-                yield b": keep-alive\n\n"
-                continue
-            update, upcoming = upcoming.result(), None
-            yield await _encode(event_id, update, mine)
-    finally:
-        try:
-            if upcoming is not None:
-                upcoming.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await upcoming
-            await updates.aclose()
-        finally:
-            await lease.end()
 
 
 def create_app(
@@ -130,11 +74,13 @@ def create_app(
     stripe: StripeSettings | None = None,
     *,
     trust: TrustSettings,
+    fanout: FanoutSettings = DEFAULT_FANOUT,
 ) -> FastAPI:
     """The gateway app. It makes its InventoryClient for `target` unless given one, and opens
     the layouts backends (for the seat map) from `layouts_dsn` unless given them; checkout
     works when `stripe` has a secret key and webhook secret and there is a layouts database.
-    `trust` says who may call what and how often (its Redis holds the shared limits)."""
+    `trust` says who may call what and how often (its Redis holds the shared limits);
+    `fanout` how the live streams share their watches."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -150,7 +96,11 @@ def create_app(
             app.state.checkout = await stack.enter_async_context(
                 open_checkout(stripe, app.state.client, app.state.backends)
             )
-            redis = connect(trust.redis_url, cluster=trust.redis_cluster)
+            # A waiting pool: thousands of streams opening or closing at once queue for a
+            # connection rather than fail (redis-py's plain pool raises beyond its 100).
+            redis = connect(
+                trust.redis_url, max_connections=REDIS_CONNECTIONS, cluster=trust.redis_cluster
+            )
             stack.push_async_callback(redis.aclose)
             # A secret generated here is this process's alone: claimed_secret refuses a second
             # process that signs with another one.
@@ -159,6 +109,10 @@ def create_app(
             app.state.verifier = Verifier(trust, session_secret)
             app.state.quotas = Quotas(trust, redis)
             app.state.owners = HoldOwners(redis)
+            leases = StreamLeases(redis)
+            stack.push_async_callback(leases.close)
+            app.state.fanout = Fanout(app.state.client, app.state.owners, leases, fanout)
+            stack.push_async_callback(app.state.fanout.close)
             yield
 
     app = FastAPI(
@@ -352,15 +306,14 @@ def _add_routes(app: FastAPI) -> None:
         EventSource resumes with Last-Event-ID. A `snapshot` may come again when the change log
         cannot resume: it replaces everything before it. Seat statuses only: a change names its
         hold (`hold_id`, `mine: true`) only on the stream of the buyer who holds it."""
-        client = client_of(request)
         quotas = quotas_of(request)
         await count_read(request)
-        await client.get_event(event_id)  # a missing event is a 404 before the stream starts
+        await client_of(request).get_event(event_id)  # a missing event: 404 before the stream
         holder = caller.holder_id if caller else None
         lease = await quotas.stream_lease(holder, quotas.ip(request))
-        mine = MineFilter(request.app.state.owners, holder) if holder else None
+        fanout: Fanout = request.app.state.fanout
         return StreamingResponse(
-            _event_stream(client, event_id, last_event_id, lease, mine),
+            fanout.stream(event_id, last_event_id, lease, holder),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

@@ -1,7 +1,8 @@
 """Which holds are whose, so that a buyer's own stream can flag their holds (`mine`) while
 every other payload stays free of hold ids: the gateway records each hold it makes for a buyer
-in Redis (one set per buyer, shared by every gateway process)."""
+in Redis (one set per buyer, and the buyer of each hold, shared by every gateway process)."""
 
+from collections.abc import Sequence
 from typing import cast
 
 from redis.asyncio import Redis
@@ -16,6 +17,10 @@ def _key(holder_id: str) -> str:
     return f"{KEY_PREFIX}:holds:{holder_id}"
 
 
+def _owner_key(hold_id: str) -> str:
+    return f"{KEY_PREFIX}:hold-owner:{hold_id}"
+
+
 class HoldOwners:
     """Over a client made by inventory.redis_client.connect (replies decoded)."""
 
@@ -23,41 +28,17 @@ class HoldOwners:
         self.redis = redis
 
     async def add(self, holder_id: str, hold_id: str) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
+        # Not a transaction: the buyer's set and the hold's record may be on two cluster nodes.
+        async with self.redis.pipeline(transaction=False) as pipe:
             pipe.sadd(_key(holder_id), hold_id)
             pipe.expire(_key(holder_id), RECORD_SECONDS)
+            pipe.set(_owner_key(hold_id), holder_id, ex=RECORD_SECONDS)
             await pipe.execute()
 
-    async def owns(self, holder_id: str, hold_id: str) -> bool:
-        return bool(await self.redis.sismember(_key(holder_id), hold_id))
-
-    async def holds_of(self, holder_id: str) -> set[str]:
-        return cast(set[str], await self.redis.smembers(_key(holder_id)))  # decoded replies
-
-
-class MineFilter:
-    """One buyer's stream: tells whether a change's hold is theirs. Their holds are read once
-    at the start, then again only when a change names a hold not seen yet that ends (a hold's
-    first change, `held`, may arrive before the gateway that made it has recorded it; the page
-    needs to see its own hold end), so each other buyer's hold costs at most one read."""
-
-    def __init__(self, owners: HoldOwners, holder_id: str) -> None:
-        self.owners, self.holder_id = owners, holder_id
-        self.mine: set[str] = set()
-        self.others: set[str] = set()
-
-    async def start(self) -> None:
-        self.mine = await self.owners.holds_of(self.holder_id)
-
-    async def is_mine(self, hold_id: str, ending: bool) -> bool:
-        if hold_id in self.mine:
-            return True
-        if not hold_id or hold_id in self.others or not ending:
-            return False
-        if await self.owners.owns(self.holder_id, hold_id):
-            self.mine.add(hold_id)
-            return True
-        if len(self.others) > 100_000:  # bounded: a stream open for days forgets old holds
-            self.others.clear()
-        self.others.add(hold_id)
-        return False
+    async def owners_of(self, hold_ids: Sequence[str]) -> list[str | None]:
+        """The buyer of each hold (None: not made through a gateway), in one round trip: a
+        process's live streams look each hold up once, whatever the number of viewers."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for hold_id in hold_ids:
+                pipe.get(_owner_key(hold_id))
+            return cast(list[str | None], await pipe.execute())

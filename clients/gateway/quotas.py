@@ -6,9 +6,12 @@ stream renews; a crashed process's connections run out with their leases).
 Beyond a limit: 429 with Retry-After and the RateLimit-* fields of the IETF draft
 (RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset)."""
 
+import asyncio
+import logging
 import math
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from urllib.parse import urlsplit
 
 from fastapi import Request
@@ -18,14 +21,19 @@ from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError
 
 from clients.gateway import problems
 from clients.gateway.peers import client_ip
 from clients.gateway.settings import TrustSettings
 
+log = logging.getLogger(__name__)
+
 KEY_PREFIX = "lml:gateway"
 RATE_LIMIT_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 STREAM_LEASE_SECONDS = 45.0  # an open stream renews its lease at least this often / 3
+LEASES_PER_ROUND_TRIP = 500
 
 
 def limits_storage(settings: TrustSettings) -> Storage:
@@ -129,6 +137,83 @@ class Lease:
             for key in self.keys:
                 pipe.zrem(key, self.member)
             await pipe.execute()
+
+
+class StreamLeases:
+    """The leases of a process's open streams, renewed together (a few round trips every
+    STREAM_LEASE_SECONDS / 3, whatever the number of streams) and ended in batches: thousands
+    of streams opening or closing at once must not queue for Redis one call each."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self.open: set[Lease] = set()
+        self._ending: list[Lease] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def hold(self, lease: Lease) -> None:
+        if not self._tasks:
+            self._start(self._renew_forever())
+        self.open.add(lease)
+
+    def end(self, lease: Lease) -> None:
+        """Ends the lease soon (a stream's last act may not wait on Redis)."""
+        self.open.discard(lease)
+        self._ending.append(lease)
+        if len(self._ending) == 1:
+            self._start(self._end_pending())
+
+    def _start(self, work: Coroutine[object, object, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _end_pending(self) -> None:
+        await asyncio.sleep(0)  # the streams closing in this same moment join the batch
+        while self._ending:
+            batch = self._ending[:LEASES_PER_ROUND_TRIP]
+            del self._ending[:LEASES_PER_ROUND_TRIP]
+            await self._send(batch, lambda pipe, lease, key: pipe.zrem(key, lease.member))
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(STREAM_LEASE_SECONDS / 3)
+            await self.renew()
+
+    async def renew(self) -> None:
+        """Renews every open lease now."""
+        leases = list(self.open)
+        until = time.time() + STREAM_LEASE_SECONDS
+        for start in range(0, len(leases), LEASES_PER_ROUND_TRIP):
+            await self._send(
+                leases[start : start + LEASES_PER_ROUND_TRIP],
+                lambda pipe, lease, key: pipe.zadd(key, {lease.member: until}, xx=True),
+                expire=True,
+            )
+
+    async def _send(
+        self,
+        leases: list[Lease],
+        command: Callable[[Pipeline, Lease, str], object],
+        expire: bool = False,
+    ) -> None:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for lease in leases:
+                    for key in lease.keys:
+                        command(pipe, lease, key)
+                for key in {key for lease in leases for key in lease.keys} if expire else ():
+                    pipe.expire(key, int(STREAM_LEASE_SECONDS) + 1)
+                await pipe.execute()
+        except RedisError as error:  # the leases run out by themselves
+            log.warning("stream leases: %s", error)
+
+    async def close(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._send(self._ending, lambda pipe, lease, key: pipe.zrem(key, lease.member))
+        self._ending.clear()
 
 
 async def too_many(request: Request, error: Exception) -> JSONResponse:

@@ -21,6 +21,7 @@ from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 
 from clients import InventoryClient
 from clients.gateway.app import create_app
+from clients.gateway.feed import FanoutSettings
 from clients.gateway.settings import JwtSettings, Limits, TrustSettings
 from inventory.engine import Inventory
 from inventory.health_probe import probe_redis
@@ -60,6 +61,9 @@ ROOMY = Limits(
     streams_per_buyer=100,
     streams_per_ip=1000,
 )
+
+# Shared watches stop soon after their last viewer leaves, so tests see them go.
+QUICK_FANOUT = FanoutSettings(linger_seconds=0.2)
 
 
 def trust(redis_server: RedisServer, **changes: Any) -> TrustSettings:
@@ -226,5 +230,6 @@ async def serve_gateway(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def gateway(service: Service, redis_server: RedisServer) -> AsyncIterator[httpx.AsyncClient]:
     """lml-gateway's app for the test's service, without the layouts database."""
-    async with serve_gateway(create_app(service.target, trust=trust(redis_server))) as http:
+    app = create_app(service.target, trust=trust(redis_server), fanout=QUICK_FANOUT)
+    async with serve_gateway(app) as http:
         yield http

@@ -251,7 +251,9 @@ async def test_sse_snapshot_changes_and_resume_with_last_event_id(
     assert (second["id"], second["data"]["seat_ids"]) == ("3", ["A3"])
     await resumed.aclose()
 
-    # Resuming from a version the change log no longer holds: a fresh snapshot instead.
+    # Resuming from a version neither the change log nor the gateway's shared watch (stopped
+    # after its last viewer left) still holds: a fresh snapshot instead.
+    await until(lambda: not service.hub._feeds)
     await redis.xtrim(keys.event_keys("show").changes, maxlen=1, approximate=False)
     stale = sse_events(gateway, {"Last-Event-ID": "1"})
     fresh = await anext(stale)

@@ -1,0 +1,82 @@
+"""Live seat maps for many viewers: every event feed of a gateway process (clients/gateway/
+feed.py), started with an event's first viewer and stopped a while after its last one left, and
+each viewer's stream of SSE bytes. Stream leases are renewed and ended in batches, so that
+thousands of streams cost Redis a few round trips rather than one each."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from clients.client import InventoryClient
+from clients.gateway.feed import KEEPALIVE, EventFeed, FanoutSettings, Viewer
+from clients.gateway.ownership import HoldOwners
+from clients.gateway.quotas import Lease, StreamLeases
+
+
+class Fanout:
+    """Every event feed of this gateway process."""
+
+    def __init__(
+        self,
+        client: InventoryClient,
+        owners: HoldOwners,
+        leases: StreamLeases,
+        settings: FanoutSettings,
+    ) -> None:
+        self.client, self.owners, self.leases, self.settings = client, owners, leases, settings
+        self.feeds: dict[str, EventFeed] = {}
+        self._stopping: dict[str, asyncio.Task[None]] = {}
+
+    def _feed(self, event_id: str) -> EventFeed:
+        if (stopping := self._stopping.pop(event_id, None)) is not None:
+            stopping.cancel()
+        feed = self.feeds.get(event_id)
+        if feed is None:
+            feed = EventFeed(self.client, self.owners, event_id, self.settings)
+            self.feeds[event_id] = feed
+        return feed
+
+    def _left(self, event_id: str, feed: EventFeed) -> None:
+        if not feed.viewers and event_id not in self._stopping:
+            self._stopping[event_id] = asyncio.create_task(self._linger(event_id, feed))
+
+    async def _linger(self, event_id: str, feed: EventFeed) -> None:
+        """Stops the feed a while after its last viewer left, unless one came meanwhile."""
+        await asyncio.sleep(self.settings.linger_seconds)
+        if feed.viewers or self.feeds.get(event_id) is not feed:
+            return
+        del self.feeds[event_id]
+        self._stopping.pop(event_id, None)
+        await feed.stop()
+
+    async def stream(
+        self, event_id: str, from_version: int | None, lease: Lease, holder: str | None
+    ) -> AsyncIterator[bytes]:
+        """One viewer's SSE bytes: a snapshot (or the changes after `from_version`, when the
+        feed still has them), then changes; keep-alives while nothing changes."""
+        feed = self._feed(event_id)
+        viewer = Viewer(holder)
+        feed.join(viewer, from_version)
+        self.leases.hold(lease)
+        try:
+            while True:
+                if from_version is not None and feed.ready.is_set():
+                    feed.resume(viewer, from_version)
+                    from_version = None
+                data = feed.take(viewer)
+                if data:
+                    yield data
+                elif await feed.wait():
+                    yield KEEPALIVE
+        finally:
+            feed.leave(viewer)
+            self._left(event_id, feed)
+            self.leases.end(lease)
+
+    async def close(self) -> None:
+        stopping, self._stopping = list(self._stopping.values()), {}
+        for task in stopping:
+            task.cancel()
+        await asyncio.gather(*stopping, return_exceptions=True)
+        feeds, self.feeds = list(self.feeds.values()), {}
+        for feed in feeds:
+            await feed.stop()

@@ -1,0 +1,32 @@
+"""Smoke test of the fan-out harness: real service, gateway process and viewers process, both
+designs measured, every viewer accounted for and the full views checked against the inventory."""
+
+from pathlib import Path
+
+import pytest
+
+from bench.fanout_bench import Setting, fanout
+from tests.bench.test_harnesses import column, tables, written
+
+
+@pytest.fixture(autouse=True)
+def results_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LML_BENCH_RESULTS", str(tmp_path))
+    return tmp_path
+
+
+def test_fanout_harness_measures_both_designs(results_dir: Path) -> None:
+    report = fanout([6], [20], [Setting("per-viewer", 4, 20)], seats=200, seconds=1.5)
+    text = written(report, results_dir)
+    [rows] = [table for table in tables(text) if table and "design" in table[0]]
+    assert [row["design"] for row in rows] == ["shared", "per-viewer"]
+    assert min(column(text, "changes made")) > 0
+    assert all(
+        p99 >= p50 > 0
+        for p50, p99 in zip(column(text, "p50 ms"), column(text, "p99 ms"), strict=True)
+    )
+    for row in rows:
+        viewers = row["viewers"]
+        assert row["viewers at final version, no gap"] == f"{viewers}/{viewers}"
+        full = row["full views equal to inventory"].split("/")
+        assert full[0] == full[1] != "0"
