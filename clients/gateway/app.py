@@ -50,7 +50,7 @@ from clients.gateway.quotas import (
     quotas_of,
     too_many,
 )
-from clients.gateway.seatmap import Format, add_seatmap_routes, seat_index_for
+from clients.gateway.seatmap import Format, add_seatmap_routes, seat_index_for, seat_index_of
 from clients.gateway.sessions import add_session_routes, claimed_secret
 from clients.gateway.settings import TrustSettings
 from clients.gateway.state import client_of
@@ -304,8 +304,10 @@ def _add_routes(app: FastAPI) -> None:
         """Live seat updates as Server-Sent Events. First a `snapshot` event (every seat), then
         a `change` event per change; each event's id is its version, so a reconnecting
         EventSource resumes with Last-Event-ID. A `snapshot` may come again when the change log
-        cannot resume: it replaces everything before it. Seat statuses only: a change names its
-        hold (`hold_id`, `mine: true`) only on the stream of the buyer who holds it."""
+        cannot resume: it replaces everything before it. For an event made from a layout the
+        snapshot is compact (`layout_hash` and `statuses` in seat-index order, as
+        `/availability?format=compact`). Seat statuses only: a change names its hold (`hold_id`,
+        `mine: true`) only on the stream of the buyer who holds it."""
         quotas = quotas_of(request)
         await count_read(request)
         await client_of(request).get_event(event_id)  # a missing event: 404 before the stream
@@ -313,7 +315,9 @@ def _add_routes(app: FastAPI) -> None:
         lease = await quotas.stream_lease(holder, quotas.ip(request))
         fanout: Fanout = request.app.state.fanout
         return StreamingResponse(
-            fanout.stream(event_id, last_event_id, lease, holder),
+            fanout.stream(
+                event_id, last_event_id, lease, holder, lambda: seat_index_of(request, event_id)
+            ),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

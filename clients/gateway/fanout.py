@@ -4,12 +4,16 @@ each viewer's stream of SSE bytes. Stream leases are renewed and ended in batche
 thousands of streams cost Redis a few round trips rather than one each."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from clients.client import InventoryClient
 from clients.gateway.feed import KEEPALIVE, EventFeed, FanoutSettings, Viewer
 from clients.gateway.ownership import HoldOwners
 from clients.gateway.quotas import Lease, StreamLeases
+from clients.gateway.seat_index import SeatIndex
+
+# Looks up the event's seat index (None without a layout): only when its feed starts.
+SeatIndexLookup = Callable[[], Awaitable[SeatIndex | None]]
 
 
 class Fanout:
@@ -26,13 +30,16 @@ class Fanout:
         self.feeds: dict[str, EventFeed] = {}
         self._stopping: dict[str, asyncio.Task[None]] = {}
 
-    def _feed(self, event_id: str) -> EventFeed:
+    async def _feed(self, event_id: str, seat_index: SeatIndexLookup) -> EventFeed:
         if (stopping := self._stopping.pop(event_id, None)) is not None:
             stopping.cancel()
         feed = self.feeds.get(event_id)
         if feed is None:
-            feed = EventFeed(self.client, self.owners, event_id, self.settings)
-            self.feeds[event_id] = feed
+            index = await seat_index()
+            # Another viewer may have started the feed while the index was looked up.
+            feed = self.feeds.setdefault(
+                event_id, EventFeed(self.client, self.owners, event_id, self.settings, index)
+            )
         return feed
 
     def _left(self, event_id: str, feed: EventFeed) -> None:
@@ -49,11 +56,16 @@ class Fanout:
         await feed.stop()
 
     async def stream(
-        self, event_id: str, from_version: int | None, lease: Lease, holder: str | None
+        self,
+        event_id: str,
+        from_version: int | None,
+        lease: Lease,
+        holder: str | None,
+        seat_index: SeatIndexLookup,
     ) -> AsyncIterator[bytes]:
         """One viewer's SSE bytes: a snapshot (or the changes after `from_version`, when the
         feed still has them), then changes; keep-alives while nothing changes."""
-        feed = self._feed(event_id)
+        feed = await self._feed(event_id, seat_index)
         viewer = Viewer(holder)
         feed.join(viewer, from_version)
         self.leases.hold(lease)

@@ -24,8 +24,9 @@ from redis.exceptions import RedisError
 
 from clients.client import InventoryClient
 from clients.errors import InventoryClientError
-from clients.gateway.models import AvailabilityOut, ChangeOut, status_name
+from clients.gateway.models import ChangeOut, snapshot_event_data
 from clients.gateway.ownership import HoldOwners
+from clients.gateway.seat_index import SeatIndex
 from clients.watching import RECONNECT_DELAYS, Snapshot, Update, follow
 
 log = logging.getLogger(__name__)
@@ -54,16 +55,15 @@ def sse(event: str, event_id: int, data: str) -> bytes:
 
 
 def snapshot_event(
-    event_id: str, version: int, seats: dict[str, "pb.SeatStatus.ValueType"]
+    event_id: str,
+    version: int,
+    seats: dict[str, "pb.SeatStatus.ValueType"],
+    seat_index: SeatIndex | None = None,
 ) -> bytes:
-    snapshot = AvailabilityOut.model_validate(
-        {
-            "event_id": event_id,
-            "version": version,
-            "seats": {seat: status_name(status) for seat, status in seats.items()},
-        }
+    """A `snapshot` event: compact (statuses in seat-index order) when the event has a layout."""
+    return sse(
+        "snapshot", version, snapshot_event_data(event_id, Snapshot(version, seats), seat_index)
     )
-    return sse("snapshot", version, snapshot.model_dump_json())
 
 
 def change_event(change: pb.SeatChange, mine: bool = False) -> bytes:
@@ -186,9 +186,15 @@ class EventFeed:
     """One event's upstream watch and its viewers in this process."""
 
     def __init__(
-        self, client: InventoryClient, owners: HoldOwners, event_id: str, settings: FanoutSettings
+        self,
+        client: InventoryClient,
+        owners: HoldOwners,
+        event_id: str,
+        settings: FanoutSettings,
+        seat_index: SeatIndex | None = None,
     ) -> None:
         self.client, self.owners, self.event_id, self.settings = client, owners, event_id, settings
+        self.seat_index = seat_index  # the event's layout's: snapshots are compact with one
         self.viewers: set[Viewer] = set()
         self.holders: Counter[str] = Counter()  # buyers among the viewers
         self.log = _Log()
@@ -265,7 +271,7 @@ class EventFeed:
     def snapshot(self) -> bytes:
         """The published seats as a `snapshot` event, encoded once per version."""
         if self._snapshot is None or self._snapshot[:2] != (self.epoch, self.version):
-            data = snapshot_event(self.event_id, self.version, self.seats)
+            data = snapshot_event(self.event_id, self.version, self.seats, self.seat_index)
             self._snapshot = (self.epoch, self.version, data)
         return self._snapshot[2]
 

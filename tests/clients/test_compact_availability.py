@@ -3,6 +3,7 @@ real Postgres and inventory): they say what the full form says for every seat, i
 its bytes, and name the layout they follow so that a client with another layout knows."""
 
 import gzip
+import json
 import random
 from typing import Any
 
@@ -201,3 +202,29 @@ async def test_compact_answers_revalidate_by_version(
     path = f"/v1/events/{opera}/seatmap?format=compact"
     changed = await http.get(path, headers={"If-None-Match": etag})
     assert changed.status_code == 200 and changed.json()["statuses"][position] == "H"
+
+
+async def first_sse_event(http: httpx.AsyncClient, path: str) -> tuple[str, dict[str, Any]]:
+    """The name and data of a stream's first event."""
+    async with http.stream("GET", path) as response:
+        assert response.status_code == 200
+        name, data = "", ""
+        async for line in response.aiter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                data = line.removeprefix("data: ")
+            elif not line and data:
+                return name, json.loads(data)
+    raise AssertionError("the stream ended before its first event")
+
+
+async def test_the_live_stream_snapshots_in_the_compact_form(
+    http: httpx.AsyncClient, opera: str
+) -> None:
+    layout = (await http.get(f"/v1/events/{opera}/seatmap/layout")).json()
+    full = (await http.get(f"/v1/events/{opera}/availability")).json()
+    name, snapshot = await first_sse_event(http, f"/v1/events/{opera}/changes")
+    assert name == "snapshot" and "seats" not in snapshot
+    assert snapshot["version"] == full["version"]
+    assert decoded(snapshot, layout) == full["seats"]
