@@ -26,15 +26,21 @@ async def sweep(redis: Redis, runner: ScriptRunner) -> int:
     """
     expired = 0
     async for event_id in redis.sscan_iter(keys.EVENTS):
-        call = sweep_call(event_id)
-        more, row_calls = True, 0
-        while more:
-            swept = sweep_result(await runner.run(call))
-            if swept is None:
-                break
-            expired += swept.expired
-            row_calls += 1
-            more = swept.more_due or (swept.dirty and row_calls < SWEEP_ROWS_CALLS)
+        expired += await sweep_event(runner, event_id)
+    return expired
+
+
+async def sweep_event(runner: ScriptRunner, event_id: str) -> int:
+    """One round over one event; returns how many holds expired."""
+    call = sweep_call(event_id)
+    expired, more, row_calls = 0, True, 0
+    while more:
+        swept = sweep_result(await runner.run(call))
+        if swept is None:
+            break
+        expired += swept.expired
+        row_calls += 1
+        more = swept.more_due or (swept.dirty and row_calls < SWEEP_ROWS_CALLS)
     return expired
 
 
