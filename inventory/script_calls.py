@@ -23,8 +23,8 @@ CHANGELOG_MAX = 100_000  # change-log entries kept for watchers (lua/includes/ch
 # create_event writes every seat in one script: seconds for the largest events, beyond the
 # Redis deadline of other calls (which fail alone meanwhile, see inventory/redis_pipe.py).
 CREATE_EVENT_TIMEOUT = 60.0
-SWEEP_BATCH = 500  # holds one sweep call ends at most
-SWEEP_ROWS = 20  # best-available index rows refreshed per sweep call: keeps each call short
+SWEEP_BATCH = 32  # holds one sweep call handles at most: keeps each call short
+SWEEP_SEATS = 16  # seats the holds one sweep call expires free, about (sweep.lua)
 
 SCRIPTS: dict[str, Script] = {
     name: load_script(name)
@@ -290,19 +290,18 @@ def cancel_booking_response(reply: Any) -> pb.CancelBookingResponse:
 @dataclass(frozen=True)
 class Swept:
     expired: int
-    more_due: bool  # the batch was full: more holds may be due
-    dirty: bool  # index rows are still to be refreshed
+    more_due: bool  # the call stopped at a bound: more holds may be due
 
 
 def sweep_call(event_id: str) -> Call:
-    return Call(SCRIPTS["sweep"], keys.event_keys(event_id), (SWEEP_BATCH, SWEEP_ROWS))
+    return Call(SCRIPTS["sweep"], keys.event_keys(event_id), (SWEEP_BATCH, SWEEP_SEATS))
 
 
 def sweep_result(reply: Any) -> Swept | None:
     """None when there is nothing to sweep there: the event is gone, or the script failed."""
     if isinstance(reply, Exception) or reply[0] == "EVENT_NOT_FOUND":
         return None
-    return Swept(int(reply[0]), reply[2] == 1, reply[3] == 1)
+    return Swept(int(reply[0]), reply[2] == 1)
 
 
 # -- restore_event --------------------------------------------------------------------------------

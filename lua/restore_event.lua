@@ -25,7 +25,7 @@
     where conflicts is a list of [seat id, current value] for seats that are held or booked by
     another booking (left as they are), or unknown to the event.
     {"EVENT_NOT_FOUND", message}: nothing changed
-  Cost: O(rows of the seats restored).
+  Cost: O(seats restored x log n).
 ]]
 -- @include clock
 -- @include event

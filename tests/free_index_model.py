@@ -1,19 +1,22 @@
 """The best-available index recomputed from scratch, to check the one Redis maintains step by
-step (lua/includes/free_index.lua) after any sequence of operations."""
+step (lua/includes/free_index.lua) after any sequence of operations: it must equal it at every
+moment, with nothing left to refresh."""
 
 import json
 
 from redis.asyncio import Redis
 
 from inventory import keys
-from inventory.engine import Inventory
 
 
 def _class(kind: str) -> str:
     return "S" if kind == "S" else "A"
 
 
-def _row_members(number: int, row: dict[str, list[str]], states: list[str], cap: int) -> set[str]:
+def _row_members(
+    number: int, row: dict[str, list[str]], states: list[str], cap: int, blank: bool
+) -> set[str]:
+    """`blank`: runs without a category have a view of category "" too (a seat names it)."""
     members: set[str] = set()
     seats, i = row["seat_ids"], 0
     while i < len(seats):
@@ -30,11 +33,13 @@ def _row_members(number: int, row: dict[str, list[str]], states: list[str], cap:
             j += 1
         length = j - i + 1
         best = min(int(rank) for rank in row["ranks"][i : j + 1])
-        tail = f"{best:07d}|{number}|{i + 1}|{length}"
-        for category in (row["categories"][i], "*"):
-            for section in (row["section"], "*"):
-                scope = f"{_class(row['kinds'][i])}|{category}|{section}|"
+        tail = f"{best:07d}|{number}|{i + 1}"
+        kind, category, section = _class(row["kinds"][i]), row["categories"][i], row["section"]
+        for view_category in (category, "*") if category or blank else ("*",):
+            for view_section in (section, "*"):
+                scope = f"{kind}|{view_category}|{view_section}|"
                 members.add(f"{scope}{min(length, cap):04d}|{tail}")
+        members.add(f"P|{number:06d}|{j + 1:03d}|{i + 1}|{best}|{kind}|{section}|{category}")
         i = j + 1
     return members
 
@@ -42,12 +47,14 @@ def _row_members(number: int, row: dict[str, list[str]], states: list[str], cap:
 async def expected_index(redis: Redis, event_id: str) -> set[str]:
     event = keys.event_keys(event_id)
     cap = int(await redis.hget(event.meta, "bucket_cap"))  # type: ignore[arg-type]
+    blank = bool(await redis.hexists(event.meta, "category:"))
     states: dict[str, str] = await redis.hgetall(event.seats)  # type: ignore[assignment]
     members: set[str] = set()
     rows: dict[str, str] = await redis.hgetall(event.rows)  # type: ignore[assignment]
     for number, encoded in rows.items():
         row = json.loads(encoded)
-        members |= _row_members(int(number), row, [states[s] for s in row["seat_ids"]], cap)
+        row_states = [states[s] for s in row["seat_ids"]]
+        members |= _row_members(int(number), row, row_states, cap, blank)
     infos: dict[str, str] = await redis.hgetall(event.seat_info)  # type: ignore[assignment]
     for seat_id, encoded in infos.items():
         area = json.loads(encoded).get("area_no")
@@ -57,9 +64,6 @@ async def expected_index(redis: Redis, event_id: str) -> set[str]:
 
 
 async def actual_index(redis: Redis, event_id: str) -> set[str]:
-    """The index once every dirty row is refreshed (what the sweeper does, round after round)."""
-    inventory = Inventory(redis)
-    while await redis.zcard(keys.event_keys(event_id).dirty_rows):
-        await inventory.sweep()
+    """The index as it is, nothing refreshed first."""
     members: list[str] = await redis.zrange(keys.event_keys(event_id).free, 0, -1)  # type: ignore[assignment]
     return set(members)

@@ -257,17 +257,27 @@ async def test_expired_holds_free_their_seats_for_best_available(
     await _check_index(redis)
 
 
-async def test_rows_changed_since_their_last_refresh(inventory: Inventory, redis: Redis) -> None:
+async def test_best_available_right_after_a_change_sees_it(
+    inventory: Inventory, redis: Redis
+) -> None:
     rows = [_row("s", f"R{r:02d}", "S" * 10, "A", 10 * r + 1) for r in range(30)]
     await _create(inventory, *rows)
-    # Seats 3 and 7 taken in the 24 best rows (more than one request refreshes): their longest
-    # free runs are 3 seats, though the index still lists most of them as 10 free seats.
-    for row in rows[:24]:
-        await _take(inventory, row[2].seat_id, row[6].seat_id)
-    assert await redis.zcard(keys.event_keys(EVENT).dirty_rows) == 24
+    # Seats 3 and 7 taken in the 24 best rows: their longest free runs are 3 seats.
+    takes = [await _take(inventory, row[2].seat_id, row[6].seat_id) for row in rows[:24]]
+    await _check_index(redis)
     picked = await _best(inventory, 5)
     assert [s[:5] for s in picked.hold.seat_ids] == ["s-R24"] * 5
-    assert await redis.zcard(keys.event_keys(EVENT).dirty_rows) < 24
+    # Row R00 freed: the very next request takes its best 5, nothing refreshed in between.
+    ref = {"event_id": EVENT, "holder_id": "taker"}
+    await inventory.release(pb.ReleaseRequest(**ref, hold_id=takes[0].hold_id))
+    again = await _best(inventory, 5)
+    assert list(again.hold.seat_ids) == [f"s-R00{n}" for n in range(1, 6)]
+    # Released, they are the best again at once; held, the next best block is elsewhere.
+    await inventory.release(
+        pb.ReleaseRequest(event_id=EVENT, holder_id="h", hold_id=again.hold.hold_id)
+    )
+    assert list((await _best(inventory, 5, holder="i")).hold.seat_ids) == list(again.hold.seat_ids)
+    assert [s[:5] for s in (await _best(inventory, 5, holder="j")).hold.seat_ids] == ["s-R00"] * 5
     await _check_index(redis)
 
 
