@@ -47,7 +47,8 @@ async def _run(
     rounds: int,
     latency_seconds: float,
 ) -> tuple[Ledger, Latencies]:
-    redis = Redis.from_url(url, decode_responses=True)
+    # One script creates a whole event (seconds on a loaded machine): no client deadline.
+    redis = Redis.from_url(url, decode_responses=True, socket_timeout=None)
     inventory = Inventory(redis)
     ledger = Ledger()
     latencies: Latencies = defaultdict(list)

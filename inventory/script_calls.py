@@ -24,7 +24,7 @@ CHANGELOG_MAX = 100_000  # change-log entries kept for watchers (lua/includes/ch
 # Redis deadline of other calls (which fail alone meanwhile, see inventory/redis_pipe.py).
 CREATE_EVENT_TIMEOUT = 60.0
 SWEEP_BATCH = 32  # holds one sweep call handles at most: keeps each call short
-SWEEP_SEATS = 16  # seats the holds one sweep call expires free, about (sweep.lua)
+SWEEP_SEATS = 4  # seats the holds one sweep call expires free, about (sweep.lua)
 
 SCRIPTS: dict[str, Script] = {
     name: load_script(name)
@@ -221,7 +221,7 @@ def confirm_response(request: pb.ConfirmRequest, reply: Any) -> pb.ConfirmRespon
 # -- availability: a snapshot in bounded chunks (inventory/snapshots.py) ---------------------------
 
 AVAILABILITY_CHUNK = 200  # HSCAN COUNT per availability_chunk call: keeps each call short
-AVAILABILITY_SWEEP = 10  # due holds one availability_version call ends at most
+AVAILABILITY_SWEEP = 3  # due holds one availability_version call ends at most
 
 
 @dataclass(frozen=True)

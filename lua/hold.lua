@@ -70,8 +70,8 @@
 -- @include ttl
 -- @include admission
 
-local DUE_BEFORE_PICK = 8
-local DUE_SEATS_BEFORE_PICK = 16
+local DUE_BEFORE_PICK = 4
+local DUE_SEATS_BEFORE_PICK = 4
 
 local hold_id, holder_id, request_id, mode = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
 local event = read_event()
