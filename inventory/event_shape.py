@@ -179,6 +179,7 @@ def script_args(request: pb.CreateEventRequest, max_seats_per_hold: int) -> list
             | {a.category for a in request.areas if a.HasField("category")}
         ),
         "sections": sorted({seat.section for seat in request.seats if seat.row}),
+        "row_categories": sorted({seat.category for seat in request.seats if seat.row}),
         "rowless_sections": sorted(
             {seat.section for seat in request.seats if not seat.row}
             - {seat.section for seat in request.seats if seat.row}

@@ -17,8 +17,8 @@
     ARGV[8] the event's shape as JSON: {"seat_count": seats without places, "entries": seats
             and places (E), "rows": row count (R), "bucket_cap": see free_index.lua,
             "areas": [[area id, capacity, category or ""], ...], "categories": [...],
-            "sections": [sections with rows], "rowless_sections": [sections whose seats
-            have no row]}
+            "sections": [sections with rows], "row_categories": [categories of the seats
+            in rows, "" for none], "rowless_sections": [sections whose seats have no row]}
     ARGV[9 .. 8 + 2E] seat id, its description (lua/RECORDS.md), ...
     ARGV[9 + 2E ..] each row's JSON, rows numbered from 1 in this order (lua/RECORDS.md)
 
@@ -57,6 +57,12 @@ end
 for _, section in ipairs(shape.rowless_sections) do
   redis.call('HSET', KEYS[1], 'section:' .. section, 0)
 end
+-- One category or section among the seats in rows: the index lists no views by it
+-- (includes/free_index.lua), before reindex_row reads the meta.
+if #shape.row_categories == 1 then
+  redis.call('HSET', KEYS[1], 'index_category', shape.row_categories[1])
+end
+if #shape.sections == 1 then redis.call('HSET', KEYS[1], 'index_section', shape.sections[1]) end
 
 -- Lua's unpack is limited to a few thousand values: write in chunks.
 local CHUNK = 1000

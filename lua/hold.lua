@@ -165,7 +165,7 @@ elseif mode == 'best' then
       .. section .. ' have no rows: hold them by seat id'}
   end
   local picked
-  picked, split = pick_best('|' .. category .. '|' .. section .. '|', quantity, wheelchairs,
+  picked, split = pick_best(view_scope(category, section), quantity, wheelchairs,
     ARGV[10] == '1')
   if not picked then
     return {'SEATS_UNAVAILABLE', 'no ' .. quantity .. ' adjacent seats free that match'}

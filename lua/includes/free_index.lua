@@ -3,33 +3,38 @@
 -- runs around the seats that changed (O(log n) each), never a whole row.
 -- A free run is a maximal stretch of consecutive available seats of one row with one category
 -- and one class (S standard seats; A accessible: wheelchair spaces and companion seats). Each
--- run is listed once by position, to find the run around a seat:
---   P|<row, 6 digits>|<last seat, 3 digits>|<first seat>|<best rank>|<class>|<section>|<category>
--- and in views, by its category or any (*) and by its section or any (*), ordered by length
--- bucket, then best rank:
+-- run is listed in views, by its category or any (*) and by its section or any (*), ordered by
+-- length bucket, then best rank:
 --   <class>|<category>|<section>|<bucket>|<best rank, 7 digits>|<row>|<first seat>
--- (the length is in the run's P member: a view member stays put while its run grows or shrinks
--- at its end within its bucket, so most changes rewrite one P member and the new run's views).
+-- Where the runs of a row are is in its status letters (KEYS[10] "<row>|free", one byte a
+-- seat): "a" or "b" for a free seat, "A" or "B" for a held or booked one, the letter flipping
+-- where the class or the category changes, so that a run is a maximal stretch of one lower-case
+-- letter, found around any seat by string.find in C. A change rewrites the letters of its seats
+-- and the view members of the runs whose bounds changed.
 -- A run without a category has no view of category "" unless a seat of the event names that
--- category (meta field `category:`): no request can ask for it otherwise.
+-- category (meta field `category:`): no request can ask for it otherwise. When every seat in a
+-- row has one category (meta field `index_category`) or one section (`index_section`), the
+-- views by it would repeat those by any (*): runs are listed under * only, and view_scope maps
+-- a request for it to *.
 -- Seats are numbered from 1 in their row. The bucket is the run's length, capped at `bucket_cap`
 -- (meta field): best available for N seats reads the head of a few buckets, never the event.
 -- A free general-admission place is listed once: G|<area index, 6 digits>|<place id>.
 -- KEYS[12] seat_spots: seat id -> "<row>|<seat>|<rank>|<kind>|<section>|<category>", what a
 -- change needs of a seat without decoding its description (seats of a row only).
--- KEYS[10] row_seats: per row, what best available and a split read of it, packed so that any
--- seat is read in O(1): "<row>|ids" the seat ids end to end, "<row>|ends" where each ends,
--- "<row>|kinds" one letter per seat (S, W, C), and "<row>|m<k>" for k = 0, 1, ...: the least
--- rank of the 2^k seats from each seat on (m0: the ranks), so that the best rank of any stretch
--- takes two reads. Numbers are 3 bytes, big-endian.
+-- KEYS[10] row_seats: per row, what best available and a change read of it, packed so that any
+-- seat is read in O(1): "<row>|free" the status letters (above), "<row>|ids" the seat ids end
+-- to end, "<row>|ends" where each ends, "<row>|kinds" one letter per seat (S, W, C), and
+-- "<row>|m<k>" for k = 0, 1, ...: the least rank of the 2^k seats from each seat on (m0: the
+-- ranks), so that the best rank of any stretch takes two reads. Numbers are 3 bytes, big-endian.
 -- Built per row by reindex_row (create_event.lua), from KEYS[9] rows and the seats' states.
 -- Needs KEYS[1] meta, KEYS[2] seats, KEYS[8] seat_info, KEYS[9] rows, KEYS[10] row_seats,
 -- KEYS[11] free, KEYS[12] seat_spots.
 -- Functions a command may leave unused, for luacheck:
 -- luacheck: ignore 211/reindex 211/reindex_row 211/index_rows 211/read_row 211/rank_at
--- luacheck: ignore 211/id_at 211/kind_at 211/run_length
+-- luacheck: ignore 211/id_at 211/kind_at 211/run_length 211/view_scope
 local bucket_cap
 local blank_category  -- true when requests may ask for category "" (see above)
+local only_category, only_section  -- the one category / section of the seats in rows, or nil
 local ZSET_CHUNK = 500  -- members per ZADD / ZREM: Lua's unpack takes a few thousand values
 
 local function seat_class(kind)
@@ -49,8 +54,18 @@ end
 -- The index's settings, from KEYS[1] (meta) unless read_event (event.lua) read them already.
 local function load_bucket_cap()
   if bucket_cap then return end
-  local v = redis.call('HMGET', KEYS[1], 'bucket_cap', 'category:')
+  local v = redis.call('HMGET', KEYS[1], 'bucket_cap', 'category:', 'index_category',
+    'index_section')
   bucket_cap, blank_category = tonumber(v[1]), v[2] ~= false
+  only_category, only_section = v[3] or nil, v[4] or nil
+end
+
+-- The views best available reads for a request's category and section ("*" for any), as
+-- "|<category>|<section>|".
+local function view_scope(category, section)
+  if category == only_category then category = '*' end
+  if section == only_section then section = '*' end
+  return '|' .. category .. '|' .. section .. '|'
 end
 
 -- Zero-padded numbers (cheaper than string.format on every change).
@@ -64,29 +79,14 @@ local function add_members(run, out)
   local tail = '|' .. pad(math.min(length, bucket_cap), 4) .. '|' .. pad(run.best, 7) .. '|'
     .. run.row .. '|' .. run.first
   local class, section = run.class, run.section
-  if run.category ~= '' or blank_category then
+  local by_section = only_section == nil
+  if (run.category ~= '' or blank_category) and only_category == nil then
     local prefix = class .. '|' .. run.category .. '|'
-    out[#out + 1] = prefix .. section .. tail
+    if by_section then out[#out + 1] = prefix .. section .. tail end
     out[#out + 1] = prefix .. '*' .. tail
   end
-  out[#out + 1] = class .. '|*|' .. section .. tail
+  if by_section then out[#out + 1] = class .. '|*|' .. section .. tail end
   out[#out + 1] = class .. '|*|*' .. tail
-  out[#out + 1] = 'P|' .. pad(run.row, 6) .. '|' .. pad(run.last, 3) .. '|' .. run.first .. '|'
-    .. run.best .. '|' .. class .. '|' .. section .. '|' .. run.category
-end
-
-local function parse_run(member)
-  local row, last, first, best, class, section, category =
-    string.match(member, '^P|(%d+)|(%d+)|(%d+)|(%d+)|(%a)|([^|]*)|(.*)$')
-  return {row = tonumber(row), first = tonumber(first), last = tonumber(last),
-    best = tonumber(best), class = class, section = section, category = category}
-end
-
--- Up to `count` runs (P members) of the row whose last seat is `seat` or after, in seat order.
-local function runs_from(row_no, seat, count)
-  local prefix = 'P|' .. pad(row_no, 6) .. '|'
-  return redis.call('ZRANGEBYLEX', KEYS[11], '[' .. prefix .. pad(seat, 3),
-    '(' .. prefix .. '\255', 'LIMIT', 0, count)
 end
 
 local function zchange(command, members, with_score)
@@ -119,44 +119,92 @@ local function place_member(area_index, place_id)
   return string.format('G|%06d|', area_index) .. place_id
 end
 
--- Seats taken out of their runs: each run around them gives way to the pieces left over, whose
--- best ranks come from the range minima. Seats not listed (not free) are left alone.
-local function take_in_row(row_no, seats, removed, pieces)
+-- The free run around free seat `seat` of a row's status letters: its first and last seats.
+local function run_bounds(status, seat)
+  local letter = string.sub(status, seat, seat)
+  local other = '[^' .. letter .. ']'
+  local stop = string.find(status, other, seat + 1)
+  local n = #status
+  local before = string.find(string.reverse(status), other, n - seat + 2)
+  return before and n - before + 2 or 1, (stop or n + 1) - 1
+end
+
+local function is_free(letter)
+  return letter == 'a' or letter == 'b'
+end
+
+-- `status` with the letters of `seats` (sorted, distinct) changed by `case` (upper or lower).
+local function with_letters(status, seats, case)
+  local parts, from = {}, 1
+  for _, seat in ipairs(seats) do
+    parts[#parts + 1] = string.sub(status, from, seat.seat - 1)
+    parts[#parts + 1] = case(string.sub(status, seat.seat, seat.seat))
+    from = seat.seat + 1
+  end
+  parts[#parts + 1] = string.sub(status, from)
+  return table.concat(parts)
+end
+
+local function run_of(seat, first, last)
+  return {row = seat.row, first = first, last = last, class = seat.class, section = seat.section,
+    category = seat.category}
+end
+
+-- Seats taken out of their runs: each run around them (to `old`) gives way to the pieces left
+-- over (to `new`). Seats not free in `status` are left alone. Returns the row's new letters.
+local function take_in_row(seats, status, old, new)
   local i = 1
   while i <= #seats do
-    local member = runs_from(row_no, seats[i].seat, 1)[1]
-    local run = member and parse_run(member)
-    if not run or run.first > seats[i].seat then
+    local seat = seats[i]
+    if not is_free(string.sub(status, seat.seat, seat.seat)) then
       i = i + 1
     else
-      add_members(run, removed)
-      local from = run.first
-      while i <= #seats and seats[i].seat <= run.last do
-        if seats[i].seat > from then
-          pieces[#pieces + 1] = {row = row_no, first = from, last = seats[i].seat - 1,
-            class = run.class, section = run.section, category = run.category}
-        end
+      local first, last = run_bounds(status, seat.seat)
+      old[#old + 1] = run_of(seat, first, last)
+      local from = first
+      while i <= #seats and seats[i].seat <= last do
+        if seats[i].seat > from then new[#new + 1] = run_of(seat, from, seats[i].seat - 1) end
         from = seats[i].seat + 1
         i = i + 1
       end
-      if from <= run.last then
-        pieces[#pieces + 1] = {row = row_no, first = from, last = run.last, class = run.class,
-          section = run.section, category = run.category}
-      end
+      if from <= last then new[#new + 1] = run_of(seat, from, last) end
     end
   end
+  return with_letters(status, seats, string.upper)
 end
 
--- The best rank of each piece, from one read of the range-minimum levels they need.
-local function rank_pieces(pieces)
+-- Seats made free: the run around each (to `new`) replaces the free runs it joins (to `old`).
+-- Returns the row's new letters.
+local function free_in_row(seats, status, old, new)
+  local letters = with_letters(status, seats, string.lower)
+  local done = 0
+  for _, seat in ipairs(seats) do
+    if seat.seat > done then
+      local first, last = run_bounds(letters, seat.seat)
+      new[#new + 1] = run_of(seat, first, last)
+      -- The runs before were the stretches of this letter within the new run.
+      local stretch = string.sub(letters, seat.seat, seat.seat) .. '+'
+      local from, to = string.find(status, stretch, first)
+      while from and from <= last do
+        old[#old + 1] = run_of(seat, from, to)
+        from, to = string.find(status, stretch, to + 1)
+      end
+      done = last
+    end
+  end
+  return letters
+end
+
+-- The best rank of each run, from one read of the range-minimum levels they need.
+local function rank_runs(runs)
   local fields, wanted = {}, {}
-  for _, piece in ipairs(pieces) do
+  for _, run in ipairs(runs) do
     local k, span = 0, 1
-    while span * 2 <= piece.last - piece.first + 1 do k, span = k + 1, span * 2 end
-    piece.field, piece.span = piece.row .. '|m' .. k, span
-    if not wanted[piece.field] then
-      wanted[piece.field] = true
-      fields[#fields + 1] = piece.field
+    while span * 2 <= run.last - run.first + 1 do k, span = k + 1, span * 2 end
+    run.field, run.span = run.row .. '|m' .. k, span
+    if not wanted[run.field] then
+      wanted[run.field] = true
+      fields[#fields + 1] = run.field
     end
   end
   if #fields == 0 then return end
@@ -164,81 +212,37 @@ local function rank_pieces(pieces)
   for i, level in ipairs(redis.call('HMGET', KEYS[10], unpack(fields))) do
     levels[fields[i]] = level
   end
-  for _, piece in ipairs(pieces) do
-    local level = levels[piece.field]
-    piece.best = math.min(unpack3(level, piece.first), unpack3(level, piece.last - piece.span + 1))
+  for _, run in ipairs(runs) do
+    local level = levels[run.field]
+    run.best = math.min(unpack3(level, run.first), unpack3(level, run.last - run.span + 1))
   end
 end
 
-local function same_kind(a, b)
-  return a.class == b.class and a.category == b.category
-end
-
--- Seats made free: consecutive ones of a kind form segments, each merged with the free runs of
--- its kind that touch it (one read around each segment).
-local function free_in_row(row_no, seats, removed, added)
-  local parts, segment = {}, nil
-  for _, seat in ipairs(seats) do
-    if segment and seat.seat == segment.last + 1 and same_kind(seat, segment) then
-      segment.last, segment.best = seat.seat, math.min(segment.best, seat.rank)
-    else
-      segment = {row = row_no, first = seat.seat, last = seat.seat, best = seat.rank,
-        class = seat.class, section = seat.section, category = seat.category}
-      parts[#parts + 1] = segment
-    end
-  end
-  local seen = {}
-  for s = 1, #parts do
-    local part = parts[s]
-    for _, member in ipairs(runs_from(row_no, part.first - 1, 2)) do
-      local run = parse_run(member)
-      if not seen[member] and same_kind(run, part)
-          and run.first <= part.last + 1 and run.last >= part.first - 1 then
-        seen[member] = true
-        add_members(run, removed)
-        parts[#parts + 1] = run
-      end
-    end
-  end
-  table.sort(parts, function(a, b) return a.first < b.first end)
-  local merged
-  for _, part in ipairs(parts) do
-    if merged and part.first <= merged.last + 1 and same_kind(part, merged) then
-      merged.last = math.max(merged.last, part.last)
-      merged.best = math.min(merged.best, part.best)
-    else
-      if merged then add_members(merged, added) end
-      merged = {row = row_no, first = part.first, last = part.last, best = part.best,
-        class = part.class, section = part.section, category = part.category}
-    end
-  end
-  add_members(merged, added)
-end
+local reindex_row
 
 -- Records that `seat_ids` became available (freed = true) or held or booked (freed = false):
 -- places enter or leave the index, the runs around the seats of rows are split or merged.
--- Cost: O(seats x log n), one read of the runs around each seat or stretch of seats.
+-- Cost: O(seats x log n + the changed rows' lengths, in C), one read of the rows' letters.
 local function reindex(seat_ids, freed)
   if #seat_ids == 0 then return end
   load_bucket_cap()
   local rows, by_row, others = {}, {}, {}
   for i, spot in ipairs(redis.call('HMGET', KEYS[12], unpack(seat_ids))) do
     if spot then
-      local row, seat, rank, kind, section, category =
-        string.match(spot, '^(%d+)|(%d+)|(%d+)|(%a)|([^|]*)|(.*)$')
-      row = tonumber(row)
+      local row, seat, kind, section, category =
+        string.match(spot, '^(%d+)|(%d+)|%d+|(%a)|([^|]*)|(.*)$')
       if not by_row[row] then
         by_row[row] = {}
         rows[#rows + 1] = row
       end
       local list = by_row[row]
-      list[#list + 1] = {seat = tonumber(seat), rank = tonumber(rank), class = seat_class(kind),
+      list[#list + 1] = {row = row, seat = tonumber(seat), class = seat_class(kind),
         section = section, category = category}
     else
       others[#others + 1] = seat_ids[i]
     end
   end
-  local removed, added, pieces = {}, {}, {}
+  local removed, added = {}, {}
   if #others > 0 then  -- places, and seats without a row (never in the index)
     for i, raw in ipairs(redis.call('HMGET', KEYS[8], unpack(others))) do
       local area = raw and cjson.decode(raw).area_no
@@ -248,17 +252,32 @@ local function reindex(seat_ids, freed)
       end
     end
   end
-  for _, row in ipairs(rows) do
-    local seats = by_row[row]
-    table.sort(seats, function(a, b) return a.seat < b.seat end)
-    if freed then
-      free_in_row(row, seats, removed, added)
-    else
-      take_in_row(row, seats, removed, pieces)
+  if #rows > 0 then
+    local fields = {}
+    for k, row in ipairs(rows) do fields[k] = row .. '|free' end
+    local old, new, letters = {}, {}, {}
+    for k, status in ipairs(redis.call('HMGET', KEYS[10], unpack(fields))) do
+      local row, seats = rows[k], by_row[rows[k]]
+      if not status then  -- a row indexed before the letters existed: built whole
+        reindex_row(tonumber(row))
+      else
+        table.sort(seats, function(a, b) return a.seat < b.seat end)
+        letters[#letters + 1] = fields[k]
+        if freed then
+          letters[#letters + 1] = free_in_row(seats, status, old, new)
+        else
+          letters[#letters + 1] = take_in_row(seats, status, old, new)
+        end
+      end
     end
+    local runs = {}
+    for _, run in ipairs(old) do runs[#runs + 1] = run end
+    for _, run in ipairs(new) do runs[#runs + 1] = run end
+    rank_runs(runs)
+    for _, run in ipairs(old) do add_members(run, removed) end
+    for _, run in ipairs(new) do add_members(run, added) end
+    if #letters > 0 then redis.call('HSET', KEYS[10], unpack(letters)) end
   end
-  rank_pieces(pieces)
-  for _, piece in ipairs(pieces) do add_members(piece, added) end
   apply(removed, added)
 end
 
@@ -277,12 +296,55 @@ local function rank_levels(ranks)
   end
 end
 
+-- Lists in `out` the members of the runs of a row's status letters (best ranks from the row).
+local function runs_of(row_no, row, status, out)
+  local from = string.find(status, '[ab]')
+  while from do
+    local stop = string.find(status, '[^' .. string.sub(status, from, from) .. ']', from + 1)
+    local last = (stop or #status + 1) - 1
+    local best = row.ranks[from]
+    for i = from + 1, last do best = math.min(best, row.ranks[i]) end
+    add_members({row = row_no, first = from, last = last, best = best,
+      class = seat_class(row.kinds[from]), section = row.section,
+      category = row.categories[from]}, out)
+    from = string.find(status, '[ab]', last + 1)
+  end
+end
+
+-- The runs of a row indexed by an earlier version of this file, which listed each run by
+-- position too: P|<row, 6 digits>|<last seat, 3 digits>|<first seat>|<best rank>|<class>|
+-- <section>|<category>, beside its views (by category and * and by section and *).
+local function listed_runs(row_no, out)
+  local prefix = 'P|' .. pad(row_no, 6) .. '|'
+  for _, member in ipairs(redis.call('ZRANGEBYLEX', KEYS[11], '[' .. prefix,
+      '(' .. prefix .. '\255')) do
+    local last, first, best, class, section, category =
+      string.match(member, '^P|%d+|(%d+)|(%d+)|(%d+)|(%a)|([^|]*)|(.*)$')
+    out[#out + 1] = member
+    add_members({row = row_no, first = tonumber(first), last = tonumber(last),
+      best = tonumber(best), class = class, section = section, category = category}, out)
+  end
+end
+
+-- The status letters of a row (see above) from its seats' states.
+local function row_letters(row, states)
+  local letters, letter = {}, 'a'
+  for i = 1, #states do
+    if i > 1 and (seat_class(row.kinds[i]) ~= seat_class(row.kinds[i - 1])
+        or row.categories[i] ~= row.categories[i - 1]) then
+      letter = letter == 'a' and 'b' or 'a'
+    end
+    letters[i] = states[i] == 'A' and letter or string.upper(letter)
+  end
+  return table.concat(letters)
+end
+
 -- (Re)builds one row's part of the index from its description (KEYS[9]) and its seats' states:
--- its packed seats, its seats' spots, its runs (those listed before are replaced).
-local function reindex_row(row_no)
+-- its packed seats and letters, its seats' spots, its runs (those listed before are replaced).
+function reindex_row(row_no)
   load_bucket_cap()
   local row = cjson.decode(redis.call('HGET', KEYS[9], row_no))
-  local ids, n = row.seat_ids, #row.seat_ids
+  local ids = row.seat_ids
   local ends, spots, at = {}, {}, 0
   for i, id in ipairs(ids) do
     at = at + #id
@@ -291,38 +353,23 @@ local function reindex_row(row_no)
     spots[#spots + 1] = row_no .. '|' .. i .. '|' .. row.ranks[i] .. '|' .. row.kinds[i] .. '|'
       .. row.section .. '|' .. row.categories[i]
   end
+  local removed, added = {}, {}
+  local before = redis.call('HGET', KEYS[10], row_no .. '|free')
+  if before then
+    runs_of(row_no, row, before, removed)
+  else
+    listed_runs(row_no, removed)
+  end
+  local status = row_letters(row, redis.call('HMGET', KEYS[2], unpack(ids)))
   local packed = {row_no .. '|ids', table.concat(ids), row_no .. '|ends', table.concat(ends),
-    row_no .. '|kinds', table.concat(row.kinds)}
+    row_no .. '|kinds', table.concat(row.kinds), row_no .. '|free', status}
   for k, level in ipairs(rank_levels(row.ranks)) do
     packed[#packed + 1] = row_no .. '|m' .. (k - 1)
     packed[#packed + 1] = level
   end
   redis.call('HSET', KEYS[10], unpack(packed))
   redis.call('HSET', KEYS[12], unpack(spots))
-  local removed, added = {}, {}
-  local prefix = 'P|' .. pad(row_no, 6) .. '|'
-  local listed = redis.call('ZRANGEBYLEX', KEYS[11], '[' .. prefix, '(' .. prefix .. '\255')
-  for _, member in ipairs(listed) do
-    add_members(parse_run(member), removed)
-  end
-  local states = redis.call('HMGET', KEYS[2], unpack(ids))
-  local i = 1
-  while i <= n do
-    if states[i] == 'A' then
-      local run = {row = tonumber(row_no), first = i, last = i, best = row.ranks[i],
-        class = seat_class(row.kinds[i]), section = row.section, category = row.categories[i]}
-      while run.last < n and states[run.last + 1] == 'A'
-          and seat_class(row.kinds[run.last + 1]) == run.class
-          and row.categories[run.last + 1] == run.category do
-        run.last = run.last + 1
-        run.best = math.min(run.best, row.ranks[run.last])
-      end
-      add_members(run, added)
-      i = run.last + 1
-    else
-      i = i + 1
-    end
-  end
+  runs_of(row_no, row, status, added)
   apply(removed, added)
 end
 
@@ -348,7 +395,9 @@ end
 
 local function kind_at(row, i) return string.sub(row.kinds, i, i) end
 
--- The length of the run of `row_no` that starts at seat `first`, from its P member.
+-- The length of the free run of `row_no` that starts at seat `first`, from the row's letters.
 local function run_length(row_no, first)
-  return parse_run(runs_from(row_no, first, 1)[1]).last - first + 1
+  local status = redis.call('HGET', KEYS[10], row_no .. '|free')
+  local stop = string.find(status, '[^' .. string.sub(status, first, first) .. ']', first + 1)
+  return (stop or #status + 1) - first
 end
