@@ -56,8 +56,9 @@
   DUE_SEATS_BEFORE_PICK seats), so that their seats can be picked; the sweeper ends the rest.
   The index is exact (includes/free_index.lua): a pick sees every change made before it.
   Cost: O((requested seats + seats of holds that expire here) x log n + this holder's live
-  holds), plus for best available O(bucket_cap x log n + the runs read, each O(its length <= a
-  row)), never O(seats of the event).
+  holds + the changed rows' lengths in C string scans), plus for best available
+  O(bucket_cap x log n + the runs read, each O(its length <= a row)), never O(seats of the
+  event).
 ]]
 -- @include clock
 -- @include event

@@ -8,7 +8,7 @@
 local ACCESSIBLE_RUNS_READ = 64  -- accessible runs looked at per request, best first
 
 -- A view member's best rank, row and first seat, and its run's length (from the bucket when
--- below the cap, else from the run's P member).
+-- below the cap, else from the row's status letters).
 local function parse_member(member)
   local bucket, rank, row_no, start = string.match(member, '|(%d+)|(%d+)|(%d+)|(%d+)$')
   bucket, start = tonumber(bucket), tonumber(start)

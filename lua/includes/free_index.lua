@@ -10,7 +10,8 @@
 -- seat): "a" or "b" for a free seat, "A" or "B" for a held or booked one, the letter flipping
 -- where the class or the category changes, so that a run is a maximal stretch of one lower-case
 -- letter, found around any seat by string.find in C. A change rewrites the letters of its seats
--- and the view members of the runs whose bounds changed.
+-- and the view members of the runs it changed; a member names no last seat, so a run that
+-- grows or shrinks at its end within its bucket, its best rank unchanged, keeps its member.
 -- A run without a category has no view of category "" unless a seat of the event names that
 -- category (meta field `category:`): no request can ask for it otherwise. When every seat in a
 -- row has one category (meta field `index_category`) or one section (`index_section`), the
