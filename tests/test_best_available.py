@@ -143,6 +143,33 @@ async def test_categories_and_sections(inventory: Inventory, redis: Redis) -> No
     await _check_index(redis)
 
 
+async def test_one_category_and_section_in_rows_are_listed_under_any(
+    inventory: Inventory, redis: Redis
+) -> None:
+    """Every seat in a row has category A and section stalls: the index keeps no views by them,
+    a request naming them reads the views by any, and one naming a category that only an area
+    or a seat without a row has finds no seats in rows."""
+    request = pb.CreateEventRequest(
+        event_id=EVENT,
+        seats=[
+            *_row("stalls", "A", "SSSS", "A", 1),
+            pb.Seat(seat_id="box-1", section="box", category="B"),
+        ],
+        areas=[pb.GeneralAdmissionArea(area_id="floor", capacity=3, category="C")],
+        limits=pb.EventLimits(max_seats_per_hold=4, max_seats_per_holder=1000),
+    )
+    await inventory.create_event(request)
+    meta = keys.event_keys(EVENT).meta
+    assert await redis.hmget(meta, "index_category", "index_section") == ["A", "stalls"]
+    picked = await _best(inventory, 2, category="A", section="stalls")
+    assert list(picked.hold.seat_ids) == ["stalls-A1", "stalls-A2"]
+    for category in ("B", "C"):
+        with pytest.raises(InventoryError) as refused:
+            await _best(inventory, 1, category=category)
+        assert refused.value.reason == "SEATS_UNAVAILABLE", category
+    await _check_index(redis)
+
+
 async def test_a_block_never_mixes_categories(inventory: Inventory) -> None:
     seats = _row("s", "A", "SSSS", "A", 1)
     seats[2].category = seats[3].category = "B"
