@@ -170,6 +170,33 @@ async def test_one_category_and_section_in_rows_are_listed_under_any(
     await _check_index(redis)
 
 
+async def test_a_row_indexed_before_the_status_letters_is_rebuilt_on_its_first_change(
+    inventory: Inventory, redis: Redis
+) -> None:
+    """An event indexed by the earlier layout (each run also listed by position, P members, and
+    no status letters, no index_category / index_section): the first change of a row rebuilds
+    the row's part of the index whole, the position members gone."""
+    await _create(inventory, _row("stalls", "A", "SSSS", "A", 1))
+    event = keys.event_keys(EVENT)
+    cap = int(await redis.hget(event.meta, "bucket_cap"))  # type: ignore[arg-type]
+    await redis.hdel(event.meta, "index_category", "index_section")
+    await redis.hdel(event.row_seats, "1|free")
+    await redis.delete(event.free)
+    tail = f"{min(4, cap):04d}|{1:07d}|1|1"
+    scopes = ("S|A|stalls|", "S|A|*|", "S|*|stalls|", "S|*|*|")
+    legacy = [f"{scope}{tail}" for scope in scopes] + ["P|000001|004|1|1|S|stalls|A"]
+    await redis.zadd(event.free, dict.fromkeys(legacy, 0))
+    await _take(inventory, "stalls-A2")
+    await _check_index(redis)
+    members: list[str] = await redis.zrange(event.free, 0, -1)  # type: ignore[assignment]
+    assert not [m for m in members if m.startswith("P|")]
+    assert list((await _best(inventory, 2, category="A")).hold.seat_ids) == [
+        "stalls-A3",
+        "stalls-A4",
+    ]
+    await _check_index(redis)
+
+
 async def test_a_block_never_mixes_categories(inventory: Inventory) -> None:
     seats = _row("s", "A", "SSSS", "A", 1)
     seats[2].category = seats[3].category = "B"
