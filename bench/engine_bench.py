@@ -174,10 +174,7 @@ def engine(sizes: list[int], holds: int, pipeline: int, rounds: int = 3) -> Repo
         f"({'**flat**' if flat else '**not flat**'}; target: flat, within 25%); "
         f"best-available hold: x{best_ratio:.2f}.",
         "Every operation issues the same Redis commands at every size (tests/test_script_cost.py); "
-        "what grows is memory traffic in larger keys. A best-available hold first refreshes up to "
-        "16 index rows that changes since their last refresh left dirty: this harness's scattered "
-        "holds and releases dirty a few hundred rows per pipeline in a large event, where a "
-        "1,000-seat event has only 40 rows, so a large event's calls refresh more rows each, up "
-        "to the bound (in the service, the sweeper also refreshes rows between requests).",
+        "what grows is memory traffic in larger keys, and the O(log n) steps of the "
+        "best-available index, which every hold and release keeps exact.",
     )
     return report

@@ -22,6 +22,7 @@ from bench.fanout_bench import fanout as fanout_harness
 from bench.payload_bench import payload_sizes as payload_sizes_harness
 from bench.peers import peers as peers_harness
 from bench.queue_bench import queue as queue_harness
+from bench.redis_cost_bench import redis_cost as redis_cost_harness
 from bench.report import Report
 from bench.service_bench import service as service_harness
 from bench.shard_bench import ShardSettings, shard_section
@@ -111,6 +112,25 @@ def sweep(options: Options, rates: str, step_duration: float, warmup: float) -> 
 def engine(sizes: str, holds: int, pipeline: int, rounds: int) -> None:
     """Lua scripts driven directly: ops/s and Redis CPU per call by event size."""
     _done(engine_harness([int(size) for size in sizes.split(",")], holds, pipeline, rounds))
+
+
+@main.command("redis-cost")
+@click.option("--seats", default=100_000, show_default=True, help="Seats per event.")
+@click.option(
+    "--rows", default="25,100,500", show_default=True, help="Seats per row, one event each."
+)
+@click.option(
+    "--holds", default=1_000, show_default=True, help="Holds per phase, row length and round."
+)
+@click.option("--pipeline", default=100, show_default=True, help="Calls per round trip.")
+@click.option("--rounds", default=3, show_default=True, help="Interleaved rounds.")
+@click.option("--latency-seconds", default=3.0, show_default=True, help="Per p99 measure.")
+def redis_cost(
+    seats: int, rows: str, holds: int, pipeline: int, rounds: int, latency_seconds: float
+) -> None:
+    """Redis µs per hold + release cycle, the project against the minimal reference."""
+    row_lengths = [int(length) for length in rows.split(",")]
+    _done(redis_cost_harness(seats, row_lengths, holds, pipeline, rounds, latency_seconds))
 
 
 @main.command()

@@ -195,6 +195,7 @@ def shape_of(request: pb.CreateEventRequest, max_seats_per_hold: int) -> Shape:
             | {a.category for a in request.areas if a.HasField("category")}
         ),
         "sections": sorted({seat.section for seat in request.seats if seat.row}),
+        "row_categories": sorted({seat.category for seat in request.seats if seat.row}),
         "rowless_sections": sorted(
             {seat.section for seat in request.seats if not seat.row}
             - {seat.section for seat in request.seats if seat.row}

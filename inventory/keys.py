@@ -23,9 +23,9 @@ class EventKeys(NamedTuple):
     outbox: str
     seat_info: str  # seat id -> JSON description (lua/RECORDS.md describes every record)
     rows: str  # row number -> JSON: the row's seats in order, their ranks, kinds, categories
-    row_runs: str  # row number -> JSON list of the row's current members in `free`
+    row_seats: str  # per row, its seats packed for the index: ids, kinds, ranks and their minima
     free: str  # best-available index: free runs of seats and free general-admission places
-    dirty_rows: str  # rows whose entries in `free` wait to be brought up to date
+    seat_spots: str  # seat id -> its row, place in the row, rank, kind, section and category
 
 
 def event_keys(event_id: str) -> EventKeys:

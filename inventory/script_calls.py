@@ -20,8 +20,8 @@ from inventory.scripts import Call, Script, load_script
 from inventory.times import timestamp
 
 CHANGELOG_MAX = 100_000  # change-log entries kept for watchers (lua/includes/changelog.lua)
-SWEEP_BATCH = 500  # holds one sweep call ends at most
-SWEEP_ROWS = 20  # best-available index rows refreshed per sweep call: keeps each call short
+SWEEP_BATCH = 32  # holds one sweep call handles at most: keeps each call short
+SWEEP_SEATS = 4  # seats the holds one sweep call expires free, about (sweep.lua)
 
 SCRIPTS: dict[str, Script] = {
     name: load_script(name)
@@ -188,7 +188,7 @@ def confirm_response(request: pb.ConfirmRequest, reply: Any) -> pb.ConfirmRespon
 # -- availability: a snapshot in bounded chunks (inventory/snapshots.py) ---------------------------
 
 AVAILABILITY_CHUNK = 200  # HSCAN COUNT per availability_chunk call: keeps each call short
-AVAILABILITY_SWEEP = 10  # due holds one availability_version call ends at most
+AVAILABILITY_SWEEP = 3  # due holds one availability_version call ends at most
 
 
 @dataclass(frozen=True)
@@ -257,19 +257,18 @@ def cancel_booking_response(reply: Any) -> pb.CancelBookingResponse:
 @dataclass(frozen=True)
 class Swept:
     expired: int
-    more_due: bool  # the batch was full: more holds may be due
-    dirty: bool  # index rows are still to be refreshed
+    more_due: bool  # the call stopped at a bound: more holds may be due
 
 
 def sweep_call(event_id: str) -> Call:
-    return Call(SCRIPTS["sweep"], keys.event_keys(event_id), (SWEEP_BATCH, SWEEP_ROWS))
+    return Call(SCRIPTS["sweep"], keys.event_keys(event_id), (SWEEP_BATCH, SWEEP_SEATS))
 
 
 def sweep_result(reply: Any) -> Swept | None:
     """None when there is nothing to sweep there: the event is gone, or the script failed."""
     if isinstance(reply, Exception) or reply[0] == "EVENT_NOT_FOUND":
         return None
-    return Swept(int(reply[0]), reply[2] == 1, reply[3] == 1)
+    return Swept(int(reply[0]), reply[2] == 1)
 
 
 # -- the waiting room: queue_configure, queue_join, queue_admit, queue_state (inventory/queue.py)

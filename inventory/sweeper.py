@@ -1,5 +1,4 @@
-"""The sweeper: ends due holds of every event and refreshes their best-available index, in
-bounded batches, round after round."""
+"""The sweeper: ends due holds of every event, in bounded batches, round after round."""
 
 import asyncio
 import logging
@@ -15,26 +14,29 @@ from inventory.sweep_lag import oldest_due_seconds
 
 log = logging.getLogger(__name__)
 
-SWEEP_ROWS_CALLS = 10  # sweep calls per event and round while index rows are dirty
-
 
 async def sweep(redis: Redis, runner: ScriptRunner) -> int:
     """One round over every event; returns how many holds expired.
 
-    Every due hold is ended in one round; index rows at most SWEEP_ROWS_CALLS x SWEEP_ROWS
-    per event and round, in short calls that other clients' commands run between.
+    Every due hold is ended in one round, in short calls that other clients' commands run
+    between.
     """
     expired = 0
     async for event_id in redis.sscan_iter(keys.EVENTS):
-        call = sweep_call(event_id)
-        more, row_calls = True, 0
-        while more:
-            swept = sweep_result(await runner.run(call))
-            if swept is None:
-                break
-            expired += swept.expired
-            row_calls += 1
-            more = swept.more_due or (swept.dirty and row_calls < SWEEP_ROWS_CALLS)
+        expired += await sweep_event(runner, event_id)
+    return expired
+
+
+async def sweep_event(runner: ScriptRunner, event_id: str) -> int:
+    """One round over one event; returns how many holds expired."""
+    call = sweep_call(event_id)
+    expired, more = 0, True
+    while more:
+        swept = sweep_result(await runner.run(call))
+        if swept is None:
+            break
+        expired += swept.expired
+        more = swept.more_due
     return expired
 
 

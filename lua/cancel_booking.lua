@@ -22,7 +22,8 @@
 
   Outbox entry fields: kind=cancelled, booking_id, event_id, seat_ids (JSON), reason,
   cancelled_at (ms), version (of the change log).
-  Cost: O(seats given).
+  Cost: O(seats given x log n + the rows' lengths in C string scans): the best-available index
+  is updated at once.
 ]]
 -- @include clock
 -- @include event

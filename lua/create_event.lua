@@ -23,8 +23,8 @@
     ARGV[9] the event's shape as JSON: {"seat_count": seats without places, "entries": seats
             and places, "rows": row count, "bucket_cap": see free_index.lua,
             "areas": [[area id, capacity, category or ""], ...], "categories": [...],
-            "sections": [sections with rows], "rowless_sections": [sections whose seats
-            have no row]}
+            "sections": [sections with rows], "row_categories": [categories of the seats
+            in rows, "" for none], "rowless_sections": [sections whose seats have no row]}
 
   Output:
     {"OK", 0} the event exists with identical input: nothing to do
@@ -72,5 +72,12 @@ end
 for _, section in ipairs(shape.rowless_sections) do
   redis.call('HSET', KEYS[1], 'section:' .. section, 0)
 end
+-- One category or section among the seats in rows: the index lists no views by it
+-- (includes/free_index.lua). Set before build_rows indexes any row; build_commit carries them
+-- into meta with the rest of the building hash.
+if #shape.row_categories == 1 then
+  redis.call('HSET', KEYS[1], 'index_category', shape.row_categories[1])
+end
+if #shape.sections == 1 then redis.call('HSET', KEYS[1], 'index_section', shape.sections[1]) end
 keep_staged(ttl_ms)
 return {'OK', 1, 0, 0}

@@ -11,7 +11,7 @@
     KEYS[5] holders    holder id -> space-separated live hold ids (hash)
     KEYS[6] changes    change log (stream, ids "0-<version>")
     KEYS[7] outbox     unused here; declared so every mutating script takes the same keys
-    KEYS[8] seat_info, KEYS[9] rows, KEYS[10] row_runs, KEYS[11] free, KEYS[12] dirty_rows:
+    KEYS[8] seat_info, KEYS[9] rows, KEYS[10] row_seats, KEYS[11] free, KEYS[12] seat_spots:
             the best-available index and what it is built from (includes/free_index.lua)
     KEYS[13] request   retry record for (holder, request id) (string, 24 h TTL); any key of
                        the event when there is no request id (then unused)
@@ -52,10 +52,13 @@
 
   Holds found past their deadline along the way (this holder's, or on the requested seats) are
   ended as expired first, whatever the outcome: that is the lazy half of expiry. Best available
-  and areas first end up to 20 due holds of the event, so that their seats can be picked.
-  Cost: O(requested seats + this holder's live holds + seats of holds that expire here), plus
-  for best available O(bucket_cap + the rows refreshed and read: at most 16 + 4 + a few),
-  never O(seats of the event).
+  and areas first end up to DUE_BEFORE_PICK due holds of the event (fewer when they free over
+  DUE_SEATS_BEFORE_PICK seats), so that their seats can be picked; the sweeper ends the rest.
+  The index is exact (includes/free_index.lua): a pick sees every change made before it.
+  Cost: O((requested seats + seats of holds that expire here) x log n + this holder's live
+  holds + the changed rows' lengths in C string scans), plus for best available
+  O(bucket_cap x log n + the runs read, each O(its length <= a row)), never O(seats of the
+  event).
 ]]
 -- @include clock
 -- @include event
@@ -67,6 +70,9 @@
 -- @include best_available
 -- @include ttl
 -- @include admission
+
+local DUE_BEFORE_PICK = 4
+local DUE_SEATS_BEFORE_PICK = 4
 
 local hold_id, holder_id, request_id, mode = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
 local event = read_event()
@@ -106,7 +112,7 @@ if not ttl then return ttl_err end
 
 local admission_refused = admission_error(holder_id, ARGV[#ARGV], now)
 if admission_refused then return admission_refused end
-if mode ~= 'seats' then sweep_due(now, 20) end
+if mode ~= 'seats' then sweep_due(now, DUE_BEFORE_PICK, DUE_SEATS_BEFORE_PICK) end
 
 -- This holder's live seats, for the per-holder limit.
 local live_ids, held = {}, 0
@@ -160,7 +166,7 @@ elseif mode == 'best' then
       .. section .. ' have no rows: hold them by seat id'}
   end
   local picked
-  picked, split = pick_best('|' .. category .. '|' .. section .. '|', quantity, wheelchairs,
+  picked, split = pick_best(view_scope(category, section), quantity, wheelchairs,
     ARGV[10] == '1')
   if not picked then
     return {'SEATS_UNAVAILABLE', 'no ' .. quantity .. ' adjacent seats free that match'}

@@ -15,7 +15,8 @@
     {"NOT_HOLDER", message}
     {"HOLD_EXPIRED", message} (a live hold found past its deadline is ended as expired first)
     {"HOLD_CONFIRMED", message}
-  Cost: O(seats of the hold).
+  Cost: O(seats of the hold x log n + the rows' lengths in C string scans): the best-available
+  index is updated at once.
 ]]
 -- @include clock
 -- @include event

@@ -32,7 +32,7 @@
     {"EVENT_NOT_FOUND", message}: no such event (or build: it expired, or an identical create
       finished it); nothing changed
     {"EVENT_EXISTS", message}: the event (or build) has other input; nothing changed
-  Cost: O(seats of the chunk's bookings).
+  Cost: O(seats of the chunk's bookings x log n).
 ]]
 -- @include clock
 -- @include event

@@ -143,6 +143,60 @@ async def test_categories_and_sections(inventory: Inventory, redis: Redis) -> No
     await _check_index(redis)
 
 
+async def test_one_category_and_section_in_rows_are_listed_under_any(
+    inventory: Inventory, redis: Redis
+) -> None:
+    """Every seat in a row has category A and section stalls: the index keeps no views by them,
+    a request naming them reads the views by any, and one naming a category that only an area
+    or a seat without a row has finds no seats in rows."""
+    request = pb.CreateEventRequest(
+        event_id=EVENT,
+        seats=[
+            *_row("stalls", "A", "SSSS", "A", 1),
+            pb.Seat(seat_id="box-1", section="box", category="B"),
+        ],
+        areas=[pb.GeneralAdmissionArea(area_id="floor", capacity=3, category="C")],
+        limits=pb.EventLimits(max_seats_per_hold=4, max_seats_per_holder=1000),
+    )
+    await inventory.create_event(request)
+    meta = keys.event_keys(EVENT).meta
+    assert await redis.hmget(meta, "index_category", "index_section") == ["A", "stalls"]
+    picked = await _best(inventory, 2, category="A", section="stalls")
+    assert list(picked.hold.seat_ids) == ["stalls-A1", "stalls-A2"]
+    for category in ("B", "C"):
+        with pytest.raises(InventoryError) as refused:
+            await _best(inventory, 1, category=category)
+        assert refused.value.reason == "SEATS_UNAVAILABLE", category
+    await _check_index(redis)
+
+
+async def test_a_row_indexed_before_the_status_letters_is_rebuilt_on_its_first_change(
+    inventory: Inventory, redis: Redis
+) -> None:
+    """An event indexed by the earlier layout (each run also listed by position, P members, and
+    no status letters, no index_category / index_section): the first change of a row rebuilds
+    the row's part of the index whole, the position members gone."""
+    await _create(inventory, _row("stalls", "A", "SSSS", "A", 1))
+    event = keys.event_keys(EVENT)
+    cap = int(await redis.hget(event.meta, "bucket_cap"))  # type: ignore[arg-type]
+    await redis.hdel(event.meta, "index_category", "index_section")
+    await redis.hdel(event.row_seats, "1|free")
+    await redis.delete(event.free)
+    tail = f"{min(4, cap):04d}|{1:07d}|1|1"
+    scopes = ("S|A|stalls|", "S|A|*|", "S|*|stalls|", "S|*|*|")
+    legacy = [f"{scope}{tail}" for scope in scopes] + ["P|000001|004|1|1|S|stalls|A"]
+    await redis.zadd(event.free, dict.fromkeys(legacy, 0))
+    await _take(inventory, "stalls-A2")
+    await _check_index(redis)
+    members: list[str] = await redis.zrange(event.free, 0, -1)  # type: ignore[assignment]
+    assert not [m for m in members if m.startswith("P|")]
+    assert list((await _best(inventory, 2, category="A")).hold.seat_ids) == [
+        "stalls-A3",
+        "stalls-A4",
+    ]
+    await _check_index(redis)
+
+
 async def test_a_block_never_mixes_categories(inventory: Inventory) -> None:
     seats = _row("s", "A", "SSSS", "A", 1)
     seats[2].category = seats[3].category = "B"
@@ -257,17 +311,27 @@ async def test_expired_holds_free_their_seats_for_best_available(
     await _check_index(redis)
 
 
-async def test_rows_changed_since_their_last_refresh(inventory: Inventory, redis: Redis) -> None:
+async def test_best_available_right_after_a_change_sees_it(
+    inventory: Inventory, redis: Redis
+) -> None:
     rows = [_row("s", f"R{r:02d}", "S" * 10, "A", 10 * r + 1) for r in range(30)]
     await _create(inventory, *rows)
-    # Seats 3 and 7 taken in the 24 best rows (more than one request refreshes): their longest
-    # free runs are 3 seats, though the index still lists most of them as 10 free seats.
-    for row in rows[:24]:
-        await _take(inventory, row[2].seat_id, row[6].seat_id)
-    assert await redis.zcard(keys.event_keys(EVENT).dirty_rows) == 24
+    # Seats 3 and 7 taken in the 24 best rows: their longest free runs are 3 seats.
+    takes = [await _take(inventory, row[2].seat_id, row[6].seat_id) for row in rows[:24]]
+    await _check_index(redis)
     picked = await _best(inventory, 5)
     assert [s[:5] for s in picked.hold.seat_ids] == ["s-R24"] * 5
-    assert await redis.zcard(keys.event_keys(EVENT).dirty_rows) < 24
+    # Row R00 freed: the very next request takes its best 5, nothing refreshed in between.
+    ref = {"event_id": EVENT, "holder_id": "taker"}
+    await inventory.release(pb.ReleaseRequest(**ref, hold_id=takes[0].hold_id))
+    again = await _best(inventory, 5)
+    assert list(again.hold.seat_ids) == [f"s-R00{n}" for n in range(1, 6)]
+    # Released, they are the best again at once; held, the next best block is elsewhere.
+    await inventory.release(
+        pb.ReleaseRequest(event_id=EVENT, holder_id="h", hold_id=again.hold.hold_id)
+    )
+    assert list((await _best(inventory, 5, holder="i")).hold.seat_ids) == list(again.hold.seat_ids)
+    assert [s[:5] for s in (await _best(inventory, 5, holder="j")).hold.seat_ids] == ["s-R00"] * 5
     await _check_index(redis)
 
 

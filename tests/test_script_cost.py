@@ -20,6 +20,11 @@ from inventory.errors import InventoryError
 # Commands that read a whole key: none may run for a hold, extend, release or confirm.
 WHOLE_KEY_READS = {"hgetall", "hkeys", "hvals", "hscan", "scan", "keys", "smembers", "xrange"}
 MEASURING = {"config", "info"}  # the test's own commands
+INDEX_WRITES = {"zrem", "zadd"}  # the index's, and the deadlines'
+
+
+def _without(counts: Counter[str], names: set[str]) -> Counter[str]:
+    return Counter({name: n for name, n in counts.items() if name not in names})
 
 
 async def _commands(redis: Redis, operation: Any) -> Counter[str]:
@@ -112,8 +117,16 @@ async def test_operations_issue_the_same_commands_whatever_the_event_size(
         assert not WHOLE_KEY_READS & set(commands), f"{operation} reads a whole key: {commands}"
     # Ending the expired hold on the way costs what a release of it would, less the script call
     # and the release's reads of the event's settings and of the clock: a fixed set of commands.
-    extra = small_costs["hold ending an expired hold"] - small_costs["hold"]
-    assert extra == small_costs["release"] - Counter(evalsha=1, hmget=1, time=1)
+    # The index's ZREM and ZADD calls are left out of that comparison: a run whose first seat,
+    # length bucket and best rank stay put keeps its member, so which of them run depends on
+    # the runs (here the run before the expired hold keeps its member through the merge and
+    # the split after it). At most one of each per change of the index, beside the ZADDs of the
+    # expired hold's tombstone and of the new hold's deadline.
+    ending = small_costs["hold ending an expired hold"]
+    extra = _without(ending - small_costs["hold"], INDEX_WRITES)
+    expected = small_costs["release"] - Counter(evalsha=1, hmget=1, time=1)
+    assert extra == _without(expected, INDEX_WRITES)
+    assert ending["zrem"] <= 2 and ending["zadd"] <= 4, ending
 
 
 async def _create_rowless(inventory: Inventory, event_id: str, seats: int) -> None:

@@ -42,7 +42,7 @@ HOUR = Duration(seconds=3600)
 # Keys that a request may rewrite without changing any state: the best-available index. And
 # keys that change on their own between two reads: the waiting room's, which the admission tick
 # of the service moves (buyers admitted, admissions ending) whatever the request.
-INDEX_KEYS = ("row_runs", "free", "dirty_rows")
+INDEX_KEYS = ("row_seats", "free", "seat_spots")
 TICKED_KEYS = ("queue", "line", "buyers", "tickets", "admits")
 TICKED_SETS = (b"lml:queues",)
 # Every refusal a request may get, by its reason on the wire (WatchEvent's own included).

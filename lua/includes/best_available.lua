@@ -1,16 +1,24 @@
--- Picks seats for a hold from the best-available index (free_index.lua): an adjacent block in
--- one row, accessible seats, the best seats when no block is free, or general-admission places.
+-- Picks seats for a hold from the best-available index (free_index.lua), which lists every
+-- free run as it is now: an adjacent block in one row, accessible seats, the best seats when no
+-- block is free, or general-admission places.
 -- Each function returns the seat ids, or nil when nothing fits.
--- Needs KEYS[2] seats, KEYS[9] rows, KEYS[11] free, KEYS[12] dirty_rows.
+-- Needs KEYS[10] row_seats, KEYS[11] free.
 -- @include free_index
 
 local ACCESSIBLE_RUNS_READ = 64  -- accessible runs looked at per request, best first
-local REFRESH_ROWS = 16  -- dirty rows a request refreshes before it picks
-local PICK_ATTEMPTS = 4  -- picks tried when the index listed seats taken since
 
+-- A view member's best rank, row and first seat, and its run's length (from the bucket when
+-- below the cap, else from the row's status letters).
 local function parse_member(member)
-  local rank, row_no, start, length = string.match(member, '|(%d+)|(%d+)|(%d+)|(%d+)$')
-  return tonumber(rank), row_no, tonumber(start), tonumber(length)
+  local bucket, rank, row_no, start = string.match(member, '|(%d+)|(%d+)|(%d+)|(%d+)$')
+  bucket, start = tonumber(bucket), tonumber(start)
+  local length = bucket
+  if bucket >= bucket_cap then length = run_length(row_no, start) end
+  return tonumber(rank), row_no, start, length
+end
+
+local function rank_of(member)
+  return tonumber(string.match(member, '|(%d+)|%d+|%d+$'))
 end
 
 local function members_from(prefix, limit)
@@ -18,18 +26,18 @@ local function members_from(prefix, limit)
     'LIMIT', 0, limit)
 end
 
--- The start of the best window of `want` seats in the run
--- row.seat_ids[start .. start + length - 1]:
--- the least sum of ranks, among windows that `fits` (when given) and, unless gaps_ok, that
--- leave no single free seat of the run on either side.
+-- The start of the best window of `want` seats in the run of `length` seats from `start`: the
+-- least sum of ranks (the leftmost of equals), among windows that `fits` (when given) and, unless
+-- gaps_ok, that leave no single free seat of the run on either side. O(length).
 local function best_window(row, start, length, want, gaps_ok, fits)
+  local sums = {[0] = 0}
+  for i = 1, length do sums[i] = sums[i - 1] + rank_at(row, start + i - 1) end
   local best_at, best_sum
   for left = 0, length - want do
     local right = length - want - left
     local first = start + left
     if (gaps_ok or (left ~= 1 and right ~= 1)) and (not fits or fits(row, first, want)) then
-      local sum = 0
-      for i = first, first + want - 1 do sum = sum + row.ranks[i] end
+      local sum = sums[left + want] - sums[left]
       if not best_sum or sum < best_sum then best_at, best_sum = first, sum end
     end
   end
@@ -38,7 +46,7 @@ end
 
 local function seats_at(row, first, want)
   local ids = {}
-  for i = first, first + want - 1 do ids[#ids + 1] = row.seat_ids[i] end
+  for i = first, first + want - 1 do ids[#ids + 1] = id_at(row, i) end
   return ids
 end
 
@@ -49,7 +57,7 @@ local function pick_block(scope, want)
   local function consider(bucket)
     local member = members_from(scope .. string.format('%04d', bucket) .. '|', 1)[1]
     if member then
-      local rank = parse_member(member)
+      local rank = rank_of(member)
       if not best_rank or rank < best_rank then best, best_rank = member, rank end
     end
   end
@@ -70,7 +78,7 @@ local function pick_accessible(scope, want, wheelchairs)
   local function fits(row, first, n)
     local count = 0
     for i = first, first + n - 1 do
-      if row.kinds[i] == 'W' then count = count + 1 end
+      if kind_at(row, i) == 'W' then count = count + 1 end
     end
     return count == wheelchairs
   end
@@ -114,39 +122,13 @@ local function pick_split(scope, want)
   return nil
 end
 
-local function pick_once(scope, want, wheelchairs, allow_split)
+-- The engine's choice for `want` seats of `scope` ("|<category or *>|<section or *>|"), and 1
+-- when they are a split.
+local function pick_best(scope, want, wheelchairs, allow_split)
   if wheelchairs > 0 then return pick_accessible('A' .. scope, want, wheelchairs), 0 end
   local picked = pick_block('S' .. scope, want)
   if picked or not allow_split then return picked, 0 end
   return pick_split('S' .. scope, want), 1
-end
-
--- Refreshes the rows of `picked` that changed since their last refresh; returns true when
--- there was one. Such a row's entry may list seats taken since, and its run may have grown or
--- shrunk, which moves the best window and the single-seat rule: the pick cannot be trusted.
-local function refresh_rows_of(picked)
-  local refreshed = false
-  for _, row_no in ipairs(rows_of(picked)) do
-    if redis.call('ZREM', KEYS[12], row_no) == 1 then
-      reindex_row(row_no)
-      refreshed = true
-    end
-  end
-  return refreshed
-end
-
--- The engine's choice for `want` seats of `scope` ("|<category or *>|<section or *>|"), and 1
--- when they are a split. The best dirty rows are refreshed first, a bounded number of them; a
--- pick from a row still dirty refreshes that row and the next dirty rows, and picks again.
-local function pick_best(scope, want, wheelchairs, allow_split)
-  local dirty = refresh_rows(REFRESH_ROWS)
-  for _ = 1, PICK_ATTEMPTS do
-    local picked, split = pick_once(scope, want, wheelchairs, allow_split)
-    if not picked then return nil end
-    if not refresh_rows_of(picked) then return picked, split end
-    if dirty then dirty = refresh_rows(REFRESH_ROWS) end
-  end
-  return nil
 end
 
 -- `want` free places of the area; nil and the number left when there are fewer.

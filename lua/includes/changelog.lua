@@ -55,10 +55,10 @@ end
 -- calls it before its own writes: the XADD is the one write that can fail (an id not above the
 -- stream's last one), and failing first it leaves nothing of the change behind.
 local function append_change(reason, status, hold_id, holder_id, seats, now, booking_id)
-  local version = tonumber(redis.call('HGET', KEYS[1], 'version')) + 1
-  local trim = redis.call('HMGET', KEYS[1], 'changelog_acked', 'changelog_retention')
-  local acked = tonumber(trim[1]) or 0
-  local retention = tonumber(trim[2]) or CHANGELOG_RETENTION
+  local log = redis.call('HMGET', KEYS[1], 'version', 'changelog_acked', 'changelog_retention')
+  local version = tonumber(log[1]) + 1
+  local acked = tonumber(log[2]) or 0
+  local retention = tonumber(log[3]) or CHANGELOG_RETENTION
   local keep_from = math.max(math.min(acked, version - changelog_max) + 1, 0)
   redis.call('XADD', KEYS[6], 'MINID', '~', '0-' .. keep_from, '0-' .. version,
     'reason', reason, 'status', status, 'hold_id', hold_id, 'holder_id', holder_id,
