@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from clients.client import InventoryClient
 from clients.gateway.app import create_app
+from clients.gateway.fanout import SeatIndexLookup
 from clients.gateway.feed import KEEPALIVE, change_event, snapshot_event
 from clients.gateway.quotas import Lease
 from clients.gateway.settings import Limits, TrustSettings
@@ -28,8 +29,14 @@ class PerViewer:
         self.client, self.keepalive_seconds = client, keepalive_seconds
 
     async def stream(
-        self, event_id: str, from_version: int | None, lease: Lease, holder: str | None
+        self,
+        event_id: str,
+        from_version: int | None,
+        lease: Lease,
+        holder: str | None,
+        seat_index: SeatIndexLookup,
     ) -> AsyncIterator[bytes]:
+        index = await seat_index()
         updates = self.client.watch(event_id, from_version)
         upcoming: asyncio.Future[Update] | None = None
         try:
@@ -43,7 +50,7 @@ class PerViewer:
                     continue
                 update, upcoming = upcoming.result(), None
                 if isinstance(update, Snapshot):
-                    yield snapshot_event(event_id, update.version, update.seats)
+                    yield snapshot_event(event_id, update.version, update.seats, index)
                 else:
                     yield change_event(update)
         finally:
