@@ -15,7 +15,8 @@ class ClosedAsConnectionError(Connection):
     """A connection whose writes on a socket the server has closed fail as ConnectionError.
 
     uvloop raises RuntimeError ("the handler is closed") there, where asyncio's own loop gives
-    redis-py the OSError it expects; seen on a cluster when a node is killed. As a
+    redis-py the OSError it expects; and a connection another task disconnected meanwhile has no
+    writer left (AttributeError on None). Both seen on a cluster when a node is killed. As a
     ConnectionError it is retried and reloads the cluster's topology, and the service answers
     UNAVAILABLE instead of UNKNOWN."""
 
@@ -24,7 +25,7 @@ class ClosedAsConnectionError(Connection):
     ) -> None:
         try:
             await super().send_packed_command(command, check_health)
-        except RuntimeError as error:
+        except (RuntimeError, AttributeError) as error:
             raise ConnectionError(f"Error writing to a closed connection: {error}") from error
 
 

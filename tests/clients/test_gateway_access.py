@@ -73,13 +73,20 @@ RULES = {
     ("POST", f"{HOLD}/checkout/test-payment"): BUYER,
     ("POST", "/v1/stripe/webhook"): WEBHOOK,
 }
-CALLERS = {
-    "no token": {},
-    "expired token": {"Authorization": f"Bearer {idp_token('ann', expires_in=-60)}"},
-    "wrong signature": {"Authorization": f"Bearer {idp_token('ann', key='not the key' * 4)}"},
-    "buyer": buyer("ann"),
-    "admin": ADMIN,
-}
+
+
+def callers() -> dict[str, dict[str, str]]:
+    """Each kind of caller's headers, with tokens made now: a token made when the module was
+    collected could expire before a long suite reaches this test."""
+    return {
+        "no token": {},
+        "expired token": {"Authorization": f"Bearer {idp_token('ann', expires_in=-60)}"},
+        "wrong signature": {"Authorization": f"Bearer {idp_token('ann', key='not the key' * 4)}"},
+        "buyer": buyer("ann"),
+        "admin": ADMIN,
+    }
+
+
 DENIED = {
     STREAM: {"expired token": 401, "wrong signature": 401},
     BUYER: {"no token": 401, "expired token": 401, "wrong signature": 401, "admin": 403},
@@ -115,7 +122,7 @@ async def test_every_route_answers_each_kind_of_caller_by_its_rule(
         assert (await http.post("/v1/events", json=EVENT, headers=ADMIN)).status_code == 201
         outcomes = {}
         for method, path in routes(app):
-            for caller, headers in CALLERS.items():
+            for caller, headers in callers().items():
                 outcomes[method, path, caller] = await call(http, method, path, headers)
     for (method, path, caller), status in outcomes.items():
         denied = DENIED.get(RULES[method, path], {}).get(caller)
