@@ -118,7 +118,6 @@ Entry = tuple[str, str, int]
 def _seat_entries(seats: Sequence[pb.Seat]) -> tuple[list[Entry], list[_Row]]:
     """The seats as entries, and the rows."""
     rows, row_of = _rows(seats)
-    best = [min(row.ranks) for row in rows]
     entries: list[Entry] = []
     for index, (seat, number) in enumerate(zip(seats, row_of, strict=True)):
         info: dict[str, object] = {
@@ -130,7 +129,6 @@ def _seat_entries(seats: Sequence[pb.Seat]) -> tuple[list[Entry], list[_Row]]:
         }
         if number:
             info["row_no"] = number
-            info["row_best_rank"] = best[number - 1]  # dirty rows are refreshed best first
         # Only what the request said, so that GetEvent gives back the request that was made.
         if seat.HasField("rank"):
             info["rank"] = seat.rank
