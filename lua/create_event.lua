@@ -36,6 +36,7 @@
 -- @include clock
 -- @include changelog
 -- @include building
+-- @include event
 
 local existing = redis.call('HGET', KEYS[13], 'fingerprint')
 if existing then
@@ -79,5 +80,6 @@ if #shape.row_categories == 1 then
   redis.call('HSET', KEYS[1], 'index_category', shape.row_categories[1])
 end
 if #shape.sections == 1 then redis.call('HSET', KEYS[1], 'index_section', shape.sections[1]) end
+redis.call('HSET', KEYS[1], 'settings', pack_settings(KEYS[1]))
 keep_staged(ttl_ms)
 return {'OK', 1, 0, 0}

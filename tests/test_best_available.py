@@ -174,12 +174,12 @@ async def test_a_row_indexed_before_the_status_letters_is_rebuilt_on_its_first_c
     inventory: Inventory, redis: Redis
 ) -> None:
     """An event indexed by the earlier layout (each run also listed by position, P members, and
-    no status letters, no index_category / index_section): the first change of a row rebuilds
-    the row's part of the index whole, the position members gone."""
+    no status letters, no index_category / index_section, no packed settings): the first change
+    of a row rebuilds the row's part of the index whole, the position members gone."""
     await _create(inventory, _row("stalls", "A", "SSSS", "A", 1))
     event = keys.event_keys(EVENT)
     cap = int(await redis.hget(event.meta, "bucket_cap"))  # type: ignore[arg-type]
-    await redis.hdel(event.meta, "index_category", "index_section")
+    await redis.hdel(event.meta, "index_category", "index_section", "settings")
     await redis.hdel(event.row_seats, "1|free")
     await redis.delete(event.free)
     tail = f"{min(4, cap):04d}|{1:07d}|1|1"

@@ -5,22 +5,47 @@
 -- Needs KEYS[1] meta.
 -- @include changelog
 -- @include free_index
+-- Functions a command may leave unused, for luacheck:
+-- luacheck: ignore 211/read_event 211/EVENT_NOT_FOUND
 
 local EVENT_NOT_FOUND = {'EVENT_NOT_FOUND', 'no event for these keys'}
 
+-- The settings every command reads, packed in one meta field (`settings`, written by
+-- create_event.lua): one field costs Redis far less to read than a field each. A name that is
+-- absent is "-", a present one "=" and its value (names never hold "|").
+local SETTINGS = {'max_seats_per_hold', 'max_seats_per_holder', 'default_ttl_ms', 'max_ttl_ms',
+  'max_lifetime_ms', 'changelog_max', 'bucket_cap', 'category:', 'index_category',
+  'index_section'}
+local SETTINGS_PATTERN =
+  '^(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|([01])|([-=])([^|]*)|([-=])(.*)$'
+
+local function named(value)
+  if value then return '=' .. value end
+  return '-'
+end
+
+-- The `settings` field of the event whose fields are in hash `key`.
+local function pack_settings(key)
+  local v = redis.call('HMGET', key, unpack(SETTINGS))
+  return table.concat({v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8] and '1' or '0',
+    named(v[9]), named(v[10])}, '|')
+end
+
 local function read_event()
-  local v = redis.call('HMGET', KEYS[1], 'version', 'changelog_max', 'bucket_cap',
-    'max_seats_per_hold', 'max_seats_per_holder', 'default_ttl_ms', 'max_ttl_ms',
-    'max_lifetime_ms', 'category:', 'index_category', 'index_section')
+  local v = redis.call('HMGET', KEYS[1], 'version', 'settings')
   if not v[1] then return nil end
-  changelog_max, bucket_cap, blank_category = tonumber(v[2]), tonumber(v[3]), v[9] ~= false
-  only_category, only_section = v[10] or nil, v[11] or nil
+  -- An event created before the field existed packs it now (read-only: not stored).
+  local hold_max, holder_max, default_ttl, max_ttl, lifetime, log_max, cap, blank, has_category,
+    category, has_section, section = string.match(v[2] or pack_settings(KEYS[1]), SETTINGS_PATTERN)
+  changelog_max, bucket_cap, blank_category = tonumber(log_max), tonumber(cap), blank == '1'
+  only_category = has_category == '=' and category or nil
+  only_section = has_section == '=' and section or nil
   return {
     version = tonumber(v[1]),
-    max_seats_per_hold = tonumber(v[4]),
-    max_seats_per_holder = tonumber(v[5]),
-    default_ttl_ms = tonumber(v[6]),
-    max_ttl_ms = tonumber(v[7]),
-    max_lifetime_ms = tonumber(v[8]),
+    max_seats_per_hold = tonumber(hold_max),
+    max_seats_per_holder = tonumber(holder_max),
+    default_ttl_ms = tonumber(default_ttl),
+    max_ttl_ms = tonumber(max_ttl),
+    max_lifetime_ms = tonumber(lifetime),
   }
 end

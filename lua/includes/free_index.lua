@@ -77,8 +77,8 @@ end
 -- Appends the members of `run` ({row, first, last, best, class, section, category}) to `out`.
 local function add_members(run, out)
   local length = run.last - run.first + 1
-  local tail = '|' .. pad(math.min(length, bucket_cap), 4) .. '|' .. pad(run.best, 7) .. '|'
-    .. run.row .. '|' .. run.first
+  local tail = string.format('|%04d|%07d|%s|%d', math.min(length, bucket_cap), run.best, run.row,
+    run.first)
   local class, section = run.class, run.section
   local by_section = only_section == nil
   if (run.category ~= '' or blank_category) and only_category == nil then
@@ -92,25 +92,35 @@ end
 
 local function zchange(command, members, with_score)
   for first = 1, #members, ZSET_CHUNK do
-    local args = {}
+    local args, n = {}, 0
     for i = first, math.min(first + ZSET_CHUNK - 1, #members) do
-      if with_score then args[#args + 1] = 0 end
-      args[#args + 1] = members[i]
+      if with_score then
+        args[n + 1], args[n + 2], n = 0, members[i], n + 2
+      else
+        args[n + 1], n = members[i], n + 1
+      end
     end
     redis.call(command, KEYS[11], unpack(args))
   end
 end
 
--- Removes then adds members, leaving alone those in both lists.
+-- Removes then adds members, leaving alone those in both lists. A change lists a few members:
+-- comparing every pair costs less than building sets of them.
 local function apply(removed, added)
-  local dropped, kept = {}, {}
-  for _, member in ipairs(removed) do dropped[member] = true end
   local gone, new = {}, {}
-  for _, member in ipairs(added) do
-    if dropped[member] then kept[member] = true else new[#new + 1] = member end
-  end
   for _, member in ipairs(removed) do
-    if not kept[member] then gone[#gone + 1] = member end
+    local kept = false
+    for _, other in ipairs(added) do
+      if other == member then kept = true break end
+    end
+    if not kept then gone[#gone + 1] = member end
+  end
+  for _, member in ipairs(added) do
+    local kept = false
+    for _, other in ipairs(removed) do
+      if other == member then kept = true break end
+    end
+    if not kept then new[#new + 1] = member end
   end
   if #gone > 0 then zchange('ZREM', gone, false) end
   if #new > 0 then zchange('ZADD', new, true) end
@@ -120,26 +130,21 @@ local function place_member(area_index, place_id)
   return string.format('G|%06d|', area_index) .. place_id
 end
 
--- The letters that end a run of each free letter.
-local RUN_ENDS = {a = {'b', 'A', 'B'}, b = {'a', 'A', 'B'}}
+-- Patterns: any letter but a free one; the last such letter before a seat.
+local NOT_FREE = {a = '[^a]', b = '[^b]'}
+local LAST_NOT_FREE = {a = '^.*[^a]', b = '^.*[^b]'}
 
--- The first seat from `from` on whose letter is not `letter`, or nil: plain finds, which scan
--- in C at memchr speed where a pattern class would test each seat in turn.
+-- The first seat from `from` on whose letter is not `letter`, or nil.
 local function run_end(status, letter, from)
-  local stop
-  for _, other in ipairs(RUN_ENDS[letter]) do
-    local at = string.find(status, other, from, true)
-    if at and (not stop or at < stop) then stop = at end
-  end
-  return stop
+  return (string.find(status, NOT_FREE[letter], from))
 end
 
 -- The free run around free seat `seat` of a row's status letters: its first and last seats.
 local function run_bounds(status, seat)
-  local letter, n = string.sub(status, seat, seat), #status
-  local stop = run_end(status, letter, seat + 1)
-  local before = run_end(string.reverse(status), letter, n - seat + 2)
-  return before and n - before + 2 or 1, (stop or n + 1) - 1
+  local letter = string.sub(status, seat, seat)
+  local stop = string.find(status, NOT_FREE[letter], seat + 1)
+  local _, before = string.find(string.sub(status, 1, seat - 1), LAST_NOT_FREE[letter])
+  return (before or 0) + 1, (stop or #status + 1) - 1
 end
 
 local function is_free(letter)
@@ -219,7 +224,7 @@ local function rank_runs(runs)
   for _, run in ipairs(runs) do
     local k, span = 0, 1
     while span * 2 <= run.last - run.first + 1 do k, span = k + 1, span * 2 end
-    run.field, run.span = run.row .. '|m' .. k, span
+    run.field, run.span = string.format('%s|m%d', run.row, k), span
     if not wanted[run.field] then
       wanted[run.field] = true
       fields[#fields + 1] = run.field
@@ -237,6 +242,8 @@ local function rank_runs(runs)
 end
 
 local reindex_row
+
+local function by_seat(a, b) return a.seat < b.seat end
 
 -- Records that `seat_ids` became available (freed = true) or held or booked (freed = false):
 -- places enter or leave the index, the runs around the seats of rows are split or merged.
@@ -279,7 +286,7 @@ local function reindex(seat_ids, freed)
       if not status then  -- a row indexed before the letters existed: built whole
         reindex_row(tonumber(row))
       else
-        if #seats > 1 then table.sort(seats, function(a, b) return a.seat < b.seat end) end
+        if #seats > 1 then table.sort(seats, by_seat) end
         letters[#letters + 1] = fields[k]
         if freed then
           letters[#letters + 1] = free_in_row(seats, status, old, new)
