@@ -51,7 +51,7 @@ end
 local floor = tonumber(ARGV[3])
 if event.version < floor or event.version == 0 then
   local base = math.max(floor, last_logged_version(), event.version)
-  redis.call('HSET', KEYS[1], 'version', base + VERSION_MARGIN)
+  raise_version(base + VERSION_MARGIN)
 end
 
 local now = now_ms()

@@ -2,9 +2,10 @@
 -- reader resumes after version v with XREAD from "0-v". Versions are never reused: KEYS[1]
 -- meta "version" is the last one issued, and create_event / restore_event raise it to at least
 -- the stream's last id (last_logged_version).
--- Needs KEYS[1] meta and KEYS[6] changes; read_event (event.lua) sets `changelog_max`.
+-- Needs KEYS[1] meta and KEYS[6] changes; read_event (event.lua) sets `changelog_max` and the
+-- log's state, so a command calls it before any append.
 -- Functions a command may leave unused, for luacheck:
--- luacheck: ignore 211/append_change 211/last_logged_version
+-- luacheck: ignore 211/append_change 211/last_logged_version 211/raise_version
 --
 -- Trimming never drops an entry a consumer group has not acknowledged, unless it is beyond the
 -- retention, and then it is counted. Meta fields, written by the booking worker:
@@ -17,6 +18,9 @@
 -- beyond the retention go at most LOST_TRIM_MAX per call, counted against the groups' own
 -- positions. Cost per call: O(1) amortized, O(consumer groups) while beyond the retention.
 local changelog_max = 100000
+-- The log's state, from the meta fields read by read_event (event.lua) at the start of the
+-- command: the last version issued, acknowledged by every group, and the retention.
+local log_version, log_acked, log_retention
 local CHANGELOG_RETENTION = 1000000
 local LOST_TRIM_MAX = 100
 
@@ -55,18 +59,22 @@ end
 -- calls it before its own writes: the XADD is the one write that can fail (an id not above the
 -- stream's last one), and failing first it leaves nothing of the change behind.
 local function append_change(reason, status, hold_id, holder_id, seats, now, booking_id)
-  local log = redis.call('HMGET', KEYS[1], 'version', 'changelog_acked', 'changelog_retention')
-  local version = tonumber(log[1]) + 1
-  local acked = tonumber(log[2]) or 0
-  local retention = tonumber(log[3]) or CHANGELOG_RETENTION
-  local keep_from = math.max(math.min(acked, version - changelog_max) + 1, 0)
+  local version = log_version + 1
+  local keep_from = math.max(math.min(log_acked, version - changelog_max) + 1, 0)
   redis.call('XADD', KEYS[6], 'MINID', '~', '0-' .. keep_from, '0-' .. version,
     'reason', reason, 'status', status, 'hold_id', hold_id, 'holder_id', holder_id,
     'seat_ids', cjson.encode(seats), 'changed_at', now, 'booking_id', booking_id or '')
   redis.call('HSET', KEYS[1], 'version', version)
+  log_version = version
   -- After the XADD, so that a failing append leaves nothing behind.
-  if version - retention > acked then trim_unread(version, retention) end
+  if version - log_retention > log_acked then trim_unread(version, log_retention) end
   return version
+end
+
+-- Raises the last version issued to `version` (never lowered: versions are never reused).
+local function raise_version(version)
+  redis.call('HSET', KEYS[1], 'version', version)
+  log_version = version
 end
 
 -- The last version the change log ever took (its last generated id, even when that entry was

@@ -32,12 +32,15 @@ local function pack_settings(key)
 end
 
 local function read_event()
-  local v = redis.call('HMGET', KEYS[1], 'version', 'settings')
+  local v = redis.call('HMGET', KEYS[1], 'version', 'settings', 'changelog_acked',
+    'changelog_retention')
   if not v[1] then return nil end
   -- An event created before the field existed packs it now (read-only: not stored).
   local hold_max, holder_max, default_ttl, max_ttl, lifetime, log_max, cap, blank, has_category,
     category, has_section, section = string.match(v[2] or pack_settings(KEYS[1]), SETTINGS_PATTERN)
   changelog_max, bucket_cap, blank_category = tonumber(log_max), tonumber(cap), blank == '1'
+  log_version, log_acked = tonumber(v[1]), tonumber(v[3]) or 0
+  log_retention = tonumber(v[4]) or CHANGELOG_RETENTION
   only_category = has_category == '=' and category or nil
   only_section = has_section == '=' and section or nil
   return {

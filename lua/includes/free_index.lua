@@ -92,38 +92,24 @@ end
 
 local function zchange(command, members, with_score)
   for first = 1, #members, ZSET_CHUNK do
-    local args, n = {}, 0
-    for i = first, math.min(first + ZSET_CHUNK - 1, #members) do
-      if with_score then
+    local last = math.min(first + ZSET_CHUNK - 1, #members)
+    if not with_score then
+      redis.call(command, KEYS[11], unpack(members, first, last))
+    else
+      local args, n = {}, 0
+      for i = first, last do
         args[n + 1], args[n + 2], n = 0, members[i], n + 2
-      else
-        args[n + 1], n = members[i], n + 1
       end
+      redis.call(command, KEYS[11], unpack(args))
     end
-    redis.call(command, KEYS[11], unpack(args))
   end
 end
 
--- Removes then adds members, leaving alone those in both lists. A change lists a few members:
--- comparing every pair costs less than building sets of them.
+-- Removes then adds members: a member in both lists stays. A change lists a few members, and
+-- sending one that is in both costs Redis less than the script finding it.
 local function apply(removed, added)
-  local gone, new = {}, {}
-  for _, member in ipairs(removed) do
-    local kept = false
-    for _, other in ipairs(added) do
-      if other == member then kept = true break end
-    end
-    if not kept then gone[#gone + 1] = member end
-  end
-  for _, member in ipairs(added) do
-    local kept = false
-    for _, other in ipairs(removed) do
-      if other == member then kept = true break end
-    end
-    if not kept then new[#new + 1] = member end
-  end
-  if #gone > 0 then zchange('ZREM', gone, false) end
-  if #new > 0 then zchange('ZADD', new, true) end
+  if #removed > 0 then zchange('ZREM', removed, false) end
+  if #added > 0 then zchange('ZADD', added, true) end
 end
 
 local function place_member(area_index, place_id)
@@ -218,26 +204,35 @@ local function free_in_row(seats, status, old, new)
   return letters
 end
 
--- The best rank of each run, from one read of the range-minimum levels they need.
+-- A row's range-minimum level fields, by k (see above): a row has at most 500 seats
+-- (inventory/event_shape.py MAX_ROW_LENGTH), fewer than 2^9.
+local LEVEL_FIELDS = {[0] = '|m0', '|m1', '|m2', '|m3', '|m4', '|m5', '|m6', '|m7', '|m8'}
+
+-- The best rank of each run, from one read of the range-minimum levels they need: the least of
+-- the two (overlapping) stretches of 2^k seats that cover the run.
 local function rank_runs(runs)
-  local fields, wanted = {}, {}
-  for _, run in ipairs(runs) do
-    local k, span = 0, 1
-    while span * 2 <= run.last - run.first + 1 do k, span = k + 1, span * 2 end
-    run.field, run.span = string.format('%s|m%d', run.row, k), span
-    if not wanted[run.field] then
-      wanted[run.field] = true
-      fields[#fields + 1] = run.field
+  local fields, field_at = {}, {}
+  for i = 1, #runs do
+    local run = runs[i]
+    local k, span, length = 0, 1, run.last - run.first + 1
+    while span * 2 <= length do k, span = k + 1, span * 2 end
+    local field = run.row .. LEVEL_FIELDS[k]
+    local at = field_at[field]
+    if not at then
+      at = #fields + 1
+      fields[at], field_at[field] = field, at
     end
+    run.level, run.span = at, span
   end
   if #fields == 0 then return end
-  local levels = {}
-  for i, level in ipairs(redis.call('HMGET', KEYS[10], unpack(fields))) do
-    levels[fields[i]] = level
-  end
-  for _, run in ipairs(runs) do
-    local level = levels[run.field]
-    run.best = math.min(unpack3(level, run.first), unpack3(level, run.last - run.span + 1))
+  local levels = redis.call('HMGET', KEYS[10], unpack(fields))
+  for i = 1, #runs do
+    local run = runs[i]
+    local level, from, to = levels[run.level], 3 * run.first, 3 * (run.last - run.span + 1)
+    local a1, a2, a3 = string.byte(level, from - 2, from)
+    local b1, b2, b3 = string.byte(level, to - 2, to)
+    local a, b = (a1 * 256 + a2) * 256 + a3, (b1 * 256 + b2) * 256 + b3
+    run.best = a < b and a or b
   end
 end
 
