@@ -5,7 +5,6 @@ turns the reply into a response, raising the script's error as an InventoryError
 build an event in chunks have theirs in ``build_calls``.
 """
 
-import json
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -109,7 +108,7 @@ def hold_response(request: pb.HoldRequest, reply: Any) -> pb.HoldResponse:
             hold_id=reply[1],
             event_id=request.event_id,
             holder_id=request.holder_id,
-            seat_ids=json.loads(reply[3]),
+            seat_ids=reply[3],
             expires_at=timestamp(reply[2]),
         ),
         split=reply[4] == 1,
@@ -135,7 +134,7 @@ def extend_response(request: pb.ExtendRequest, reply: Any) -> pb.ExtendResponse:
             hold_id=request.hold_id,
             event_id=request.event_id,
             holder_id=request.holder_id,
-            seat_ids=json.loads(reply[2]),
+            seat_ids=reply[2],
             expires_at=timestamp(reply[1]),
         )
     )
@@ -151,7 +150,7 @@ def release_call(request: pb.ReleaseRequest) -> Call:
 
 
 def release_response(request: pb.ReleaseRequest, reply: Any) -> pb.ReleaseResponse:
-    return pb.ReleaseResponse(seat_ids=json.loads(ok(reply)[1]))
+    return pb.ReleaseResponse(seat_ids=ok(reply)[1])
 
 
 def confirm_call(request: pb.ConfirmRequest) -> Call:
@@ -178,7 +177,7 @@ def confirm_response(request: pb.ConfirmRequest, reply: Any) -> pb.ConfirmRespon
             event_id=request.event_id,
             hold_id=request.hold_id,
             holder_id=request.holder_id,
-            seat_ids=json.loads(reply[3]),
+            seat_ids=reply[3],
             confirmed_at=timestamp(reply[2]),
             payment_ref=reply[4],
         )
@@ -245,7 +244,7 @@ def cancel_booking_call(request: pb.CancelBookingRequest, seat_ids: Sequence[str
 def cancel_booking_response(reply: Any) -> pb.CancelBookingResponse:
     reply = ok(reply)
     return pb.CancelBookingResponse(
-        seat_ids=json.loads(reply[1]),
+        seat_ids=reply[1],
         cancelled_at=timestamp(reply[2]),
         already_cancelled=reply[3] == 0,
     )

@@ -14,8 +14,8 @@
               "B:<booking id>" when the script runs is left alone)
 
   Output:
-    {"OK", seat ids freed as JSON, cancelled at (ms since epoch), 1} cancelled now
-    {"OK", seat ids as JSON, cancelled at, 0} cancelled before
+    {"OK", seat ids freed (an array), cancelled at (ms since epoch), 1} cancelled now
+    {"OK", seat ids (an array), cancelled at, 0} cancelled before
     Errors, nothing changed:
     {"EVENT_NOT_FOUND", message}
     {"BOOKING_NOT_FOUND", message} no seat of the event is booked by this booking
@@ -36,7 +36,7 @@ if not read_event() then return EVENT_NOT_FOUND end
 local prior = redis.call('HGET', KEYS[13], booking_id)
 if prior then
   local rec = cjson.decode(prior)
-  return {'OK', cjson.encode(rec.seat_ids), rec.cancelled_at, 0}
+  return {'OK', rec.seat_ids, rec.cancelled_at, 0}
 end
 
 local marker = 'B:' .. booking_id
@@ -62,4 +62,4 @@ redis.call('HSET', KEYS[2], unpack(args))
 reindex(freed, true)
 redis.call('HSET', KEYS[13], booking_id, cjson.encode({seat_ids = freed, cancelled_at = now,
   reason = reason}))
-return {'OK', cjson.encode(freed), now, 1}
+return {'OK', freed, now, 1}

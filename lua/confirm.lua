@@ -15,7 +15,7 @@
     ARGV[6] event id, written into the outbox record
 
   Output:
-    {"OK", booking id, confirmed at (ms since epoch), seat ids as JSON, payment reference}
+    {"OK", booking id, confirmed at (ms since epoch), seat ids (an array), payment reference}
     Errors, nothing changed:
     {"EVENT_NOT_FOUND", message}
     {"HOLD_NOT_FOUND", message} unknown, purged or released hold
@@ -47,7 +47,7 @@ if rec.state == 'confirmed' then
     return {'BOOKING_CANCELLED',
       'booking ' .. rec.booking_id .. ' of hold ' .. hold_id .. ' was cancelled'}
   end
-  return {'OK', rec.booking_id, rec.confirmed_at, cjson.encode(rec.seat_ids), rec.payment_ref}
+  return {'OK', rec.booking_id, rec.confirmed_at, rec.seat_ids, rec.payment_ref}
 end
 if rec.state ~= 'held' then return ended_error(hold_id, rec) end
 
@@ -64,4 +64,4 @@ rec.payment_ref = payment_ref
 redis.call('HSET', KEYS[3], hold_id, cjson.encode(rec))
 redis.call('ZADD', KEYS[4], now + CONFIRMED_RETENTION_MS, hold_id)
 drop_from_holder(holder_id, hold_id)
-return {'OK', booking_id, now, cjson.encode(rec.seat_ids), payment_ref}
+return {'OK', booking_id, now, rec.seat_ids, payment_ref}

@@ -9,7 +9,7 @@
     ARGV[3] ttl in ms; 0 takes the event's default
 
   Output:
-    {"OK", expires at (ms since epoch), seat ids as JSON}
+    {"OK", expires at (ms since epoch), seat ids (an array)}
     Errors, nothing changed:
     {"EVENT_NOT_FOUND", message}
     {"HOLD_NOT_FOUND", message} unknown, purged or released hold
@@ -48,4 +48,4 @@ append_change('extended', 'HELD', hold_id, holder_id, rec.seat_ids, now)
 rec.expires_at = expires_at
 redis.call('HSET', KEYS[3], hold_id, cjson.encode(rec))
 redis.call('ZADD', KEYS[4], expires_at, hold_id)
-return {'OK', expires_at, cjson.encode(rec.seat_ids)}
+return {'OK', expires_at, rec.seat_ids}

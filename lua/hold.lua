@@ -30,7 +30,7 @@
             "exempt" (includes/admission.lua)
 
   Output:
-    {"OK", hold id, expires at (ms since epoch), seat ids as JSON, split (1 when best available
+    {"OK", hold id, expires at (ms since epoch), seat ids (an array), split (1 when best available
     took seats that are not side by side, else 0)}
     A retry with a known request id answers as the first call did (with the hold's current
     expiry) while that hold is live, or confirmed: its seats are then this holder's booking, and
@@ -88,7 +88,7 @@ if request_id ~= '' then
     if rec.state ~= 'held' and rec.state ~= 'confirmed' then
       return ended_error(first.hold_id, rec)
     end
-    return {'OK', first.hold_id, rec.expires_at, cjson.encode(first.seat_ids), first.split}
+    return {'OK', first.hold_id, rec.expires_at, first.seat_ids, first.split}
   end
 end
 
@@ -222,4 +222,4 @@ if request_id ~= '' then
   redis.call('SET', KEYS[13], cjson.encode({hold_id = hold_id, seat_ids = seats, split = split}),
     'EX', 86400)
 end
-return {'OK', hold_id, expires_at, cjson.encode(seats), split}
+return {'OK', hold_id, expires_at, seats, split}

@@ -8,7 +8,7 @@
     ARGV[2] holder id
 
   Output:
-    {"OK", seat ids released as JSON}
+    {"OK", seat ids released (an array)}
     Errors, nothing changed:
     {"EVENT_NOT_FOUND", message}
     {"HOLD_NOT_FOUND", message} unknown or purged hold
@@ -34,4 +34,4 @@ if rec.state == 'held' then
 elseif rec.state ~= 'released' then
   return ended_error(hold_id, rec)
 end
-return {'OK', cjson.encode(rec.seat_ids)}
+return {'OK', rec.seat_ids}
