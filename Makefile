@@ -26,6 +26,7 @@ system-packages:
 	@command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
 	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	@command -v luacheck >/dev/null || (apt-get update && apt-get install -y lua-check)
+	@command -v valgrind >/dev/null || (apt-get update && apt-get install -y valgrind)
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && apt-get install -y postgresql)
 
 .uv-bootstrap/bin/uv:

@@ -19,6 +19,7 @@ from bench.durability_bench import durability as durability_harness
 from bench.engine_bench import engine as engine_harness
 from bench.fanout_bench import Setting
 from bench.fanout_bench import fanout as fanout_harness
+from bench.instructions_bench import instructions as instructions_harness
 from bench.payload_bench import payload_sizes as payload_sizes_harness
 from bench.peers import peers as peers_harness
 from bench.queue_bench import queue as queue_harness
@@ -281,6 +282,16 @@ def ceiling(
 def payload_sizes() -> None:
     """Bytes of the opera house's availability and seat-map answers, full and compact forms."""
     _done(payload_sizes_harness())
+
+
+@main.command()
+@click.option("--seats", default=20_000, show_default=True, help="Seats per event.")
+@click.option("--rows", default="25,100,500", show_default=True, help="Seats per row, per event.")
+@click.option("--holds", default=300, show_default=True, help="Calls per measured pipeline.")
+def instructions(seats: int, rows: str, holds: int) -> None:
+    """Redis instructions per hold + release (callgrind), the project against the reference."""
+    row_lengths = [int(length) for length in rows.split(",")]
+    _done(instructions_harness(seats, row_lengths, holds))
 
 
 if __name__ == "__main__":
