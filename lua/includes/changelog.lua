@@ -16,9 +16,15 @@
 -- with XADD's approximate trim, at most 10,000 per call by Redis's default LIMIT; unread entries
 -- beyond the retention go at most LOST_TRIM_MAX per call, counted against the groups' own
 -- positions. Cost per call: O(1) amortized, O(consumer groups) while beyond the retention.
-local changelog_max = 100000
+local DEFAULT_CHANGELOG_MAX = 100000
+local changelog_max = DEFAULT_CHANGELOG_MAX
 local CHANGELOG_RETENTION = 1000000
 local LOST_TRIM_MAX = 100
+
+-- The cap starts at its default on every call (the library's locals outlive a call).
+local function reset_changelog()
+  changelog_max = DEFAULT_CHANGELOG_MAX
+end
 
 local function version_of(entry_id)
   return tonumber(string.match(entry_id, '%d+$'))
