@@ -93,7 +93,8 @@ def load_library(
     asked for an include that does not exist, so a typo fails here rather than when a branch
     runs."""
     names = list(names)
-    included: list[str] = []
+    seen: set[str] = set()
+    sources: dict[str, str] = {}  # by include, each after its own includes
 
     def strip_includes(text: str, where: str) -> str:
         for include in _INCLUDE.findall(text):
@@ -101,20 +102,18 @@ def load_library(
         return _INCLUDE.sub("", text)
 
     def add(include: str, where: str) -> None:
-        if include in included:
+        if include in seen:
             return
+        seen.add(include)
         path = lua_dir / "includes" / f"{include}.lua"
         if not path.is_file():
             raise MissingInclude(f"{where} includes {include}: no includes/{include}.lua")
-        text = strip_includes(path.read_text(), f"includes/{include}.lua")
-        included.append(include)
-        sources[include] = text
+        sources[include] = strip_includes(path.read_text(), f"includes/{include}.lua")
 
-    sources: dict[str, str] = {}
     bodies = {
         name: strip_includes((lua_dir / f"{name}.lua").read_text(), f"{name}.lua") for name in names
     }
-    template = _library_source(prefix, [sources[i] for i in included], bodies, _resets(sources))
+    template = _library_source(prefix, list(sources.values()), bodies, _resets(sources))
     version = hashlib.sha1(template.encode()).hexdigest()[:VERSION_LENGTH]
     library = Library(f"{prefix}_{version}", prefix, template.replace(_VERSION, version))
     return {name: Script(name, f"{name}_{version}", library) for name in names}
@@ -188,7 +187,7 @@ class ScriptRunner:
             except ResponseError as error:
                 if not function_missing(error):
                     raise
-            await self.load(call.script.library)  # it did not run: load, send it again
+            await self._load(call.script.library)  # it did not run: load, send it again
             return await self._execute(_fcall(call), call.timeout)
         except ResponseError as error:
             metrics.REDIS_ERRORS.labels(type(error).__name__).inc()
@@ -220,7 +219,7 @@ class ScriptRunner:
                 metrics.REDIS_ERRORS.labels(type(result).__name__).inc()
         return results
 
-    async def load(self, library: Library) -> None:
+    async def _load(self, library: Library) -> None:
         """Loads the library (replacing one of the same name); at this runner's first load,
         deletes the other versions' libraries too (see the module's docstring)."""
         for node in self._nodes():
@@ -238,7 +237,7 @@ class ScriptRunner:
         unloaded: dict[Library, RedisError] = {}
         for library in {calls[i].script.library for i in missing}:
             try:
-                await self.load(library)
+                await self._load(library)
             except RedisError as error:
                 unloaded[library] = error
         resend = [i for i in missing if calls[i].script.library not in unloaded]
