@@ -22,8 +22,9 @@ missing ("ERR Function not found": Redis restarted without persistence, FUNCTION
 new to a cluster, or a first start) did not run: the runner loads its library (FUNCTION LOAD
 REPLACE) and sends the call again. The first such load of each runner also deletes the other
 versions' libraries, so that old versions do not pile up; a process still running one of those
-finds its functions missing and loads its library back, without deleting any: two versions on
-one Redis cost each other at most one load per process start, never a load per call. On a
+finds its functions missing and loads its library back, without deleting any unless that was
+its runner's first load: two versions on one Redis cost each other at most one load per runner
+started (a process has one or two), never a load per call. On a
 Redis Cluster the library goes to every primary; replicas get it by replication.
 """
 
