@@ -199,13 +199,16 @@ def _state_locals(text: str) -> set[str]:
 
 
 def _assigned_in_functions(text: str) -> set[str]:
-    """Names assigned inside functions (indented lines, not declarations)."""
+    """Names assigned inside functions (indented lines, not declarations), and tables whose
+    contents are (an element set, table.insert, table.remove, table.sort)."""
     names: set[str] = set()
     for line in text.splitlines():
         code = line.split("--", 1)[0]
         match = re.match(r"^\s+(?!local\b)([\w, ]+?)\s*=[^=]", code)
         if match:
             names |= {name.strip() for name in match.group(1).split(",")}
+        names |= set(re.findall(r"^\s+(\w+)\s*\[[^=]*\]\s*=[^=]", code))
+        names |= set(re.findall(r"table\.(?:insert|remove|sort)\(\s*(\w+)\b", code))
     return names
 
 
@@ -226,9 +229,13 @@ def test_every_include_state_a_call_assigns_is_reset_at_the_start_of_each_call()
         assert state <= _assigned_in_functions(reset.group(1)), (include, state)
 
 
-def test_the_state_guard_finds_an_include_that_keeps_state(tmp_path: Path) -> None:
-    text = "local cache\nlocal LIMIT = 3\nlocal function f()\n  cache = LIMIT\nend\n"
-    assert _state_locals(text) & _assigned_in_functions(text) == {"cache"}
+def test_the_state_guard_finds_an_include_that_keeps_state() -> None:
+    text = (
+        "local cache\nlocal LIMIT = 3\nlocal SEEN, RUNS = {}, {}\nlocal WORDS = {'a'}\n"
+        "local function f(k)\n  cache = LIMIT\n  SEEN[k] = true\n  table.insert(RUNS, k)\n"
+        "  return WORDS[k] == SEEN[k]\nend\n"
+    )
+    assert _state_locals(text) & _assigned_in_functions(text) == {"cache", "SEEN", "RUNS"}
 
 
 def test_every_include_appears_once_in_the_library() -> None:
