@@ -38,8 +38,8 @@ from inventory.build_calls import Build
 from inventory.engine import Inventory
 from inventory.errors import InventoryError
 from inventory.redis_client import connect
-from inventory.script_calls import SCRIPTS, ok
-from inventory.scripts import LUA_DIR, Call, Script, ScriptRunner, load_script
+from inventory.script_calls import LIBRARY, SCRIPTS, ok
+from inventory.scripts import LUA_DIR, Call, Script, ScriptRunner, load_library
 
 SALE_EVENT = "sale"
 SALE_SEATS = 10_000
@@ -52,19 +52,21 @@ MODES = ("one call", "chunked")
 OPERATIONS = ("create", "rebuild")
 
 
-def _bench_script(name: str) -> Script:
-    """A replaced script kept in bench/, with its includes from lua/includes."""
+def _bench_scripts(*names: str) -> dict[str, Script]:
+    """Replaced commands kept in bench/, with their includes from lua/includes: a library of
+    their own."""
     with tempfile.TemporaryDirectory() as directory:
         (Path(directory) / "includes").symlink_to(Path(str(LUA_DIR / "includes")))
-        source = (Path(__file__).parent / f"{name}.lua").read_text()
-        (Path(directory) / f"{name}.lua").write_text(source)
-        return load_script(name, Path(directory))
+        for name in names:
+            source = (Path(__file__).parent / f"{name}.lua").read_text()
+            (Path(directory) / f"{name}.lua").write_text(source)
+        return load_library(names, Path(directory), prefix="bench")
 
 
-CREATE_WHOLE = _bench_script("create_whole")
-RESTORE_WHOLE = _bench_script("restore_whole")
-ADMIN_SHAS = {
-    script.sha
+REPLACED = _bench_scripts("create_whole", "restore_whole")
+CREATE_WHOLE, RESTORE_WHOLE = REPLACED["create_whole"], REPLACED["restore_whole"]
+ADMIN_FUNCTIONS = {
+    script.function
     for script in (
         CREATE_WHOLE,
         RESTORE_WHOLE,
@@ -237,8 +239,8 @@ async def _phase(
     durations = [
         float(entry["duration"]) / 1000
         for entry in logged
-        if entry["command"].startswith(b"EVALSHA")
-        and entry["command"].split()[1].decode() in ADMIN_SHAS
+        if entry["command"].startswith(b"FCALL")
+        and entry["command"].split()[1].decode() in ADMIN_FUNCTIONS
     ]
     return Phase(
         len(request.seats),
@@ -306,8 +308,8 @@ async def _prepare(url: str) -> None:
     await redis.config_set("slowlog-log-slower-than", SLOWLOG_THRESHOLD_US)
     await redis.config_set("slowlog-max-len", SLOWLOG_LENGTH)
     await create_events(redis, [SALE_EVENT], SALE_SEATS)
-    for script in (CREATE_WHOLE, RESTORE_WHOLE, *SCRIPTS.values()):
-        await redis.script_load(script.source)  # no NOSCRIPT round in a measure
+    for library in (CREATE_WHOLE.library, LIBRARY):  # no load round in a measure
+        await redis.function_load(library.source, replace=True)
     await redis.aclose()
 
 

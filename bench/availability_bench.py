@@ -30,7 +30,7 @@ from bench.workload import create_events
 from inventory import event_shape, keys
 from inventory.engine import Inventory
 from inventory.script_calls import ok
-from inventory.scripts import LUA_DIR, Call, Script, load_script
+from inventory.scripts import LUA_DIR, Call, Script, load_library
 from inventory.snapshots import SnapshotCache
 
 _STATUS = {"A": pb.SEAT_STATUS_AVAILABLE, "H": pb.SEAT_STATUS_HELD, "B": pb.SEAT_STATUS_BOOKED}
@@ -45,7 +45,9 @@ def _whole_script() -> Script:
         (Path(directory) / "includes").symlink_to(Path(str(LUA_DIR / "includes")))
         source = (Path(__file__).parent / "availability_whole.lua").read_text()
         (Path(directory) / "availability_whole.lua").write_text(source)
-        return load_script("availability_whole", Path(directory))
+        return load_library(["availability_whole"], Path(directory), prefix="bench")[
+            "availability_whole"
+        ]
 
 
 WHOLE = _whole_script()
@@ -80,7 +82,7 @@ def _readers(inventory: Inventory, mode: str) -> Reader:
 async def _redis_us(redis: Redis) -> float:
     stats = await redis.info("commandstats")
     return sum(
-        float(stats.get(f"cmdstat_{name}", {}).get("usec", 0)) for name in ("evalsha", "xrange")
+        float(stats.get(f"cmdstat_{name}", {}).get("usec", 0)) for name in ("fcall", "xrange")
     )
 
 
@@ -109,7 +111,7 @@ async def _throughput(
     elapsed = time.perf_counter() - started
     logged = await redis.slowlog_get(SLOWLOG_LENGTH)
     scripts = [
-        float(entry["duration"]) for entry in logged if entry["command"].startswith(b"EVALSHA")
+        float(entry["duration"]) for entry in logged if entry["command"].startswith(b"FCALL")
     ]
     return (
         calls / elapsed,
@@ -238,7 +240,7 @@ async def _run(
             "every call (a cache miss); `cached`: the service's path (no writes meanwhile, so "
             "each refresh is one availability_version call); `compact`: the same with "
             f"unavailable_only (1 seat in {HELD_SHARE} is held). Redis µs: INFO commandstats "
-            "(EVALSHA and XRANGE); one script call: every EVALSHA as SLOWLOG timed it (on a "
+            "(FCALL and XRANGE); one script call: every FCALL as SLOWLOG timed it (on a "
             "shared machine its p99 includes Redis being descheduled).",
         )
         report.table(

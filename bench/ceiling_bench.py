@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 
 from bench.ceiling_mixes import MIXES, Calls, ClientSpec, Mix, ProjectCalls, ReferenceCalls
 from bench.driver import DriverConfig, run_driver
-from bench.pipelined_load import LoadResult, Stream, load_scripts, run_streams
+from bench.pipelined_load import SCRIPT_STATS, LoadResult, Stream, run_streams
 from bench.report import Report
 from bench.samples import FAILED
 from bench.scenarios import inventory_stack
@@ -119,7 +119,7 @@ def _direct_runs(url: str, settings: Settings) -> dict[tuple[str, str], _Runs]:
     port = _port(url)
     servers: list[Calls] = [ProjectCalls(), ReferenceCalls()]
     for calls in servers:
-        load_scripts(port, calls.sources)
+        calls.load(port)
     asyncio.run(_create(url, ["hot"], settings.seats))
     found: dict[tuple[str, str], list[LoadResult]] = {}
     for index in range(settings.rounds):
@@ -184,14 +184,20 @@ class _RedisSampler:
     """Redis's CPU time and script time, sampled every second while a load runs elsewhere."""
 
     port: int
-    points: list[tuple[float, float, int, float]]  # time, CPU s, EVALSHA calls, their usec
+    points: list[tuple[float, float, int, float]]  # time, CPU s, script calls, their usec
     stop: threading.Event
 
     def run(self) -> None:
         with redis.Redis(port=self.port) as client:
             while not self.stop.wait(1.0):
                 cpu = client.info("cpu")
-                stats = client.info("commandstats").get("cmdstat_evalsha", {})
+                commandstats = client.info("commandstats")
+                stats = {
+                    field: sum(
+                        float(commandstats.get(name, {}).get(field, 0)) for name in SCRIPT_STATS
+                    )
+                    for field in ("calls", "usec")
+                }
                 self.points.append(
                     (
                         time.perf_counter(),
@@ -303,7 +309,8 @@ def ceiling_sections(report: Report, settings: Settings) -> None:
     report.text(
         "## One event, scripts driven directly",
         f"{settings.clients} load processes, each sending pipelines of {settings.pipeline} "
-        f"EVALSHA calls encoded before the clock starts (plain sockets, hiredis replies), "
+        f"script calls (FCALL of the project's library functions, EVALSHA of the reference's "
+        "scripts) encoded before the clock starts (plain sockets, hiredis replies), "
         f"{settings.calls:,} calls per process and measure, on one event of "
         f"{settings.seats:,} seats in rows of 25; each process holds seats of its own stripe "
         "(no hold is refused) and releases or confirms each hold in the same pipeline. A call "
@@ -313,7 +320,8 @@ def ceiling_sections(report: Report, settings: Settings) -> None:
         "call: availability_version, then one 200-seat availability_chunk. Redis CPU is INFO "
         "cpu (user + sys) over the measure's wall time, and its CPU us per call that time "
         "over the calls (Redis's reading, replying and scripts: the steadier figure on a shared "
-        "machine); Redis us per call (in scripts) is cmdstat_evalsha's usec / calls, which "
+        "machine); Redis us per call (in scripts) is the usec / calls of cmdstat_fcall (the "
+        "project) or cmdstat_evalsha (the reference), which "
         "also counts time a script was descheduled. The ceiling is 1,000,000 / CPU us per "
         "call: the calls/s of one event once its Redis has a core to itself (Redis CPU "
         f"~100%). Medians of {settings.rounds} interleaved rounds.",

@@ -12,15 +12,15 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import islice
-from typing import ClassVar, Protocol
+from typing import Protocol
 
 from lml.inventory.v1 import inventory_pb2 as pb
 
 from bench import reference_server
-from bench.pipelined_load import Pipeline, evalsha, script_call
+from bench.pipelined_load import Pipeline, evalsha, load_functions, load_scripts, script_call
 from bench.workload import seat_id
 from inventory import script_calls
-from inventory.script_calls import SCRIPTS
+from inventory.script_calls import LIBRARY
 
 READS_EVERY = 10  # the read mix: one read per this many writes
 
@@ -29,7 +29,10 @@ class Calls(Protocol):
     """One server's script calls, encoded."""
 
     name: str
-    sources: ClassVar[tuple[str, ...]]
+
+    @staticmethod
+    def load(port: int) -> None:
+        """Loads the server's scripts into the Redis on `port`."""
 
     def hold(self, event_id: str, holder: str, seat_ids: list[str], best: int = 0) -> bytes: ...
 
@@ -41,11 +44,13 @@ class Calls(Protocol):
 
 
 class ProjectCalls:
+    """FCALLs of the project's library."""
+
     name = "project"
-    sources: ClassVar[tuple[str, ...]] = tuple(
-        SCRIPTS[name].source
-        for name in ("hold", "release", "confirm", "availability_version", "availability_chunk")
-    )
+
+    @staticmethod
+    def load(port: int) -> None:
+        load_functions(port, LIBRARY.source)
 
     def __init__(self) -> None:
         self._hold_id = ""
@@ -81,8 +86,13 @@ def _sha(source: str) -> str:
 
 
 class ReferenceCalls:
+    """EVALSHAs of the minimal reference's scripts."""
+
     name = "reference"
-    sources: ClassVar[tuple[str, ...]] = (reference_server.HOLD, reference_server.CHANGE)
+
+    @staticmethod
+    def load(port: int) -> None:
+        load_scripts(port, (reference_server.HOLD, reference_server.CHANGE))
 
     def __init__(self) -> None:
         self._hold_id = ""

@@ -1,6 +1,6 @@
 """Engine harness: the hold and release scripts driven straight from Python, pipelined.
 
-Redis's own cost per call comes from INFO commandstats (usec_per_call of EVALSHA), reset before
+Redis's own cost per call comes from INFO commandstats (usec_per_call of FCALL), reset before
 every pipeline, so holds and releases are measured apart; the point is that a hold costs the
 same in an event of 1,000 seats as in one of 100,000.
 """
@@ -29,12 +29,12 @@ from inventory.scripts import Call
 class _Cost:
     calls: int = 0
     seconds: float = 0.0  # wall time of the pipelines, client included
-    redis_usec: float = 0.0  # EVALSHA time inside Redis
+    redis_usec: float = 0.0  # FCALL time inside Redis
 
     def add(self, calls: int, seconds: float, stats: dict[str, dict[str, float]]) -> None:
         self.calls += calls
         self.seconds += seconds
-        self.redis_usec += float(stats.get("cmdstat_evalsha", {}).get("usec", 0))
+        self.redis_usec += float(stats.get("cmdstat_fcall", {}).get("usec", 0))
 
     @property
     def per_second(self) -> float:
@@ -143,12 +143,12 @@ def engine(sizes: list[int], holds: int, pipeline: int, rounds: int = 3) -> Repo
         rows = asyncio.run(_run(server.url, sizes, holds, pipeline, rounds))
     report = Report("engine", "Engine: Lua scripts driven directly, pipelined")
     report.text(
-        f"One Python client (redis-py asyncio + hiredis), pipelines of {pipeline} EVALSHA calls; "
+        f"One Python client (redis-py asyncio + hiredis), pipelines of {pipeline} FCALL calls; "
         f"{holds:,} holds of 1-6 random seats per event size and round, each pipeline of holds "
         f"followed by their releases, then as many best-available holds of as many seats (the "
         f"engine picks adjacent seats; released after each pipeline); {rounds} rounds, sizes "
         "interleaved, medians shown. "
-        "Redis time per call is `usec_per_call` of `cmdstat_evalsha` from INFO "
+        "Redis time per call is `usec_per_call` of `cmdstat_fcall` from INFO "
         "commandstats, reset before each pipeline. Calls/s is the client's wall time and "
         "includes building the calls and parsing the replies."
     )

@@ -254,7 +254,7 @@ def peers(
         f"Same machine, same run: {concurrency} asyncio workers in one Python process, each "
         f"holding 1-6 seats of a {seats:,}-seat event (70% of picks among the best 10%) and "
         f"releasing them at once when granted. {rounds} rounds of {duration:.0f} s per approach, "
-        "alternating; medians shown, counts summed. Engine: `Inventory.hold` (one EVALSHA). "
+        "alternating; medians shown, counts summed. Engine: `Inventory.hold` (one FCALL). "
         "SET NX EX: one `SET seat NX EX 900` per seat, undone with DEL when a seat is taken "
         "('partial' counts holds that had grabbed some seats first). Postgres 15: one "
         "transaction per hold, `SELECT ... ORDER BY seat_id FOR UPDATE` then UPDATE.",

@@ -1,10 +1,11 @@
 """Pipelined script load from several processes, encoded before the clock starts.
 
-Each client process sends its pipelines (EVALSHA calls already encoded as RESP) over a plain
-socket and reads the replies with hiredis: a few microseconds of Python per call, so that the
-Redis processes, not the load generator, are what saturates. Redis's own figures come from the
-servers: CPU time from INFO cpu (used_cpu_sys + used_cpu_user) and the time inside scripts from
-INFO commandstats (cmdstat_evalsha), reset before each measure.
+Each client process sends its pipelines (FCALL calls of the project's library, EVALSHA calls of
+the minimal reference's scripts, already encoded as RESP) over a plain socket and reads the
+replies with hiredis: a few microseconds of Python per call, so that the Redis processes, not the
+load generator, are what saturates. Redis's own figures come from the servers: CPU time from
+INFO cpu (used_cpu_sys + used_cpu_user) and the time inside scripts from INFO commandstats
+(cmdstat_fcall and cmdstat_evalsha), reset before each measure.
 """
 
 import multiprocessing
@@ -36,7 +37,8 @@ def evalsha(sha: str, keys: Sequence[str], args: Sequence[str | int | bytes]) ->
 
 
 def script_call(call: Call) -> bytes:
-    return evalsha(call.script.sha, call.keys, call.args)
+    """A project command call: an FCALL of its library's function."""
+    return command("FCALL", call.script.function, len(call.keys), *call.keys, *call.args)
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ class ShardCost:
     """One Redis process over one measure."""
 
     port: int
-    calls: int  # EVALSHA calls it ran
+    calls: int  # script calls it ran (FCALL or EVALSHA)
     redis_usec: float  # their time inside Redis
     commands: int  # Redis commands those scripts ran
     cpu_seconds: float  # the process's CPU time (INFO cpu)
@@ -140,21 +142,29 @@ def _cpu(client: redis.Redis) -> float:
 
 
 # Commands of the harness itself (its INFO reads and the reset), not of the scripts.
-_NOT_SCRIPTS = {"cmdstat_evalsha", "cmdstat_info", "cmdstat_config|resetstat", "cmdstat_config"}
+SCRIPT_STATS = ("cmdstat_fcall", "cmdstat_evalsha")  # the project's calls, the reference's
+_NOT_SCRIPTS = {*SCRIPT_STATS, "cmdstat_info", "cmdstat_config|resetstat", "cmdstat_config"}
 
 
 def _script_stats(client: redis.Redis) -> tuple[int, float, int]:
-    """EVALSHA calls, their time inside Redis (us), and the commands the scripts ran."""
+    """Script calls (FCALL, EVALSHA), their time inside Redis (us), and the commands the scripts
+    ran."""
     stats = client.info("commandstats")
-    evalsha = stats.get("cmdstat_evalsha", {})
+    calls = sum(int(stats.get(name, {}).get("calls", 0)) for name in SCRIPT_STATS)
+    usec = sum(float(stats.get(name, {}).get("usec", 0)) for name in SCRIPT_STATS)
     commands = sum(int(s["calls"]) for name, s in stats.items() if name not in _NOT_SCRIPTS)
-    return int(evalsha.get("calls", 0)), float(evalsha.get("usec", 0)), commands
+    return calls, usec, commands
 
 
 def load_scripts(port: int, sources: Sequence[str]) -> None:
     with redis.Redis(port=port) as client:
         for source in sources:
             client.script_load(source)
+
+
+def load_functions(port: int, library_source: str) -> None:
+    with redis.Redis(port=port) as client:
+        client.function_load(library_source, replace=True)
 
 
 def run_streams(streams: Sequence[Stream]) -> LoadResult:

@@ -33,7 +33,7 @@ from bench.redis_cost_phases import (
 from bench.report import Report
 from bench.stack import redis_server
 from inventory.engine import Inventory
-from inventory.script_calls import SCRIPTS
+from inventory.script_calls import LIBRARY
 
 Latencies = dict[int, list[tuple[float, float, int]]]
 
@@ -55,8 +55,7 @@ async def _run(
     try:
         await redis.config_set("slowlog-log-slower-than", SLOW_USEC)
         await redis.config_set("slowlog-max-len", SLOWLOG_LENGTH)
-        for script in SCRIPTS.values():
-            await redis.script_load(script.source)
+        await redis.function_load(LIBRARY.source, replace=True)
         shas = (
             await redis.script_load(reference_server.HOLD),
             await redis.script_load(reference_server.CHANGE),
@@ -121,9 +120,11 @@ def _report(
         f"CHANGE scripts). Per round and row length, {holds:,} holds per phase in pipelines of "
         f"{pipeline} (1-2 random seats each, the reference holding the same seats), each "
         f"pipeline of holds followed by one of their releases; {rounds} rounds after a warm-up "
-        "round, row lengths interleaved. Redis µs per call: `usec / calls` of `cmdstat_evalsha` "
-        "(INFO commandstats, reset before each pipeline), the median over the pipelines of every "
-        "round. Defaults: no quotas, no waiting room, no request id, no durability wait.",
+        "round, row lengths interleaved. Redis µs per call: `usec / calls` of `cmdstat_fcall` for "
+        "the project (its library's functions) against `cmdstat_evalsha` for the reference (its "
+        "scripts), from INFO commandstats, reset before each pipeline; the median over the "
+        "pipelines of every round. Defaults: no quotas, no waiting room, no request id, no "
+        "durability wait.",
     )
     rows: list[list[object]] = []
     for n in lengths:

@@ -1,9 +1,11 @@
 """The phases of the Redis-cost benchmark (bench/redis_cost_bench.py): pipelines of holds and
 their releases on one event, each measured by Redis itself.
 
-Redis µs per call is `usec` / `calls` of `cmdstat_evalsha` from INFO commandstats, reset before
-each pipeline; the longest single call comes from SLOWLOG, which logs only calls of SLOW_USEC and
-more (logging every command, those the scripts run included, would slow the scripts it times).
+Redis µs per call is `usec` / `calls` of `cmdstat_fcall` (the project's library functions) or
+`cmdstat_evalsha` (the minimal reference's scripts) from INFO commandstats, reset before each
+pipeline (a pipeline runs one or the other); the longest single call comes from SLOWLOG, which
+logs only calls of SLOW_USEC and more (logging every command, those the scripts run included,
+would slow the scripts it times).
 """
 
 import asyncio
@@ -21,6 +23,7 @@ from lml.inventory.v1 import inventory_pb2 as pb
 from redis.asyncio import Redis
 
 from bench import reference_server
+from bench.pipelined_load import SCRIPT_STATS
 from inventory import script_calls
 from inventory.engine import Inventory
 from inventory.scripts import Call
@@ -86,15 +89,15 @@ class Meter:
         await self.redis.config_resetstat()
         await self.redis.slowlog_reset()
         result = await run
-        stats = (await self.redis.info("commandstats")).get("cmdstat_evalsha", {})
+        stats = await self.redis.info("commandstats")
+        usec = sum(float(stats.get(name, {}).get("usec", 0)) for name in SCRIPT_STATS)
+        calls = sum(int(stats.get(name, {}).get("calls", 0)) for name in SCRIPT_STATS)
         slow = [
             float(entry["duration"])
             for entry in await self.redis.slowlog_get(SLOWLOG_LENGTH)
-            if entry["command"].upper().startswith(b"EVALSHA")
+            if entry["command"].upper().startswith((b"FCALL", b"EVALSHA"))
         ]
-        self.ledger.book(
-            (row_length, operation), float(stats.get("usec", 0)), int(stats.get("calls", 0)), slow
-        )
+        self.ledger.book((row_length, operation), usec, calls, slow)
         return result
 
     async def project(self, row_length: int, operation: str, calls: list[Call]) -> list[Any]:

@@ -20,7 +20,7 @@ from redis.asyncio import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
 from bench.ceiling_mixes import ClientSpec, ProjectCalls, named_release
-from bench.pipelined_load import LoadResult, ShardCost, Stream, load_scripts, run_streams
+from bench.pipelined_load import LoadResult, ShardCost, Stream, run_streams
 from bench.report import Report
 from bench.stack import redis_server
 from bench.workload import create_events
@@ -109,7 +109,7 @@ def _runs(
     events: dict[int, str], settings: ShardSettings, cluster: bool = False
 ) -> list[LoadResult]:
     for port, event_id in events.items():
-        load_scripts(port, ProjectCalls.sources)
+        ProjectCalls.load(port)
         asyncio.run(_create(port, event_id, settings.seats, cluster))
     return [_measure(events, settings, index * 100) for index in range(settings.rounds)]
 

@@ -39,6 +39,19 @@ class HiredisPackingConnection(ClosedAsConnectionError):
         return [hiredis.pack_command(args)]
 
 
+class FunctionCallingCluster(RedisCluster):
+    """A RedisCluster that routes FCALL by its keys' slot, as redis-py does EVALSHA. Its own
+    routing asks a node (COMMAND GETKEYS) where an FCALL's keys are before every call: FCALL's
+    keys are "movable", though they follow numkeys exactly as EVALSHA's do."""
+
+    async def _determine_slot(self, command: str, *args: Any) -> int:
+        if command.upper() in ("FCALL", "FCALL_RO") and int(args[1]) > 0:
+            slots = {self.keyslot(key) for key in args[2 : 2 + int(args[1])]}
+            if len(slots) == 1:
+                return slots.pop()
+        return await super()._determine_slot(command, *args)
+
+
 class PipedRedis(Redis):
     """redis-py's client plus a RedisPipe to the same server, which ScriptRunner sends by."""
 
@@ -121,7 +134,7 @@ def _connect_cluster(
         options |= {"socket_timeout": None, "socket_connect_timeout": None}
     if max_connections is not None:
         options["max_connections"] = max_connections
-    cluster = RedisCluster.from_url(url, **options)
+    cluster = FunctionCallingCluster.from_url(url, **options)
     # RedisCluster takes no connection class; its nodes are made with these keyword arguments.
     cluster.nodes_manager.connection_kwargs["connection_class"] = ClosedAsConnectionError
     for node in cluster.nodes_manager.startup_nodes.values():

@@ -18,7 +18,8 @@ and turn a slowdown into an outage. Without a `timeout` (the worker, tools: a re
 script) calls wait as long as Redis takes, unless they bring a `max_wait`. TCP keepalive finds a
 dead peer on an idle connection. Commands waiting for replies are bounded: beyond
 `max_outstanding` a call fails at once with PipeOverloaded.
-Error replies are redis-py's exception classes (NoScriptError, ResponseError, ...).
+Error replies are redis-py's exception classes (ReadOnlyError, ResponseError, ...); the message
+keeps the code ("ERR Function not found": redis-py's parser drops it, scripts.py reads both).
 """
 
 import asyncio

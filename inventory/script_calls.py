@@ -15,16 +15,15 @@ from lml.inventory.v1 import inventory_pb2 as pb
 
 from inventory import event_shape, keys, validation
 from inventory.errors import from_script_error
-from inventory.scripts import Call, Script, load_script
+from inventory.scripts import Call, Library, Script, load_library
 from inventory.times import timestamp
 
 CHANGELOG_MAX = 100_000  # change-log entries kept for watchers (lua/includes/changelog.lua)
 SWEEP_BATCH = 32  # holds one sweep call handles at most: keeps each call short
 SWEEP_SEATS = 4  # seats the holds one sweep call expires free, about (sweep.lua)
 
-SCRIPTS: dict[str, Script] = {
-    name: load_script(name)
-    for name in (
+SCRIPTS: dict[str, Script] = load_library(
+    (
         "create_event",
         "build_seats",
         "build_rows",
@@ -43,7 +42,8 @@ SCRIPTS: dict[str, Script] = {
         "queue_admit",
         "queue_state",
     )
-}
+)
+LIBRARY: Library = SCRIPTS["hold"].library  # every command's: they are built into one
 _SEAT_STATUS = {"A": pb.SEAT_STATUS_AVAILABLE, "H": pb.SEAT_STATUS_HELD, "B": pb.SEAT_STATUS_BOOKED}
 
 

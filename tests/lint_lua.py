@@ -1,4 +1,6 @@
-"""Lints the Lua scripts as Redis runs them: each command with its includes expanded (luacheck).
+"""Lints the Lua commands as Redis runs them (luacheck): the one library they are built into,
+and each command alone with its includes, so that a command that uses an include it does not
+name (and works only beside the commands that do) fails too.
 
 Usage: python -m tests.lint_lua. Exits with luacheck's status; settings in .luacheckrc.
 """
@@ -8,20 +10,20 @@ import sys
 import tempfile
 from pathlib import Path
 
-from inventory.scripts import LUA_DIR, load_script
+from inventory.script_calls import SCRIPTS
+from inventory.scripts import load_library
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:
-    names = sorted(
-        p.name.removesuffix(".lua") for p in LUA_DIR.iterdir() if p.name.endswith(".lua")
-    )
+    libraries = [next(iter(SCRIPTS.values())).library]
+    libraries += [load_library([name])[name].library for name in sorted(SCRIPTS)]
     with tempfile.TemporaryDirectory() as out:
         paths = []
-        for name in names:
-            path = Path(out) / f"{name}.lua"
-            path.write_text(load_script(name).source)
+        for number, library in enumerate(libraries):
+            path = Path(out) / f"{number:02}-{library.name}.lua"
+            path.write_text(library.source)
             paths.append(str(path))
         command = ["luacheck", "--config", str(ROOT / ".luacheckrc"), "--codes", *paths]
         return subprocess.run(command, check=False).returncode

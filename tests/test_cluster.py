@@ -1,6 +1,7 @@
-"""The same scripts and engine on a real Redis Cluster (three masters): every key of an event
-shares its hash tag, so each script runs on the one node that owns the event, and an Execute
-batch over events on different nodes still runs every operation."""
+"""The same library and engine on a real Redis Cluster (three masters): every key of an event
+shares its hash tag, so each command runs on the one node that owns the event, and an Execute
+batch over events on different nodes still runs every operation. The library is loaded on every
+primary."""
 
 import asyncio
 import shutil
@@ -16,6 +17,8 @@ from redis.asyncio import Redis, RedisCluster
 from inventory import keys
 from inventory.engine import Inventory
 from inventory.local_cluster import RedisClusterNodes
+from inventory.redis_client import FunctionCallingCluster
+from inventory.script_calls import LIBRARY
 
 SEATS = [f"c{i}" for i in range(6)]
 
@@ -34,7 +37,9 @@ def cluster_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
 
 @pytest.fixture
 async def cluster(cluster_nodes: RedisClusterNodes) -> AsyncIterator[RedisCluster]:
-    client = RedisCluster(host="127.0.0.1", port=cluster_nodes.ports[0], decode_responses=True)
+    client = FunctionCallingCluster(
+        host="127.0.0.1", port=cluster_nodes.ports[0], decode_responses=True
+    )
     await client.flushall()
     yield client
     await client.aclose()
@@ -127,7 +132,8 @@ async def test_a_batch_over_events_on_different_nodes_runs_every_operation(
         await _create(inventory, event_id)
         request = pb.HoldRequest(event_id=event_id, holder_id="ann", seat_ids=["c0"])
         holds[event_id] = (await inventory.hold(request)).hold
-    await cluster.script_flush()  # on every node: the batch must load them again where needed
+    await cluster.function_flush()  # on every node: the batch must load the library again
+    await cluster.config_resetstat(target_nodes=RedisCluster.PRIMARIES)
     first, second, third = events
     operations = [
         pb.Operation(
@@ -175,6 +181,17 @@ async def test_a_batch_over_events_on_different_nodes_runs_every_operation(
         snapshot = await inventory.availability(pb.GetAvailabilityRequest(event_id=event_id))
         statuses = _statuses(snapshot)
         assert {seat: statuses[seat] for seat in ("c0", "c1", "c2")} == expected[event_id]
+    # The library is on every primary, loaded once on each, and no FCALL needed a node to find
+    # its keys (COMMAND GETKEYS) before it was sent.
+    for primary in cluster.get_primaries():
+        listed = await cluster.execute_command(
+            "FUNCTION", "LIST", "LIBRARYNAME", LIBRARY.name, target_nodes=primary
+        )
+        assert [library["library_name"] for library in listed] == [LIBRARY.name]
+        stats = await cluster.info("commandstats", target_nodes=primary)
+        assert stats["cmdstat_function|load"]["calls"] == 1, primary
+        assert stats["cmdstat_fcall"]["calls"] >= 2, primary
+        assert "cmdstat_command|getkeys" not in stats, primary
 
 
 async def test_the_sweeper_expires_holds_on_every_node(

@@ -36,6 +36,7 @@ from inventory import keys
 from inventory.engine import Inventory
 from inventory.errors import InventoryError
 from inventory.local_servers import RedisServer
+from inventory.script_calls import LIBRARY
 from tests.grpc_errors import status_info
 from tests.seat_model import (
     AvailabilityOp,
@@ -93,10 +94,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     loop = asyncio.new_event_loop()
     redis: Redis = Redis.from_url(server.url, decode_responses=True)
     environment = Env(loop, redis, Inventory(redis))
-    # Loaded up front: a batch whose scripts Redis lacks re-sends those calls after the others,
+    # Loaded up front: a batch whose library Redis lacks re-sends its calls after the others,
     # an order the model does not follow (tests/test_restart.py covers the reload itself).
-    for script in environment.inventory.scripts.values():
-        environment.run(redis.script_load(script.source))
+    environment.run(redis.function_load(LIBRARY.source, replace=True))
     try:
         yield environment
     finally:

@@ -14,11 +14,12 @@ from lml.inventory.v1 import inventory_pb2_grpc as pb_grpc
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from inventory import keys
+from inventory import keys, script_calls
 from inventory.engine import Inventory
 from inventory.errors import is_transient
 from inventory.local_servers import RedisServer, free_port
 from inventory.redis_client import connect
+from inventory.scripts import Call, ScriptRunner, load_library
 from inventory.server import create_server
 
 SEATS = [pb.Seat(seat_id=f"s{i}") for i in range(6)]
@@ -114,37 +115,52 @@ def test_failover_and_busy_replies_are_transient() -> None:
     assert not is_transient(ResponseError("ERR Error running script"))
 
 
-async def test_a_script_that_cannot_be_loaded_fails_only_the_calls_that_did_not_run(
+async def test_a_library_that_cannot_be_loaded_fails_only_the_calls_that_did_not_run(
     private_server: RedisServer,
 ) -> None:
-    """A locked-down user may run scripts but not load them; Redis lost the release script."""
+    """A locked-down user may call functions but not load them. Redis has the project's library
+    but not another one (the release command built under another name): in one batch, the hold
+    runs and the release, which did not run, carries the error. Then Redis lost the project's
+    library too: every operation of a batch carries the error, nothing raises."""
     admin: Redis = connect(private_server.url)
     await admin.acl_setuser(
-        "app", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all", "-script|load"]
+        "app", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all", "-function|load"]
     )
     owner = Inventory(admin)
     await owner.create_event(pb.CreateEventRequest(event_id="ev", seats=SEATS))
     first = (await owner.hold(_hold("s0"))).hold
-    await admin.script_flush()
-    await admin.script_load(owner.scripts["hold"].source)
+    other_release = load_library(["release"], prefix="other")["release"]
+    release = script_calls.release_call(
+        pb.ReleaseRequest(event_id="ev", hold_id=first.hold_id, holder_id="h")
+    )
+    hold = _hold("s1")
     app = connect(f"redis://app:pw@127.0.0.1:{private_server.port}/0")
     try:
+        held, released = await ScriptRunner(app).run_batch(
+            [
+                script_calls.hold_call(hold),
+                Call(other_release, release.keys, release.args),
+            ]
+        )
+        # The hold ran: it is reported as done, and its seat is held.
+        hold_id = script_calls.hold_response(hold, held).hold.hold_id
+        assert isinstance(released, ResponseError) and "NOPERM" in str(released)
+        seats = await admin.hgetall(keys.event_keys("ev").seats)
+        assert seats["s1"] == f"H:{hold_id}"
+        assert seats["s0"] == f"H:{first.hold_id}"  # the release did not run
+
+        await admin.function_flush()
         results = await Inventory(app).execute(
             [
-                pb.Operation(id="hold", hold=_hold("s1")),
+                pb.Operation(id="hold", hold=_hold("s2")),
                 pb.Operation(
                     id="release",
                     release=pb.ReleaseRequest(event_id="ev", hold_id=first.hold_id, holder_id="h"),
                 ),
             ]
         )
-        by_id = {result.id: result for result in results}
-        # The hold ran: it is reported as done, and its seat is held.
-        assert by_id["hold"].HasField("hold"), by_id["hold"]
-        assert "NOPERM" in by_id["release"].error.message
-        seats = await admin.hgetall(keys.event_keys("ev").seats)
-        assert seats["s1"] == f"H:{by_id['hold'].hold.hold.hold_id}"
-        assert seats["s0"] == f"H:{first.hold_id}"  # the release did not run
+        assert all("NOPERM" in result.error.message for result in results), results
+        assert await admin.hgetall(keys.event_keys("ev").seats) == seats
     finally:
         await app.aclose()
         await admin.aclose()

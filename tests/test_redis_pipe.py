@@ -19,6 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeout
 from inventory.local_servers import RedisServer
 from inventory.redis_client import PipedRedis, connect
 from inventory.redis_pipe import PipeOverloaded, RedisPipe
+from inventory.scripts import function_missing
 from tests.redis_replica import frozen
 
 
@@ -79,15 +80,17 @@ async def test_error_replies_come_back_in_place_as_redis_py_exceptions(
         [
             ("SET", "s", "1"),
             ("LPUSH", "s", "x"),  # WRONGTYPE
+            ("FCALL", "no_such_function", 0),  # ERR Function not found
             ("EVALSHA", "0" * 40, 0),  # NOSCRIPT
             ("INCR", "s"),
         ]
     )
-    assert replies[0] == "OK" and replies[3] == 2
+    assert replies[0] == "OK" and replies[4] == 2
     assert isinstance(replies[1], ResponseError) and "WRONGTYPE" in str(replies[1])
-    assert isinstance(replies[2], NoScriptError)
-    with pytest.raises(NoScriptError):
-        await client.pipe.execute("EVALSHA", "0" * 40, 0)
+    assert type(replies[2]) is ResponseError and function_missing(replies[2])
+    assert isinstance(replies[3], NoScriptError)
+    with pytest.raises(ResponseError, match=r"^ERR Function not found$"):
+        await client.pipe.execute("FCALL", "no_such_function", 0)
     with pytest.raises(ResponseError, match="unknown command"):
         await client.pipe.execute("NO-SUCH-COMMAND")
     assert await client.pipe.execute("GET", "s") == "2"  # the connection goes on after errors

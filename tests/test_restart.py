@@ -1,4 +1,4 @@
-"""Restart safety: Redis forgetting the scripts (SCRIPT FLUSH, a restart) or going away and coming
+"""Restart safety: Redis forgetting the library (FUNCTION FLUSH, a restart) or going away and coming
 back with its data (append-only file) never breaks an operation; the engine reloads and goes on."""
 
 import asyncio
@@ -38,50 +38,50 @@ def _statuses(response: pb.GetAvailabilityResponse) -> dict[str, str]:
     }
 
 
-async def test_every_operation_reloads_its_script_after_script_flush(
+async def test_every_operation_reloads_the_library_after_function_flush(
     inventory: Inventory, redis: Redis
 ) -> None:
-    await redis.script_flush()
+    await redis.function_flush()
     assert (await inventory.create_event(_create_request())).created
-    await redis.script_flush()
+    await redis.function_flush()
     first = await _hold(inventory, "ann", ["r0", "r1"])
-    await redis.script_flush()
+    await redis.function_flush()
     extended = await inventory.extend(
         pb.ExtendRequest(
             event_id=EVENT, hold_id=first.hold_id, holder_id="ann", ttl=Duration(seconds=1000)
         )
     )
     assert extended.hold.expires_at.ToMilliseconds() > first.expires_at.ToMilliseconds()
-    await redis.script_flush()
+    await redis.function_flush()
     booking = await inventory.confirm(
         pb.ConfirmRequest(event_id=EVENT, hold_id=first.hold_id, holder_id="ann", payment_ref="p")
     )
     assert list(booking.booking.seat_ids) == ["r0", "r1"]
     second = await _hold(inventory, "bob", ["r2"])
-    await redis.script_flush()
+    await redis.function_flush()
     released = await inventory.release(
         pb.ReleaseRequest(event_id=EVENT, hold_id=second.hold_id, holder_id="bob")
     )
     assert list(released.seat_ids) == ["r2"]
-    await redis.script_flush()
+    await redis.function_flush()
     assert await inventory.sweep() == 0
-    await redis.script_flush()
+    await redis.function_flush()
     snapshot = await inventory.availability(pb.GetAvailabilityRequest(event_id=EVENT))
     assert _statuses(snapshot) == {"r0": "BOOKED", "r1": "BOOKED"} | {
         seat: "AVAILABLE" for seat in SEATS[2:]
     }
-    await redis.script_flush()
+    await redis.function_flush()
     assert not (await inventory.create_event(_create_request())).created
 
 
-async def test_a_batch_reloads_every_missing_script_and_runs_every_operation(
+async def test_a_batch_reloads_the_missing_library_and_runs_every_operation(
     inventory: Inventory, redis: Redis
 ) -> None:
     await inventory.create_event(_create_request())
     to_extend = await _hold(inventory, "ann", ["r0"])
     to_release = await _hold(inventory, "bob", ["r1"])
     to_confirm = await _hold(inventory, "cy", ["r2"])
-    await redis.script_flush()
+    await redis.function_flush()
     operations = [
         pb.Operation(
             id="hold", hold=pb.HoldRequest(event_id=EVENT, holder_id="dee", seat_ids=["r3", "r4"])

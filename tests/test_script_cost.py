@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from inventory.engine import Inventory
 from inventory.errors import InventoryError
+from inventory.script_calls import LIBRARY
 
 # Commands that read a whole key: none may run for a hold, extend, release or confirm.
 WHOLE_KEY_READS = {"hgetall", "hkeys", "hvals", "hscan", "scan", "keys", "smembers", "xrange"}
@@ -104,8 +105,7 @@ async def _costs(inventory: Inventory, redis: Redis, event_id: str) -> dict[str,
 async def test_operations_issue_the_same_commands_whatever_the_event_size(
     inventory: Inventory, redis: Redis
 ) -> None:
-    for script in inventory.scripts.values():  # loading on first use is not part of the cost
-        await redis.script_load(script.source)
+    await redis.function_load(LIBRARY.source, replace=True)  # loading is not part of the cost
     await _create(inventory, "small", 1_000)
     await _create(inventory, "big", 100_000)
     small_costs = await _costs(inventory, redis, "small")
@@ -113,7 +113,7 @@ async def test_operations_issue_the_same_commands_whatever_the_event_size(
 
     assert big_costs == small_costs
     for operation, commands in small_costs.items():
-        assert commands["evalsha"] == 1, f"{operation}: one script call"
+        assert commands["fcall"] == 1, f"{operation}: one script call"
         assert not WHOLE_KEY_READS & set(commands), f"{operation} reads a whole key: {commands}"
     # Ending the expired hold on the way costs what a release of it would, less the script call
     # and the release's reads of the event's settings and of the clock: a fixed set of commands.
@@ -124,7 +124,7 @@ async def test_operations_issue_the_same_commands_whatever_the_event_size(
     # expired hold's tombstone and of the new hold's deadline.
     ending = small_costs["hold ending an expired hold"]
     extra = _without(ending - small_costs["hold"], INDEX_WRITES)
-    expected = small_costs["release"] - Counter(evalsha=1, hmget=1, time=1)
+    expected = small_costs["release"] - Counter(fcall=1, hmget=1, time=1)
     assert extra == _without(expected, INDEX_WRITES)
     assert ending["zrem"] <= 2 and ending["zadd"] <= 4, ending
 
@@ -139,8 +139,7 @@ async def _create_rowless(inventory: Inventory, event_id: str, seats: int) -> No
 async def test_seats_without_rows_cost_the_same_whatever_the_event_size(
     inventory: Inventory, redis: Redis
 ) -> None:
-    for script in inventory.scripts.values():
-        await redis.script_load(script.source)
+    await redis.function_load(LIBRARY.source, replace=True)
     costs: list[dict[str, Counter[str]]] = []
     for event_id, size in (("small", 1_000), ("big", 100_000)):
         await _create_rowless(inventory, event_id, size)

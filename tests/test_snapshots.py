@@ -192,7 +192,7 @@ async def test_a_thousand_readers_of_one_version_cost_about_one_read(
     commands = await _commands(redis)
     # One refresh serves the callers that came before it started, a second the rest: each is
     # one availability_version call; nothing read the seats.
-    assert commands["evalsha"] <= 2 and "hscan" not in commands, commands
+    assert commands["fcall"] <= 2 and "hscan" not in commands, commands
     assert {snapshot.version for snapshot in snapshots} == {0}
 
     held = pb.HoldRequest(event_id=EVENT, holder_id="ann", seat_ids=["s7", "s8"])
@@ -243,8 +243,7 @@ async def test_a_reader_is_never_served_a_version_older_than_its_call(
 async def test_chunk_calls_cost_the_same_whatever_the_event_size(
     inventory: Inventory, redis: Redis
 ) -> None:
-    for script in inventory.scripts.values():
-        await redis.script_load(script.source)
+    await redis.function_load(script_calls.LIBRARY.source, replace=True)
     costs: list[tuple[Counter[str], Counter[str], int]] = []
     for event_id, size in (("small", 1_000), ("big", 100_000)):
         await _create(inventory, event_id, size)
@@ -259,7 +258,7 @@ async def test_chunk_calls_cost_the_same_whatever_the_event_size(
         await inventory.snapshots.availability(event_id)  # brought forward from the log
         costs.append((chunk_commands, await _commands(redis), len(chunk.states)))
     (small_chunk, small_refresh, small_read), (big_chunk, big_refresh, big_read) = costs
-    assert small_chunk == big_chunk == Counter(evalsha=1, hget=1, hscan=1)
+    assert small_chunk == big_chunk == Counter(fcall=1, hget=1, hscan=1)
     assert small_refresh == big_refresh
     assert "hscan" not in big_refresh and "hgetall" not in big_refresh
     # HSCAN's COUNT is a hint: a chunk reads about that many seats, never the whole event.

@@ -17,12 +17,20 @@
 -- with XADD's approximate trim, at most 10,000 per call by Redis's default LIMIT; unread entries
 -- beyond the retention go at most LOST_TRIM_MAX per call, counted against the groups' own
 -- positions. Cost per call: O(1) amortized, O(consumer groups) while beyond the retention.
-local changelog_max = 100000
+local DEFAULT_CHANGELOG_MAX = 100000
+local changelog_max = DEFAULT_CHANGELOG_MAX
 -- The log's state, from the meta fields read by read_event (event.lua) at the start of the
 -- command: the last version issued, acknowledged by every group, and the retention.
 local log_version, log_acked, log_retention
 local CHANGELOG_RETENTION = 1000000
 local LOST_TRIM_MAX = 100
+
+-- The cap starts at its default and the log's state unknown on every call (the library's locals
+-- outlive a call): an append without read_event fails rather than use another event's version.
+local function reset_changelog()
+  changelog_max = DEFAULT_CHANGELOG_MAX
+  log_version, log_acked, log_retention = nil, nil, nil
+end
 
 local function version_of(entry_id)
   return tonumber(string.match(entry_id, '%d+$'))

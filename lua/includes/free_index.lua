@@ -38,6 +38,11 @@ local blank_category  -- true when requests may ask for category "" (see above)
 local only_category, only_section  -- the one category / section of the seats in rows, or nil
 local ZSET_CHUNK = 500  -- members per ZADD / ZREM: Lua's unpack takes a few thousand values
 
+-- The settings above start unread on every call (the library's locals outlive a call).
+local function reset_free_index()
+  bucket_cap, blank_category, only_category, only_section = nil, nil, nil, nil
+end
+
 local function seat_class(kind)
   if kind == 'S' then return 'S' end
   return 'A'

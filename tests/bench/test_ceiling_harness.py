@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from bench.ceiling_bench import Settings, ceiling_sections
 from bench.ceiling_mixes import MIXES, ClientSpec, ProjectCalls, ReferenceCalls, named_release
-from bench.pipelined_load import Stream, load_scripts, run_streams
+from bench.pipelined_load import Stream, run_streams
 from bench.report import Report
 from bench.shard_bench import ShardSettings, shard_section
 from bench.stack import redis_server
@@ -46,7 +46,7 @@ def _streams(port: int, event_id: str, clients: int) -> list[Stream]:
 
 def test_pipelined_load_counts_what_redis_ran_and_releases_every_hold(tmp_path: Path) -> None:
     with redis_server(tmp_path / "redis") as server:
-        load_scripts(server.port, ProjectCalls.sources)
+        ProjectCalls.load(server.port)
         asyncio.run(_create(server.url, "e"))
         result = run_streams(_streams(server.port, "e", clients=2))
         assert result.failed == 0
@@ -63,7 +63,7 @@ def test_pipelined_load_counts_what_redis_ran_and_releases_every_hold(tmp_path: 
 
 def test_reference_calls_run_on_the_reference_scripts(tmp_path: Path) -> None:
     with redis_server(tmp_path / "redis") as server:
-        load_scripts(server.port, ReferenceCalls.sources)
+        ReferenceCalls.load(server.port)
         spec = ClientSpec("r", 0, 1, SEATS, 400, 40, 1)
         result = run_streams([Stream(server.port, named_release(ReferenceCalls(), spec))])
         assert result.failed == 0 and result.calls == 400
