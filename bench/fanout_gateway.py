@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import click
 import uvicorn
 from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
 
 from clients.client import InventoryClient
 from clients.gateway.app import create_app
@@ -27,6 +28,20 @@ class PerViewer:
 
     def __init__(self, client: InventoryClient, keepalive_seconds: float = 15.0) -> None:
         self.client, self.keepalive_seconds = client, keepalive_seconds
+
+    def response(
+        self,
+        event_id: str,
+        from_version: int | None,
+        lease: Lease,
+        holder: str | None,
+        seat_index: SeatIndexLookup,
+    ) -> StreamingResponse:
+        return StreamingResponse(
+            self.stream(event_id, from_version, lease, holder, seat_index),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     async def stream(
         self,
