@@ -57,6 +57,8 @@ class Outcome:
     late_snapshots: int  # snapshots after the first: a viewer that fell behind
     at_final: int  # viewers that ended at the inventory's version with no gap
     views_equal: str  # "k/n" of the viewers that kept a full view
+    full_gcs: list[float] | None  # seconds of each full GC of the gateway during the load
+    viewers_lag: np.ndarray  # seconds late of the viewers process's timer during the load
 
     def row(self) -> list[object]:
         lat = self.latencies * 1000
@@ -77,7 +79,20 @@ class Outcome:
             self.late_snapshots,
             f"{self.at_final}/{self.setting.viewers}",
             self.views_equal,
+            self._full_gcs(),
+            self._viewers_lag(),
         ]
+
+    def _viewers_lag(self) -> str:
+        if not self.viewers_lag.size:
+            return "-"
+        lag = self.viewers_lag * 1000
+        return f"{np.percentile(lag, 99):.0f} / {lag.max():.0f}"
+
+    def _full_gcs(self) -> str:
+        if self.full_gcs is None:
+            return "not recorded"  # the gateway did not exit by itself
+        return f"{len(self.full_gcs)}: {max(self.full_gcs, default=0) * 1000:,.0f}"
 
 
 HEADERS = [
@@ -93,6 +108,8 @@ HEADERS = [
     "late snapshots",
     "viewers at final version, no gap",
     "full views equal to inventory",
+    "gateway full GCs in the load: longest ms",
+    "viewers process lag p99 / max ms",
 ]
 
 
@@ -186,19 +203,33 @@ def _cpu_seconds(processes: list[psutil.Process]) -> list[float]:
     return [sum(process.cpu_times()[:2]) for process in processes]
 
 
+@dataclass
+class Driven:
+    changes: int
+    cpu: list[float]  # % of a core, of each process measured
+    final: pb.GetAvailabilityResponse
+    window: tuple[float, float]  # wall time of the load's start and end
+
+
 async def _drive(
     target: str, event_id: str, setting: Setting, seats: int, seconds: float, pids: list[int]
-) -> tuple[int, list[float], pb.GetAvailabilityResponse]:
-    """The load, then the final inventory; (changes made, CPU % of each of `pids`, inventory)."""
+) -> Driven:
+    """The load, then the final inventory."""
     processes = [psutil.Process(pid) for pid in pids]
     before = _cpu_seconds(processes)
     async with InventoryClient(target) as client:
+        started = time.time()
         changes = await _load(client, event_id, seats, setting.rate, seconds)
-        after = _cpu_seconds(processes)
+        after, ended = _cpu_seconds(processes), time.time()
         await asyncio.sleep(3.0)  # the last changes reach everyone
         final = await client.availability(event_id)
     cpu = [(end - start) / seconds * 100 for start, end in zip(before, after, strict=True)]
-    return changes, cpu, final
+    return Driven(changes, cpu, final, (started, ended))
+
+
+def _during(samples: list[list[float]], window: tuple[float, float]) -> list[float]:
+    """The values of (wall time, value) samples taken within the window."""
+    return [value for at, value in samples if window[0] <= at <= window[1]]
 
 
 def _measure(
@@ -208,9 +239,10 @@ def _measure(
     asyncio.run(_create(redis_url, event_id, seats))
     port = free_port()
     gateway = [sys.executable, "-m", "bench.fanout_gateway", "--target", target]
-    gateway += ["--redis-url", redis_url, "--port", str(port)]
-    gateway += ["--per-viewer"] if setting.design == "per-viewer" else []
     out = work / f"{event_id}.json"
+    pauses = work / f"{event_id}-gc.json"
+    gateway += ["--redis-url", redis_url, "--port", str(port), "--pauses", str(pauses)]
+    gateway += ["--per-viewer"] if setting.design == "per-viewer" else []
     viewers = [sys.executable, "-m", "bench.sse_viewers", "--port", str(port)]
     viewers += ["--event", event_id, "--count", str(setting.viewers), "--out", str(out)]
     with subprocess.Popen(gateway) as server:
@@ -223,8 +255,7 @@ def _measure(
                 if watching.stdout.readline().strip() != "ready":
                     raise RuntimeError("the viewers did not start")
                 pids = [server.pid, watching.pid]
-                driven = _drive(target, event_id, setting, seats, seconds, pids)
-                changes, cpu, final = asyncio.run(driven)
+                driven = asyncio.run(_drive(target, event_id, setting, seats, seconds, pids))
                 watching.stdin.write("stop\n")
                 watching.stdin.flush()
                 watching.wait(120)
@@ -236,6 +267,7 @@ def _measure(
                 server.kill()
     summary: dict[str, Any] = json.loads(out.read_text())
     reads = np.load(out.with_suffix(".npy"))
+    final = driven.final
     inventory = {seat.seat_id: status_name(seat.status) for seat in final.seats}
     complete = [
         version == final.version and gaps == 0
@@ -244,13 +276,15 @@ def _measure(
     equal = sum(view == inventory for view in summary["views"])
     return Outcome(
         setting,
-        changes,
+        driven.changes,
         _latencies(reads, asyncio.run(_changed_at(redis_url, event_id))),
-        cpu[0],
-        cpu[1],
+        driven.cpu[0],
+        driven.cpu[1],
         sum(max(0, count - 1) for count in summary["snapshots"]),
         sum(complete),
         f"{equal}/{len(summary['views'])}",
+        _during(json.loads(pauses.read_text()), driven.window) if pauses.exists() else None,
+        np.array(_during(summary["lags"], driven.window)),
     )
 
 
@@ -280,10 +314,16 @@ def _report(outcomes: list[Outcome], seats: int, seconds: float) -> Report:
         "viewers and the load share the same machine.",
         "Target (issue 14): 5,000 viewers at 100 changes/s on one gateway process, p99 < 1 s, "
         "nothing lost.",
-        "Each viewer costs one socket write per flush, whatever the flush carries; the flush "
-        "interval grows with the viewers of the event (FanoutSettings: 100 µs per viewer, at "
-        "most 0.5 s), so 5,000 viewers get two writes a second each. `late snapshots`: "
-        "snapshots sent to viewers that fell behind (coalescing).",
+        "`shared` sends each batch to every viewer in one pass of the feed's task, one socket "
+        "write per viewer carrying everything since its last; the next batch waits until the "
+        "passes have taken at most half the time (FanoutSettings.send_share), so the batches "
+        "grow with the viewers. `late snapshots`: snapshots sent to viewers that fell behind "
+        "(coalescing).",
+        "`gateway full GCs in the load`: the gateway's collections of its oldest generation "
+        "during the load, and the longest (its event loop stands still meanwhile; their length "
+        "grows with the objects each open stream keeps). `viewers process lag`: how late a "
+        "10 ms timer of the viewers process fired during the load (its receipt times are only "
+        "as prompt as that).",
     )
     report.table(HEADERS, [outcome.row() for outcome in outcomes])
     return report

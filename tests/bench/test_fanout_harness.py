@@ -1,5 +1,6 @@
 """Smoke test of the fan-out harness: real service, gateway process and viewers process, both
-designs measured, every viewer accounted for and the full views checked against the inventory."""
+designs measured, every viewer accounted for and the full views checked against the inventory;
+the gateway's full collections and the viewers process's own lag recorded for each."""
 
 from pathlib import Path
 
@@ -30,3 +31,7 @@ def test_fanout_harness_measures_both_designs(results_dir: Path) -> None:
         assert row["viewers at final version, no gap"] == f"{viewers}/{viewers}"
         full = row["full views equal to inventory"].split("/")
         assert full[0] == full[1] != "0"
+        collections, _, longest = row["gateway full GCs in the load: longest ms"].partition(": ")
+        assert int(collections) >= 0 and float(longest.replace(",", "")) >= 0
+        p99, _, most = row["viewers process lag p99 / max ms"].partition(" / ")
+        assert float(most) >= float(p99) >= 0
