@@ -9,8 +9,10 @@ the stream's contract allows at any time; nothing the feed does ever waits on a 
 Each batch reaches the viewers in one pass of the feed's own task: a viewer is one write of
 everything since its last (`Writer`, which never waits), not a task to wake. A viewer whose
 previous write is still waiting for its socket is skipped, and given what it missed once that
-write is through. The passes are paced by their own cost: the next batch goes out after
-`1 / send_share` times as long as the last pass took (a few milliseconds for a few viewers).
+write is through. The passes are paced by their own cost: the next batch goes out
+`1 / send_share` times the last pass's CPU time after it began (a few milliseconds for a few
+viewers), and a pass gives the event loop back every `slice_seconds`, so that the upstream
+watch and new viewers are served while it runs.
 
 `mine`: the shared bytes carry no hold id. When buyers watch, the feed looks up the buyer of
 each changed hold (one Redis round trip per batch, whatever the number of viewers) and encodes
@@ -53,7 +55,9 @@ class FanoutSettings:
     send_share: float = 0.5
     min_flush_seconds: float = 0.02
     max_flush_seconds: float = 1.0
-    viewers_per_slice: int = 500  # a pass lets other work run between slices of this many
+    # A pass lets other work run this often: the upstream watch takes a turn of the event loop
+    # per message, and must keep up with the changes while passes run back to back.
+    slice_seconds: float = 0.002
     keepalive_seconds: float = 15.0
 
 
@@ -368,17 +372,15 @@ class EventFeed:
         """Sends every viewer what it has not had yet, in slices with other work in between;
         the CPU seconds the slices took (wall time would count the time other processes had the
         CPU as the pass's own cost, and slow the batches down on a busy machine)."""
-        viewers = list(self.viewers)
-        size = self.settings.viewers_per_slice
-        spent = 0.0
-        for start in range(0, len(viewers), size):
-            if start:
+        slice_seconds = self.settings.slice_seconds
+        spent, began, slice_end = 0.0, time.thread_time(), time.monotonic() + slice_seconds
+        for viewer in list(self.viewers):
+            self.send_to(viewer, keepalive)
+            if time.monotonic() >= slice_end:
+                spent += time.thread_time() - began
                 await asyncio.sleep(0)
-            began = time.thread_time()
-            for viewer in viewers[start : start + size]:
-                self.send_to(viewer, keepalive)
-            spent += time.thread_time() - began
-        return spent
+                began, slice_end = time.thread_time(), time.monotonic() + slice_seconds
+        return spent + time.thread_time() - began
 
     async def _publish(self, updates: "list[pb.SeatChange | _Restart]") -> None:
         changes: list[pb.SeatChange] = []
