@@ -50,6 +50,7 @@ class Setting:
 @dataclass
 class Outcome:
     setting: Setting
+    round: int
     changes: int
     latencies: np.ndarray  # seconds, one per (viewer, change) received as a change
     cpu_percent: float
@@ -60,20 +61,25 @@ class Outcome:
     full_gcs: list[float] | None  # seconds of each full GC of the gateway during the load
     viewers_lag: np.ndarray  # seconds late of the viewers process's timer during the load
 
+    def p(self, q: float) -> float:
+        """The q-th percentile of the latencies, ms."""
+        return float(np.percentile(self.latencies, q)) * 1000 if self.latencies.size else np.nan
+
+    @property
+    def nothing_lost(self) -> bool:
+        full, _, views = self.views_equal.partition("/")
+        return self.at_final == self.setting.viewers and full == views != "0"
+
     def row(self) -> list[object]:
-        lat = self.latencies * 1000
-
-        def p(q: float) -> float:
-            return float(np.percentile(lat, q)) if lat.size else float("nan")
-
         return [
+            self.round,
             self.setting.design,
             self.setting.viewers,
             self.setting.rate,
             self.changes,
-            p(50),
-            p(99),
-            float(lat.max()) if lat.size else float("nan"),
+            self.p(50),
+            self.p(99),
+            self.p(100),
             self.cpu_percent,
             self.viewers_cpu_percent,
             self.late_snapshots,
@@ -96,6 +102,7 @@ class Outcome:
 
 
 HEADERS = [
+    "round",
     "design",
     "viewers",
     "changes/s offered",
@@ -233,9 +240,15 @@ def _during(samples: list[list[float]], window: tuple[float, float]) -> list[flo
 
 
 def _measure(
-    setting: Setting, target: str, redis_url: str, seats: int, seconds: float, work: Path
+    setting: Setting,
+    round_number: int,
+    target: str,
+    redis_url: str,
+    seats: int,
+    seconds: float,
+    work: Path,
 ) -> Outcome:
-    event_id = f"fanout-{setting.design}-{setting.viewers}-{setting.rate}"
+    event_id = f"fanout-{setting.design}-{setting.viewers}-{setting.rate}-{round_number}"
     asyncio.run(_create(redis_url, event_id, seats))
     port = free_port()
     gateway = [sys.executable, "-m", "bench.fanout_gateway", "--target", target]
@@ -276,6 +289,7 @@ def _measure(
     equal = sum(view == inventory for view in summary["views"])
     return Outcome(
         setting,
+        round_number,
         driven.changes,
         _latencies(reads, asyncio.run(_changed_at(redis_url, event_id))),
         driven.cpu[0],
@@ -289,17 +303,62 @@ def _measure(
 
 
 def fanout(
-    viewers: list[int], rates: list[int], compare: list[Setting], seats: int, seconds: float
+    viewers: list[int],
+    rates: list[int],
+    compare: list[Setting],
+    seats: int,
+    seconds: float,
+    rounds: int = 1,
 ) -> Report:
+    """Every setting once per round, the rounds one after the other (the machine is shared:
+    what else runs moves single measures, and the medians of the rounds less)."""
     settings = [Setting("shared", n, rate) for n in viewers for rate in rates] + compare
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp)) as redis:
         target = local_target()
         log = Path(tmp) / "service.log"
         with server_process(inventory_command(target, redis.url, 1), target, log):
-            for setting in settings:
-                outcomes.append(_measure(setting, target, redis.url, seats, seconds, Path(tmp)))
+            for round_number in range(1, rounds + 1):
+                for setting in settings:
+                    work = Path(tmp)
+                    measured = _measure(
+                        setting, round_number, target, redis.url, seats, seconds, work
+                    )
+                    outcomes.append(measured)
     return _report(outcomes, seats, seconds)
+
+
+MEDIAN_HEADERS = [
+    "design",
+    "viewers",
+    "changes/s offered",
+    "p50 ms (median)",
+    "p99 ms (median)",
+    "p99 ms of each round",
+    "gateway CPU % (median)",
+    "rounds with nothing lost",
+]
+
+
+def _medians(outcomes: list[Outcome]) -> list[list[object]]:
+    """One row per setting: the medians over its rounds."""
+    rows: list[list[object]] = []
+    for setting in dict.fromkeys(outcome.setting for outcome in outcomes):
+        measured = [outcome for outcome in outcomes if outcome.setting == setting]
+        p99s = [outcome.p(99) for outcome in measured]
+        rows.append(
+            [
+                setting.design,
+                setting.viewers,
+                setting.rate,
+                float(np.median([outcome.p(50) for outcome in measured])),
+                float(np.median(p99s)),
+                " / ".join(f"{p99:,.0f}" for p99 in p99s),
+                float(np.median([outcome.cpu_percent for outcome in measured])),
+                f"{sum(outcome.nothing_lost for outcome in measured)}/{len(measured)}",
+            ]
+        )
+    return rows
 
 
 def _report(outcomes: list[Outcome], seats: int, seconds: float) -> Report:
@@ -325,5 +384,9 @@ def _report(outcomes: list[Outcome], seats: int, seconds: float) -> Report:
         "10 ms timer of the viewers process fired during the load (its receipt times are only "
         "as prompt as that).",
     )
+    if max(outcome.round for outcome in outcomes) > 1:
+        report.text("Medians over the rounds:")
+        report.table(MEDIAN_HEADERS, _medians(outcomes))
+        report.text("Each measure:")
     report.table(HEADERS, [outcome.row() for outcome in outcomes])
     return report
