@@ -50,6 +50,7 @@ class Setting:
 @dataclass
 class Outcome:
     setting: Setting
+    round: int
     changes: int
     latencies: np.ndarray  # seconds, one per (viewer, change) received as a change
     cpu_percent: float
@@ -57,30 +58,51 @@ class Outcome:
     late_snapshots: int  # snapshots after the first: a viewer that fell behind
     at_final: int  # viewers that ended at the inventory's version with no gap
     views_equal: str  # "k/n" of the viewers that kept a full view
+    full_gcs: list[float] | None  # seconds of each full GC of the gateway during the load
+    viewers_lag: np.ndarray  # seconds late of the viewers process's timer during the load
+
+    def p(self, q: float) -> float:
+        """The q-th percentile of the latencies, ms."""
+        return float(np.percentile(self.latencies, q)) * 1000 if self.latencies.size else np.nan
+
+    @property
+    def nothing_lost(self) -> bool:
+        full, _, views = self.views_equal.partition("/")
+        return self.at_final == self.setting.viewers and full == views != "0"
 
     def row(self) -> list[object]:
-        lat = self.latencies * 1000
-
-        def p(q: float) -> float:
-            return float(np.percentile(lat, q)) if lat.size else float("nan")
-
         return [
+            self.round,
             self.setting.design,
             self.setting.viewers,
             self.setting.rate,
             self.changes,
-            p(50),
-            p(99),
-            float(lat.max()) if lat.size else float("nan"),
+            self.p(50),
+            self.p(99),
+            self.p(100),
             self.cpu_percent,
             self.viewers_cpu_percent,
             self.late_snapshots,
             f"{self.at_final}/{self.setting.viewers}",
             self.views_equal,
+            self._full_gcs(),
+            self._viewers_lag(),
         ]
+
+    def _viewers_lag(self) -> str:
+        if not self.viewers_lag.size:
+            return "-"
+        lag = self.viewers_lag * 1000
+        return f"{np.percentile(lag, 99):.0f} / {lag.max():.0f}"
+
+    def _full_gcs(self) -> str:
+        if self.full_gcs is None:
+            return "not recorded"  # the gateway did not exit by itself
+        return f"{len(self.full_gcs)}: {max(self.full_gcs, default=0) * 1000:,.0f}"
 
 
 HEADERS = [
+    "round",
     "design",
     "viewers",
     "changes/s offered",
@@ -93,6 +115,8 @@ HEADERS = [
     "late snapshots",
     "viewers at final version, no gap",
     "full views equal to inventory",
+    "gateway full GCs in the load: longest ms",
+    "viewers process lag p99 / max ms",
 ]
 
 
@@ -186,31 +210,52 @@ def _cpu_seconds(processes: list[psutil.Process]) -> list[float]:
     return [sum(process.cpu_times()[:2]) for process in processes]
 
 
+@dataclass
+class Driven:
+    changes: int
+    cpu: list[float]  # % of a core, of each process measured
+    final: pb.GetAvailabilityResponse
+    window: tuple[float, float]  # wall time of the load's start and end
+
+
 async def _drive(
     target: str, event_id: str, setting: Setting, seats: int, seconds: float, pids: list[int]
-) -> tuple[int, list[float], pb.GetAvailabilityResponse]:
-    """The load, then the final inventory; (changes made, CPU % of each of `pids`, inventory)."""
+) -> Driven:
+    """The load, then the final inventory."""
     processes = [psutil.Process(pid) for pid in pids]
     before = _cpu_seconds(processes)
     async with InventoryClient(target) as client:
+        started = time.time()
         changes = await _load(client, event_id, seats, setting.rate, seconds)
-        after = _cpu_seconds(processes)
+        after, ended = _cpu_seconds(processes), time.time()
         await asyncio.sleep(3.0)  # the last changes reach everyone
         final = await client.availability(event_id)
     cpu = [(end - start) / seconds * 100 for start, end in zip(before, after, strict=True)]
-    return changes, cpu, final
+    return Driven(changes, cpu, final, (started, ended))
+
+
+def _during(samples: list[list[float]], window: tuple[float, float]) -> list[float]:
+    """The values of (wall time, value) samples taken within the window."""
+    return [value for at, value in samples if window[0] <= at <= window[1]]
 
 
 def _measure(
-    setting: Setting, target: str, redis_url: str, seats: int, seconds: float, work: Path
+    setting: Setting,
+    round_number: int,
+    target: str,
+    redis_url: str,
+    seats: int,
+    seconds: float,
+    work: Path,
 ) -> Outcome:
-    event_id = f"fanout-{setting.design}-{setting.viewers}-{setting.rate}"
+    event_id = f"fanout-{setting.design}-{setting.viewers}-{setting.rate}-{round_number}"
     asyncio.run(_create(redis_url, event_id, seats))
     port = free_port()
     gateway = [sys.executable, "-m", "bench.fanout_gateway", "--target", target]
-    gateway += ["--redis-url", redis_url, "--port", str(port)]
-    gateway += ["--per-viewer"] if setting.design == "per-viewer" else []
     out = work / f"{event_id}.json"
+    pauses = work / f"{event_id}-gc.json"
+    gateway += ["--redis-url", redis_url, "--port", str(port), "--pauses", str(pauses)]
+    gateway += ["--per-viewer"] if setting.design == "per-viewer" else []
     viewers = [sys.executable, "-m", "bench.sse_viewers", "--port", str(port)]
     viewers += ["--event", event_id, "--count", str(setting.viewers), "--out", str(out)]
     with subprocess.Popen(gateway) as server:
@@ -223,8 +268,7 @@ def _measure(
                 if watching.stdout.readline().strip() != "ready":
                     raise RuntimeError("the viewers did not start")
                 pids = [server.pid, watching.pid]
-                driven = _drive(target, event_id, setting, seats, seconds, pids)
-                changes, cpu, final = asyncio.run(driven)
+                driven = asyncio.run(_drive(target, event_id, setting, seats, seconds, pids))
                 watching.stdin.write("stop\n")
                 watching.stdin.flush()
                 watching.wait(120)
@@ -236,6 +280,7 @@ def _measure(
                 server.kill()
     summary: dict[str, Any] = json.loads(out.read_text())
     reads = np.load(out.with_suffix(".npy"))
+    final = driven.final
     inventory = {seat.seat_id: status_name(seat.status) for seat in final.seats}
     complete = [
         version == final.version and gaps == 0
@@ -244,28 +289,76 @@ def _measure(
     equal = sum(view == inventory for view in summary["views"])
     return Outcome(
         setting,
-        changes,
+        round_number,
+        driven.changes,
         _latencies(reads, asyncio.run(_changed_at(redis_url, event_id))),
-        cpu[0],
-        cpu[1],
+        driven.cpu[0],
+        driven.cpu[1],
         sum(max(0, count - 1) for count in summary["snapshots"]),
         sum(complete),
         f"{equal}/{len(summary['views'])}",
+        _during(json.loads(pauses.read_text()), driven.window) if pauses.exists() else None,
+        np.array(_during(summary["lags"], driven.window)),
     )
 
 
 def fanout(
-    viewers: list[int], rates: list[int], compare: list[Setting], seats: int, seconds: float
+    viewers: list[int],
+    rates: list[int],
+    compare: list[Setting],
+    seats: int,
+    seconds: float,
+    rounds: int = 1,
 ) -> Report:
+    """Every setting once per round, the rounds one after the other (the machine is shared:
+    what else runs moves single measures, and the medians of the rounds less)."""
     settings = [Setting("shared", n, rate) for n in viewers for rate in rates] + compare
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp)) as redis:
         target = local_target()
         log = Path(tmp) / "service.log"
         with server_process(inventory_command(target, redis.url, 1), target, log):
-            for setting in settings:
-                outcomes.append(_measure(setting, target, redis.url, seats, seconds, Path(tmp)))
+            for round_number in range(1, rounds + 1):
+                for setting in settings:
+                    work = Path(tmp)
+                    measured = _measure(
+                        setting, round_number, target, redis.url, seats, seconds, work
+                    )
+                    outcomes.append(measured)
     return _report(outcomes, seats, seconds)
+
+
+MEDIAN_HEADERS = [
+    "design",
+    "viewers",
+    "changes/s offered",
+    "p50 ms (median)",
+    "p99 ms (median)",
+    "p99 ms of each round",
+    "gateway CPU % (median)",
+    "rounds with nothing lost",
+]
+
+
+def _medians(outcomes: list[Outcome]) -> list[list[object]]:
+    """One row per setting: the medians over its rounds."""
+    rows: list[list[object]] = []
+    for setting in dict.fromkeys(outcome.setting for outcome in outcomes):
+        measured = [outcome for outcome in outcomes if outcome.setting == setting]
+        p99s = [outcome.p(99) for outcome in measured]
+        rows.append(
+            [
+                setting.design,
+                setting.viewers,
+                setting.rate,
+                float(np.median([outcome.p(50) for outcome in measured])),
+                float(np.median(p99s)),
+                " / ".join(f"{p99:,.0f}" for p99 in p99s),
+                float(np.median([outcome.cpu_percent for outcome in measured])),
+                f"{sum(outcome.nothing_lost for outcome in measured)}/{len(measured)}",
+            ]
+        )
+    return rows
 
 
 def _report(outcomes: list[Outcome], seats: int, seconds: float) -> Report:
@@ -280,10 +373,20 @@ def _report(outcomes: list[Outcome], seats: int, seconds: float) -> Report:
         "viewers and the load share the same machine.",
         "Target (issue 14): 5,000 viewers at 100 changes/s on one gateway process, p99 < 1 s, "
         "nothing lost.",
-        "Each viewer costs one socket write per flush, whatever the flush carries; the flush "
-        "interval grows with the viewers of the event (FanoutSettings: 100 µs per viewer, at "
-        "most 0.5 s), so 5,000 viewers get two writes a second each. `late snapshots`: "
-        "snapshots sent to viewers that fell behind (coalescing).",
+        "`shared` sends each batch to every viewer in one pass of the feed's task, one socket "
+        "write per viewer carrying everything since its last; the next batch waits until the "
+        "passes have taken at most half the time (FanoutSettings.send_share), so the batches "
+        "grow with the viewers. `late snapshots`: snapshots sent to viewers that fell behind "
+        "(coalescing).",
+        "`gateway full GCs in the load`: the gateway's collections of its oldest generation "
+        "during the load, and the longest (its event loop stands still meanwhile; their length "
+        "grows with the objects each open stream keeps). `viewers process lag`: how late a "
+        "10 ms timer of the viewers process fired during the load (its receipt times are only "
+        "as prompt as that).",
     )
+    if max(outcome.round for outcome in outcomes) > 1:
+        report.text("Medians over the rounds:")
+        report.table(MEDIAN_HEADERS, _medians(outcomes))
+        report.text("Each measure:")
     report.table(HEADERS, [outcome.row() for outcome in outcomes])
     return report

@@ -1,18 +1,27 @@
-"""The gateway process of the fan-out benchmark: lml-gateway's app under uvicorn, with limits
-roomy enough for thousands of streams from one address; `--per-viewer` swaps in the design the
-shared fan-out replaced (one WatchEvent stream per viewer, each change encoded per viewer), kept
-here only to measure against."""
+"""The gateway process of the fan-out benchmark: lml-gateway's app under uvicorn (with its
+garbage collection settings), with limits roomy enough for thousands of streams from one
+address; `--per-viewer` swaps in the design the shared fan-out replaced (one WatchEvent stream
+per viewer, each change encoded per viewer), kept here only to measure against. `--pauses`
+writes every full garbage collection of the process (when, how long: the event loop stands
+still meanwhile) to a JSON file as it exits."""
 
 import asyncio
 import contextlib
+import gc
+import json
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import click
 import uvicorn
 from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
 
 from clients.client import InventoryClient
 from clients.gateway.app import create_app
+from clients.gateway.cli import collect_rarely
 from clients.gateway.fanout import SeatIndexLookup
 from clients.gateway.feed import KEEPALIVE, change_event, snapshot_event
 from clients.gateway.quotas import Lease
@@ -27,6 +36,20 @@ class PerViewer:
 
     def __init__(self, client: InventoryClient, keepalive_seconds: float = 15.0) -> None:
         self.client, self.keepalive_seconds = client, keepalive_seconds
+
+    def response(
+        self,
+        event_id: str,
+        from_version: int | None,
+        lease: Lease,
+        holder: str | None,
+        seat_index: SeatIndexLookup,
+    ) -> StreamingResponse:
+        return StreamingResponse(
+            self.stream(event_id, from_version, lease, holder, seat_index),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     async def stream(
         self,
@@ -62,18 +85,39 @@ class PerViewer:
             await lease.end()
 
 
-def gateway_app(target: str, redis_url: str, per_viewer: bool) -> FastAPI:
+class FullCollections:
+    """The process's full (oldest generation) garbage collections: (wall time, seconds)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[float, float]] = []
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append((time.time(), time.perf_counter() - self._started))
+
+
+def gateway_app(target: str, redis_url: str, per_viewer: bool, pauses: Path | None) -> FastAPI:
     app = create_app(target, trust=TrustSettings(redis_url=redis_url, limits=ROOMY))
-    if per_viewer:
-        shared = app.router.lifespan_context
+    shared = app.router.lifespan_context
 
-        @contextlib.asynccontextmanager
-        async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-            async with shared(app):
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        collections = FullCollections()
+        gc.callbacks.append(collections)
+        async with shared(app):
+            if per_viewer:
                 app.state.fanout = PerViewer(app.state.client)
-                yield
+            yield
+        # Here, not after uvicorn.run: uvicorn ends the process with the signal that stopped it.
+        if pauses is not None:
+            await asyncio.to_thread(pauses.write_text, json.dumps(collections.pauses))
 
-        app.router.lifespan_context = lifespan
+    app.router.lifespan_context = lifespan
     return app
 
 
@@ -82,15 +126,17 @@ def gateway_app(target: str, redis_url: str, per_viewer: bool) -> FastAPI:
 @click.option("--redis-url", required=True)
 @click.option("--port", type=int, required=True)
 @click.option("--per-viewer", is_flag=True)
-def main(target: str, redis_url: str, port: int, per_viewer: bool) -> None:
-    app = gateway_app(target, redis_url, per_viewer)
+@click.option("--pauses", type=click.Path(path_type=Path), help="Full GCs, written at exit.")
+def main(target: str, redis_url: str, port: int, per_viewer: bool, pauses: Path | None) -> None:
+    collect_rarely()  # as lml-gateway does
     uvicorn.run(
-        app,
+        gateway_app(target, redis_url, per_viewer, pauses),
         host="127.0.0.1",
         port=port,
         log_level="warning",
         backlog=8192,
         timeout_graceful_shutdown=2,
+        proxy_headers=False,  # as lml-gateway runs it
     )
 
 

@@ -227,7 +227,10 @@ def admin_stall(sizes: str, row_lengths: str, rate: float, rounds: int, quiet: f
 )
 @click.option("--seats", default=5_000, show_default=True)
 @click.option("--duration", default=15.0, show_default=True, help="Seconds of load per measure.")
-def fanout(viewers: str, rates: str, compare: str, seats: int, duration: float) -> None:
+@click.option("--rounds", default=1, show_default=True, help="Interleaved rounds of every setting.")
+def fanout(
+    viewers: str, rates: str, compare: str, seats: int, duration: float, rounds: int
+) -> None:
     """SSE fan-out of the gateway: delivery latency and gateway CPU by viewers x changes/s."""
     old = [
         Setting("per-viewer", int(n), int(rate))
@@ -240,6 +243,7 @@ def fanout(viewers: str, rates: str, compare: str, seats: int, duration: float) 
             old,
             seats,
             duration,
+            rounds,
         )
     )
 

@@ -5,7 +5,9 @@ Every viewer checks that the versions it receives follow each other without a ga
 starts over) and notes, per read, the versions that arrived and when (for delivery latency);
 the first `--full` viewers also parse every event into a full seat view, compared with the
 inventory at the end. Prints "ready" once every viewer has its first snapshot, reads "stop" on
-stdin, then writes its summary (JSON) to `--out` and its reads beside it (.npy).
+stdin, then writes its summary (JSON) to `--out` and its reads beside it (.npy). The summary
+has the process's own lag too (how late a 10 ms timer fires, sampled throughout): the receipt
+times are only as good as this process's promptness in reading.
 """
 
 import asyncio
@@ -104,8 +106,21 @@ class Viewer(asyncio.Protocol):
                     self.seats.update(dict.fromkeys(change["seat_ids"], change["status"]))
 
 
+LAG_PERIOD = 0.01  # seconds between the lag samples
+
+
+async def sample_lag(lags: list[tuple[float, float]]) -> None:
+    """Appends (time, seconds late) of a timer due every LAG_PERIOD, for as long as it runs."""
+    while True:
+        due = time.monotonic() + LAG_PERIOD
+        await asyncio.sleep(LAG_PERIOD)
+        lags.append((time.time(), time.monotonic() - due))
+
+
 async def run(port: int, event: str, count: int, full: int, connecting: int, out: Path) -> None:
     loop = asyncio.get_running_loop()
+    lags: list[tuple[float, float]] = []
+    sampling = asyncio.create_task(sample_lag(lags))
     ready = asyncio.Event()
     counter = [0, count]
     viewers: list[Viewer] = []
@@ -125,11 +140,13 @@ async def run(port: int, event: str, count: int, full: int, connecting: int, out
     await ready.wait()
     print("ready", flush=True)
     await loop.run_in_executor(None, sys.stdin.readline)
-    await loop.run_in_executor(None, _write, viewers, out)
+    sampling.cancel()
+    await loop.run_in_executor(None, _write, viewers, lags, out)
 
 
-def _write(viewers: list[Viewer], out: Path) -> None:
+def _write(viewers: list[Viewer], lags: list[tuple[float, float]], out: Path) -> None:
     summary: dict[str, Any] = {
+        "lags": lags,
         "versions": [v.version for v in viewers],
         "snapshots": [v.snapshots for v in viewers],
         "gaps": [v.gaps for v in viewers],

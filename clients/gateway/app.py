@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from starlette.middleware.gzip import GZipMiddleware
 
 from clients.client import InventoryClient
@@ -300,7 +300,7 @@ def _add_routes(app: FastAPI) -> None:
         last_event_id: Annotated[
             int | None, Header(alias="Last-Event-ID", ge=0, le=MAX_VERSION)
         ] = None,
-    ) -> StreamingResponse:
+    ) -> Response:
         """Live seat updates as Server-Sent Events. First a `snapshot` event (every seat), then
         a `change` event per change; each event's id is its version, so a reconnecting
         EventSource resumes with Last-Event-ID. A `snapshot` may come again when the change log
@@ -314,10 +314,6 @@ def _add_routes(app: FastAPI) -> None:
         holder = caller.holder_id if caller else None
         lease = await quotas.stream_lease(holder, quotas.ip(request))
         fanout: Fanout = request.app.state.fanout
-        return StreamingResponse(
-            fanout.stream(
-                event_id, last_event_id, lease, holder, lambda: seat_index_of(request, event_id)
-            ),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        return fanout.response(
+            event_id, last_event_id, lease, holder, lambda: seat_index_of(request, event_id)
         )

@@ -1,13 +1,19 @@
 """Live seat maps for many viewers: every event feed of a gateway process (clients/gateway/
 feed.py), started with an event's first viewer and stopped a while after its last one left, and
-each viewer's stream of SSE bytes. Stream leases are renewed and ended in batches, so that
-thousands of streams cost Redis a few round trips rather than one each."""
+each viewer's SSE response (clients/gateway/live_stream.py), which its feed writes to. Stream
+leases are renewed and ended in batches, so that thousands of streams cost Redis a few round
+trips rather than one each."""
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import functools
+from collections.abc import Awaitable, Callable
+
+from starlette.responses import Response
+from starlette.types import Receive, Send
 
 from clients.client import InventoryClient
-from clients.gateway.feed import KEEPALIVE, EventFeed, FanoutSettings, Viewer
+from clients.gateway.feed import EventFeed, FanoutSettings, Viewer
+from clients.gateway.live_stream import BodyWriter, LiveStream, until_disconnected
 from clients.gateway.ownership import HoldOwners
 from clients.gateway.quotas import Lease, StreamLeases
 from clients.gateway.seat_index import SeatIndex
@@ -55,33 +61,40 @@ class Fanout:
         self._stopping.pop(event_id, None)
         await feed.stop()
 
-    async def stream(
+    def response(
         self,
         event_id: str,
         from_version: int | None,
         lease: Lease,
         holder: str | None,
         seat_index: SeatIndexLookup,
-    ) -> AsyncIterator[bytes]:
-        """One viewer's SSE bytes: a snapshot (or the changes after `from_version`, when the
+    ) -> Response:
+        """One viewer's SSE stream: a snapshot (or the changes after `from_version`, when the
         feed still has them), then changes; keep-alives while nothing changes."""
-        feed = await self._feed(event_id, seat_index)
-        viewer = Viewer(holder)
-        feed.join(viewer, from_version)
+        serve = functools.partial(self._serve, event_id, from_version, lease, holder, seat_index)
+        return LiveStream(serve, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def _serve(
+        self,
+        event_id: str,
+        from_version: int | None,
+        lease: Lease,
+        holder: str | None,
+        seat_index: SeatIndexLookup,
+        send: Send,
+        receive: Receive,
+    ) -> None:
         self.leases.hold(lease)
         try:
-            while True:
-                if from_version is not None and feed.ready.is_set():
-                    feed.resume(viewer, from_version)
-                    from_version = None
-                data = feed.take(viewer)
-                if data:
-                    yield data
-                elif await feed.wait():
-                    yield KEEPALIVE
+            feed = await self._feed(event_id, seat_index)
+            viewer = Viewer(holder, BodyWriter(send, lambda: feed.send_to(viewer)), from_version)
+            feed.join(viewer)
+            try:
+                await until_disconnected(receive)
+            finally:
+                feed.leave(viewer)
+                self._left(event_id, feed)
         finally:
-            feed.leave(viewer)
-            self._left(event_id, feed)
             self.leases.end(lease)
 
     async def close(self) -> None:

@@ -6,6 +6,14 @@ so a viewer costs no memory of its own however far behind it falls. A viewer tha
 behind than `backlog_bytes` (or past the log's start) is given a fresh `snapshot` instead, which
 the stream's contract allows at any time; nothing the feed does ever waits on a viewer.
 
+Each batch reaches the viewers in one pass of the feed's own task: a viewer is one write of
+everything since its last (`Writer`, which never waits), not a task to wake. A viewer whose
+previous write is still waiting for its socket is skipped, and given what it missed once that
+write is through. The passes are paced by their own cost: the next batch goes out
+`1 / send_share` times the last pass's CPU time after it began (a few milliseconds for a few
+viewers), and a pass gives the event loop back every `slice_seconds`, so that the upstream
+watch and new viewers are served while it runs.
+
 `mine`: the shared bytes carry no hold id. When buyers watch, the feed looks up the buyer of
 each changed hold (one Redis round trip per batch, whatever the number of viewers) and encodes
 a variant of that change for that buyer only; their stream gets it in place of the shared one.
@@ -18,6 +26,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from lml.inventory.v1 import inventory_pb2 as pb
 from redis.exceptions import RedisError
@@ -40,10 +49,15 @@ class FanoutSettings:
     history_changes: int = 5_000  # changes kept for Last-Event-ID resume
     history_bytes: int = 4 * 1024 * 1024  # and at most this many bytes of them
     backlog_bytes: int = 256 * 1024  # a viewer this far behind gets a snapshot instead
-    # Batches reach viewers at most this often: every send to a viewer costs the same whatever
-    # it carries, so many viewers get fewer, larger sends (each viewer adds this much delay).
-    flush_seconds_per_viewer: float = 100e-6
-    max_flush_seconds: float = 0.5
+    # A write to a viewer costs the same whatever it carries, so many viewers get fewer, larger
+    # writes: the passes over the viewers take at most this share of a core (at least
+    # `min_flush_seconds` between passes, at most `max_flush_seconds`, whatever they cost).
+    send_share: float = 0.5
+    min_flush_seconds: float = 0.02
+    max_flush_seconds: float = 1.0
+    # A pass lets other work run this often: the upstream watch takes a turn of the event loop
+    # per message, and must keep up with the changes while passes run back to back.
+    slice_seconds: float = 0.002
     keepalive_seconds: float = 15.0
 
 
@@ -121,11 +135,23 @@ class _Restart:
     base: int
 
 
+class Writer(Protocol):
+    """Where a viewer's bytes go: `write` never waits, and says False when the stream is gone;
+    `busy` while an earlier write still waits for the client (it is given nothing then)."""
+
+    @property
+    def busy(self) -> bool: ...
+
+    def write(self, data: bytes) -> bool: ...
+
+
 @dataclass(eq=False)
 class Viewer:
     """One SSE stream: where it is in its feed's log."""
 
     holder: str | None
+    writer: Writer
+    resume_after: int | None = None  # its Last-Event-ID, until the feed can place it
     epoch: int = -1  # the feed's epoch it follows; another epoch means "snapshot first"
     index: int = 0  # absolute index of the next chunk to send
     offset: int = 0  # byte offset of that chunk's start
@@ -206,28 +232,44 @@ class EventFeed:
         self._pending: list[pb.SeatChange | _Restart] = []
         self._news = asyncio.Event()
         self._received = -1  # the last version the upstream watch gave
-        self._waiting: list[asyncio.Future[bool]] = []
         self._owner_of: dict[str, str] = {}  # hold id -> buyer, of holds seen
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- viewers ----------------------------------------------------------------------------------
 
-    def join(self, viewer: Viewer, from_version: int | None) -> None:
+    def join(self, viewer: Viewer) -> None:
+        """Adds the viewer and, once the feed has its first snapshot, sends it its start: the
+        changes after its `resume_after` when the log reaches back to it, else a snapshot."""
         if not self._tasks:
             self._tasks = [
-                asyncio.create_task(self._watch(from_version)),
+                asyncio.create_task(self._watch(viewer.resume_after)),
                 asyncio.create_task(self._publish_loop()),
             ]
         self.viewers.add(viewer)
         if viewer.holder is not None:
             self.holders[viewer.holder] += 1
+        self.send_to(viewer)
 
     def leave(self, viewer: Viewer) -> None:
-        self.viewers.discard(viewer)
+        if viewer not in self.viewers:
+            return
+        self.viewers.remove(viewer)
         if viewer.holder is not None:
             self.holders[viewer.holder] -= 1
             if self.holders[viewer.holder] <= 0:
                 del self.holders[viewer.holder]
+
+    def send_to(self, viewer: Viewer, keepalive: bool = False) -> None:
+        """Writes what the viewer has not had yet (a keep-alive when that is nothing and
+        `keepalive`), unless its last write is still under way."""
+        if viewer.writer.busy or viewer not in self.viewers:
+            return
+        if viewer.resume_after is not None and self.ready.is_set():
+            self.resume(viewer, viewer.resume_after)
+            viewer.resume_after = None
+        data = self.take(viewer) or (KEEPALIVE if keepalive else b"")
+        if data and not viewer.writer.write(data):
+            self.leave(viewer)
 
     def resume(self, viewer: Viewer, after: int) -> bool:
         """Places the viewer just after version `after`, when the log reaches back to it."""
@@ -261,12 +303,6 @@ class EventFeed:
         viewer.index, viewer.offset = log.next, log.end
         viewer.version = max(viewer.version, log.chunks[-1].last_version)
         return b"".join(parts)
-
-    async def wait(self) -> bool:
-        """Until the next publication; True when it is only a keep-alive."""
-        waiting: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiting.append(waiting)
-        return await waiting
 
     def snapshot(self) -> bytes:
         """The published seats as a `snapshot` event, encoded once per version."""
@@ -312,26 +348,39 @@ class EventFeed:
         self._news.set()
 
     async def _publish_loop(self) -> None:
-        """Publishes what the watch read, in batches at most every flush interval."""
-        last = 0.0
+        """Publishes what the watch read, then passes over the viewers; the next batch waits
+        until the pass's cost allows (FanoutSettings.send_share)."""
+        settings = self.settings
         while True:
             try:
-                await asyncio.wait_for(self._news.wait(), self.settings.keepalive_seconds)
+                await asyncio.wait_for(self._news.wait(), settings.keepalive_seconds)
             except TimeoutError:
-                self._wake(True)
+                await self._pass(keepalive=True)
                 continue
-            interval = min(
-                self.settings.max_flush_seconds,
-                len(self.viewers) * self.settings.flush_seconds_per_viewer,
-            )
-            delay = last + interval - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            last = time.monotonic()
             self._news.clear()
             updates, self._pending = self._pending, []
             await self._publish(updates)
-            self._wake(False)
+            started = time.monotonic()
+            sending = await self._pass()
+            interval = min(
+                settings.max_flush_seconds,
+                max(settings.min_flush_seconds, sending / settings.send_share),
+            )
+            await asyncio.sleep(started + interval - time.monotonic())
+
+    async def _pass(self, keepalive: bool = False) -> float:
+        """Sends every viewer what it has not had yet, in slices with other work in between;
+        the CPU seconds the slices took (wall time would count the time other processes had the
+        CPU as the pass's own cost, and slow the batches down on a busy machine)."""
+        slice_seconds = self.settings.slice_seconds
+        spent, began, slice_end = 0.0, time.thread_time(), time.monotonic() + slice_seconds
+        for viewer in list(self.viewers):
+            self.send_to(viewer, keepalive)
+            if time.monotonic() >= slice_end:
+                spent += time.thread_time() - began
+                await asyncio.sleep(0)
+                began, slice_end = time.thread_time(), time.monotonic() + slice_seconds
+        return spent + time.thread_time() - began
 
     async def _publish(self, updates: "list[pb.SeatChange | _Restart]") -> None:
         changes: list[pb.SeatChange] = []
@@ -387,15 +436,8 @@ class EventFeed:
             if self._owner_of.get(c.hold_id) in self.holders
         }
 
-    def _wake(self, keepalive: bool) -> None:
-        waiting, self._waiting = self._waiting, []
-        for future in waiting:
-            if not future.done():
-                future.set_result(keepalive)
-
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        self._wake(True)

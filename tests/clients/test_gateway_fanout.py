@@ -3,7 +3,8 @@ WatchEvent stream (counted on the service side) and end with the inventory's sea
 burst of real holds and releases; a viewer that stops reading holds nobody back and is given a
 snapshot when it reads again; Last-Event-ID resumes from the shared watch's history; `mine`
 reaches the owner only; the upstream watch stops after the last viewer leaves; viewers live
-through a service restart."""
+through a service restart; a quiet stream gets keep-alives; the open streams are counted in
+the metrics until their viewers leave."""
 
 import asyncio
 import contextlib
@@ -33,6 +34,7 @@ from inventory.local_servers import RedisServer, free_port
 from inventory.service import InventoryServicer
 from inventory.watch import WatchHub
 from tests.clients.conftest import ADMIN, SEATS, Service, buyer, serve_gateway, trust, until
+from tests.clients.test_gateway_metrics import sample
 
 EVENT = {"event_id": "show", "seats": [{"seat_id": s} for s in SEATS]}
 
@@ -344,3 +346,27 @@ async def test_stream_leases_are_renewed_and_ended_together(
             return await redis.zcard(key) == 0
 
         await until(ended)
+
+
+async def test_a_quiet_stream_gets_keep_alives_and_then_the_next_change(
+    service: Service, redis_server: RedisServer, client: InventoryClient
+) -> None:
+    app = gateway_app(service, redis_server, keepalive_seconds=0.2)
+    async with serve_gateway(app) as http:
+        await http.post("/v1/events", json=EVENT, headers=ADMIN)
+        view = View()
+        async with watching(http, [view]):
+            await until(lambda: b"".join(view.raw).count(b": keep-alive\n\n") >= 2)
+            await client.hold("show", "h", ["A1"])
+            await until(lambda: view.seats.get("A1") == "HELD")
+    assert view.snapshots == 1
+
+
+async def test_live_streams_count_as_open_until_their_viewers_leave(
+    gateway: httpx.AsyncClient,
+) -> None:
+    await gateway.post("/v1/events", json=EVENT, headers=ADMIN)
+    before = sample("lml_gateway_sse_streams")
+    async with watching(gateway, [View(), View()]):
+        assert sample("lml_gateway_sse_streams") == before + 2
+    await until(lambda: sample("lml_gateway_sse_streams") == before)
