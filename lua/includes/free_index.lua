@@ -74,7 +74,7 @@ local function view_scope(category, section)
   return '|' .. category .. '|' .. section .. '|'
 end
 
--- Zero-padded numbers (cheaper than string.format on every change).
+-- A zero-padded number, for the members listed by an earlier version of this file (listed_runs).
 local function pad(n, width)
   return string.sub('000000' .. n, -width)
 end
@@ -133,7 +133,7 @@ end
 -- The free run around free seat `seat` of a row's status letters: its first and last seats.
 local function run_bounds(status, seat)
   local letter = string.sub(status, seat, seat)
-  local stop = string.find(status, NOT_FREE[letter], seat + 1)
+  local stop = run_end(status, letter, seat + 1)
   local _, before = string.find(string.sub(status, 1, seat - 1), LAST_NOT_FREE[letter])
   return (before or 0) + 1, (stop or #status + 1) - 1
 end

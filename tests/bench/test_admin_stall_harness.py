@@ -3,16 +3,8 @@ in one call each, the chunked build in more, every call timed by SLOWLOG, holds 
 
 from pathlib import Path
 
-import pytest
-
 from bench.admin_stall_bench import admin_stall
 from tests.bench.test_harnesses import measure, number, tables, written
-
-
-@pytest.fixture(autouse=True)
-def results_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("LML_BENCH_RESULTS", str(tmp_path))
-    return tmp_path
 
 
 def test_admin_stall_harness_measures_both_modes(results_dir: Path) -> None:

@@ -3,16 +3,8 @@ and the cached read cost Redis fewer script calls per snapshot than the chunked 
 
 from pathlib import Path
 
-import pytest
-
 from bench.availability_bench import availability
 from tests.bench.test_harnesses import column, written
-
-
-@pytest.fixture(autouse=True)
-def results_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("LML_BENCH_RESULTS", str(tmp_path))
-    return tmp_path
 
 
 def test_availability_harness_measures_every_read(results_dir: Path) -> None:

@@ -5,7 +5,6 @@ are counted as failures."""
 import asyncio
 from pathlib import Path
 
-import pytest
 import redis
 from redis.asyncio import Redis
 
@@ -20,12 +19,6 @@ from inventory import keys
 from tests.bench.test_harnesses import tables, written
 
 SEATS = 2_000
-
-
-@pytest.fixture(autouse=True)
-def results_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("LML_BENCH_RESULTS", str(tmp_path / "results"))
-    return tmp_path / "results"
 
 
 async def _create(url: str, event_id: str) -> None:

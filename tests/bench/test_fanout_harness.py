@@ -5,16 +5,8 @@ each; the medians of the rounds."""
 
 from pathlib import Path
 
-import pytest
-
 from bench.fanout_bench import Setting, fanout
 from tests.bench.test_harnesses import column, tables, written
-
-
-@pytest.fixture(autouse=True)
-def results_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("LML_BENCH_RESULTS", str(tmp_path))
-    return tmp_path
 
 
 def test_fanout_harness_measures_both_designs(results_dir: Path) -> None:

@@ -25,12 +25,6 @@ from inventory import local_servers
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def results_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("LML_BENCH_RESULTS", str(tmp_path))
-    return tmp_path
-
-
 @pytest.fixture(scope="module")
 def postgres_admin() -> Iterator[str]:
     with local_servers.postgres_admin() as url:

@@ -3,16 +3,8 @@ every operation of every row length was counted, and the counts are what a reade
 
 from pathlib import Path
 
-import pytest
-
 from bench.instructions_bench import instructions
 from tests.bench.test_harnesses import column, number, tables, written
-
-
-@pytest.fixture(autouse=True)
-def results_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("LML_BENCH_RESULTS", str(tmp_path))
-    return tmp_path
 
 
 def test_instructions_harness_counts_every_operation(results_dir: Path) -> None:

@@ -4,18 +4,10 @@ compact availability at least SMALLER_BY times smaller than the full one, raw an
 
 from pathlib import Path
 
-import pytest
-
 from bench.payload_bench import TAKEN_SHARES, payload_sizes
 from tests.bench.test_harnesses import number, tables, written
 
 SMALLER_BY = 50
-
-
-@pytest.fixture(autouse=True)
-def results_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("LML_BENCH_RESULTS", str(tmp_path))
-    return tmp_path
 
 
 def test_compact_availability_is_many_times_smaller(results_dir: Path) -> None:

@@ -4,16 +4,8 @@ measured by Redis, the reference ran beside the project, and the latency measure
 import math
 from pathlib import Path
 
-import pytest
-
 from bench.redis_cost_bench import redis_cost
 from tests.bench.test_harnesses import column, number, tables, written
-
-
-@pytest.fixture(autouse=True)
-def results_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("LML_BENCH_RESULTS", str(tmp_path))
-    return tmp_path
 
 
 def test_redis_cost_harness_measures_every_operation(results_dir: Path) -> None:
