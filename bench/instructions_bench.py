@@ -24,11 +24,13 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bench import reference_server
+from bench.command_replay import CommandCapture, end_marker, straight_line_script
 from bench.redis_cost_phases import event_id, event_request, seat_id
 from bench.report import Report
 from inventory import script_calls
 from inventory.engine import Inventory
 from inventory.local_servers import free_port
+from inventory.scripts import Call
 
 
 @dataclass(frozen=True)
@@ -123,8 +125,19 @@ class Ledger:
         self.per_call[key] = Count(count.instructions // calls, count.in_commands // calls)
 
 
+def capture_event(row_length: int) -> str:
+    """The copy of a row length's event whose calls are captured for the floor."""
+    return f"{event_id(row_length)}-capture"
+
+
+def floor_event(row_length: int) -> str:
+    """The copy on which the captured commands are replayed (see command_replay)."""
+    return f"{event_id(row_length)}-floor"
+
+
 class Phases:
-    """The measured calls on one event of each row length, the reference on the same seats."""
+    """The measured calls on one event of each row length, the reference on the same seats, and
+    the floor: the same calls' own Redis commands replayed without their logic."""
 
     def __init__(self, server: CallgrindRedis, redis: Redis, ledger: Ledger) -> None:
         self.server, self.redis, self.ledger = server, redis, ledger
@@ -146,21 +159,45 @@ class Phases:
         replies = await self.measure(
             (row_length, name), len(calls), self.inventory.runner.run_batch(calls)
         )
-        holds = [
-            script_calls.hold_response(request, reply).hold
-            for request, reply in zip(requests, replies, strict=True)
-        ]
-        releases = [
-            script_calls.release_call(
-                pb.ReleaseRequest(event_id=h.event_id, hold_id=h.hold_id, holder_id=h.holder_id)
-            )
-            for h in holds
-        ]
         await self.measure(
             (row_length, f"release after {name}"),
-            len(releases),
-            self.inventory.runner.run_batch(releases),
+            len(calls),
+            self.inventory.runner.run_batch(_releases(requests, replies)),
         )
+
+    async def floor(self, row_length: int, requests: list[pb.HoldRequest]) -> None:
+        """The holds and releases of `requests` on the capture event, unmeasured, with MONITOR
+        on; then their commands replayed on the floor event, measured."""
+        for request in requests:
+            request.event_id = capture_event(row_length)
+        capture = CommandCapture(self.server.port)
+        try:
+            replies = await self.inventory.runner.run_batch(
+                [script_calls.hold_call(request) for request in requests]
+            )
+            await self.inventory.runner.run_batch(_releases(requests, replies))
+            marker = end_marker()
+            await self.redis.echo(marker)
+            calls = capture.calls(marker)
+        finally:
+            capture.close()
+        assert len(calls) == 2 * len(requests), "a call's commands were not captured"
+        renamed = (
+            f"{{{capture_event(row_length)}}}".encode(),
+            f"{{{floor_event(row_length)}}}".encode(),
+        )
+        shas = [
+            await self.redis.script_load(straight_line_script(commands, renamed))
+            for commands in calls
+        ]
+        for name, part in (
+            ("floor hold", shas[: len(requests)]),
+            ("floor release", shas[len(requests) :]),
+        ):
+            pipe = self.redis.pipeline(transaction=False)
+            for sha in part:
+                pipe.evalsha(sha, 0)
+            await self.measure((row_length, name), len(part), pipe.execute())
 
     async def reference(self, row_length: int, seat_sets: list[list[str]], shas: list[str]) -> None:
         event = event_id(row_length)
@@ -202,6 +239,7 @@ class Phases:
             for seats in seat_sets
         ]
         await self.project(row_length, "hold", named)
+        await self.floor(row_length, named)
         await self.reference(row_length, seat_sets, shas)
         best = [
             pb.HoldRequest(
@@ -214,6 +252,19 @@ class Phases:
         await self.project(row_length, "best available, 2", best)
 
 
+def _releases(requests: list[pb.HoldRequest], replies: list[Any]) -> list[Call]:
+    holds = [
+        script_calls.hold_response(request, reply).hold
+        for request, reply in zip(requests, replies, strict=True)
+    ]
+    return [
+        script_calls.release_call(
+            pb.ReleaseRequest(event_id=h.event_id, hold_id=h.hold_id, holder_id=h.holder_id)
+        )
+        for h in holds
+    ]
+
+
 async def _run(server: CallgrindRedis, seats: int, row_lengths: list[int], holds: int) -> Ledger:
     redis = Redis(port=server.port, decode_responses=True, socket_timeout=None)
     ledger = Ledger()
@@ -224,7 +275,10 @@ async def _run(server: CallgrindRedis, seats: int, row_lengths: list[int], holds
         ]
         phases = Phases(server, redis, ledger)
         for row_length in row_lengths:
-            await phases.inventory.create_event(event_request(row_length, seats))
+            for event in (event_id(row_length), capture_event(row_length), floor_event(row_length)):
+                request = event_request(row_length, seats)
+                request.event_id = event
+                await phases.inventory.create_event(request)
             rng = random.Random(row_length)
             await phases.run(row_length, seats, holds, rng, shas)  # warms up: not kept
             await phases.run(row_length, seats, holds, rng, shas)
@@ -236,6 +290,8 @@ async def _run(server: CallgrindRedis, seats: int, row_lengths: list[int], holds
 OPERATIONS = [
     ("hold", "hold (1-2 named seats)"),
     ("release after hold", "release"),
+    ("floor hold", "floor: the hold's own commands"),
+    ("floor release", "floor: the release's own commands"),
     ("reference hold", "reference: hold"),
     ("reference release", "reference: release"),
     ("best available, 2", "best available, 2 seats"),
@@ -256,20 +312,49 @@ def _report(ledger: Ledger, seats: int, row_lengths: list[int], holds: int) -> R
         "replies), divided by the calls. A count does not depend on the machine's load: the "
         "ratios are the same on a quiet or a busy machine. `in commands`: the share of it "
         "inside the Redis commands the scripts called (callgrind's inclusive count of "
-        "`scriptCall`); the rest is Lua and the call itself.",
+        "`scriptCall`); the rest is Lua and the call itself. `floor`: the same holds and "
+        "releases made on a copy of the event with MONITOR on, and the Redis commands each "
+        "call ran replayed on a second copy as a script of literal `redis.call`s "
+        "(bench/command_replay.py): what the project's commands cost with no Lua deciding them, "
+        "the least any script making the same records could cost.",
     )
     rows: list[list[object]] = []
     for n in row_lengths:
         hold, release = ledger.per_call[(n, "hold")], ledger.per_call[(n, "release after hold")]
         ref_hold = ledger.per_call[(n, "reference hold")]
         ref_release = ledger.per_call[(n, "reference release")]
+        floor = sum(
+            ledger.per_call[(n, f"floor {call}")].instructions for call in ("hold", "release")
+        )
         cycle = hold.instructions + release.instructions
         reference = ref_hold.instructions + ref_release.instructions
         ratio = cycle / reference
-        rows.append([n, cycle, reference, f"{ratio:.2f}", "**met**" if ratio <= 2 else "not met"])
+        rows.append(
+            [
+                n,
+                cycle,
+                reference,
+                f"{ratio:.2f}",
+                "**met**" if ratio <= 2 else "not met",
+                floor,
+                f"{floor / reference:.2f}",
+                2 * reference - floor,
+                cycle - floor,
+            ]
+        )
     report.text("## Instructions per hold + release cycle, against 2x the reference")
     report.table(
-        ["seats per row", "cycle", "reference cycle", "ratio", "<= 2x"],
+        [
+            "seats per row",
+            "cycle",
+            "reference cycle",
+            "ratio",
+            "<= 2x",
+            "floor cycle",
+            "floor ratio",
+            "left for logic at 2x",
+            "logic now",
+        ],
         rows,
     )
     report.text("## Instructions per call, and the share inside Redis commands")

@@ -15,8 +15,11 @@ def test_instructions_harness_counts_every_operation(results_dir: Path) -> None:
     # The project's cycle keeps a change log, a holder's holds and an exact best-available index
     # that the reference does not: it always runs more instructions.
     assert all(cycle > reference > 0 for cycle, reference in zip(cycles, references, strict=True))
+    # The floor replays the project's own commands without the Lua that decides them.
+    floors = column(text, "floor cycle")
+    assert all(0 < floor < cycle for floor, cycle in zip(floors, cycles, strict=True))
     (per_call,) = [table for table in tables(text) if table and "operation" in table[0]]
-    assert len(per_call) == 6
+    assert len(per_call) == 8
     for row in per_call:
         for length in lengths:
             assert number(row[f"rows of {length}"]) > 0, (row["operation"], length)
