@@ -14,20 +14,20 @@ from inventory.local_servers import RedisServer
 
 
 async def _contents(redis: Redis, key: str) -> object:
-    kind = (await redis.type(key)).decode()
-    if kind == "hash":
+    kind = await redis.type(key)
+    if kind == b"hash":
         fields = await redis.hgetall(key)
         # Made at creation: the event id's fingerprint and the time differ between the two.
         fields.pop(b"fingerprint", None)
         fields.pop(b"created_at_ms", None)
         return fields
-    if kind == "zset":
+    if kind == b"zset":
         return await redis.zrange(key, 0, -1, withscores=True)
-    if kind == "stream":
+    if kind == b"stream":
         return await redis.xrange(key)
-    if kind == "string":
+    if kind == b"string":
         return await redis.get(key)
-    assert kind == "none", key
+    assert kind == b"none", key
     return None
 
 
