@@ -1252,7 +1252,9 @@ class QueueStatus(_message.Message):
     enabled: _builtins.bool
     state: Global___QueueState.ValueType
     joined: _builtins.int
-    """Buyers who joined, and of them admitted so far."""
+    """Places given (a buyer who joins again after their admission lapsed counts again), and
+    admissions given so far: joined - admitted are waiting.
+    """
     admitted: _builtins.int
     active: _builtins.int
     """Admissions live now."""
