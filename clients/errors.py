@@ -123,6 +123,11 @@ class QueueClosed(InventoryClientError):
     pass
 
 
+class RedisOutOfMemory(InventoryClientError):
+    """The service's Redis is full (over maxmemory): calls that add data are refused until its
+    operator frees memory or raises the limit. Not retried: it does not pass in a second."""
+
+
 class Transient(InventoryClientError):
     """A failure that a retry may fix; every retried call is safe to repeat."""
 
@@ -160,6 +165,7 @@ _BY_REASON: dict[Reason, type[InventoryClientError]] = {
     pb.ERROR_REASON_ADMISSION_INVALID: AdmissionInvalid,
     pb.ERROR_REASON_QUEUE_NOT_FOUND: QueueNotFound,
     pb.ERROR_REASON_QUEUE_CLOSED: QueueClosed,
+    pb.ERROR_REASON_REDIS_OUT_OF_MEMORY: RedisOutOfMemory,
 }
 # Failures without a known reason: transport errors, or a reason newer than this SDK.
 _BY_CODE: dict[grpc.StatusCode, type[InventoryClientError]] = {

@@ -10,6 +10,7 @@ from lml.inventory.v1 import inventory_pb2 as pb
 from redis.exceptions import (
     ClusterDownError,
     ConnectionError,
+    OutOfMemoryError,
     ReadOnlyError,
     RedisError,
     TimeoutError,
@@ -47,6 +48,7 @@ STATUS_CODES: dict[Reason, grpc.StatusCode] = {
     pb.ERROR_REASON_ADMISSION_INVALID: grpc.StatusCode.PERMISSION_DENIED,
     pb.ERROR_REASON_QUEUE_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     pb.ERROR_REASON_QUEUE_CLOSED: grpc.StatusCode.FAILED_PRECONDITION,
+    pb.ERROR_REASON_REDIS_OUT_OF_MEMORY: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 
@@ -130,7 +132,13 @@ def is_transient(error: RedisError) -> bool:
 
 
 def redis_status(error: RedisError) -> status_pb2.Status:
-    """The status for an operation Redis could not run: UNAVAILABLE when it may run later
-    (unreachable, busy, failing over), INTERNAL for a fault in a script."""
+    """The status for an operation Redis could not run: RESOURCE_EXHAUSTED (REDIS_OUT_OF_MEMORY)
+    when Redis is over maxmemory and refused a call that adds data, UNAVAILABLE when it may run
+    later (unreachable, busy, failing over), INTERNAL for a fault in a script."""
+    if isinstance(error, OutOfMemoryError):
+        # Not transient: it lasts until memory is freed or the limit raised, so clients should
+        # not retry at once (the SDK does not); the reason tells the operator what to look at.
+        message = f"redis is over its maxmemory and refuses calls that add data: {error}"
+        return InventoryError(pb.ERROR_REASON_REDIS_OUT_OF_MEMORY, message).to_status()
     code = grpc.StatusCode.UNAVAILABLE if is_transient(error) else grpc.StatusCode.INTERNAL
     return status_pb2.Status(code=code.value[0], message=f"redis: {error}")

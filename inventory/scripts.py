@@ -53,6 +53,24 @@ VERSION_LENGTH = 12  # hex digits of the source's SHA-1
 # Commands that write nothing: flagged no-writes, so they may run on a replica (FCALL_RO) and on
 # a Redis above maxmemory. Redis refuses a write from such a function, so a wrong entry fails.
 NO_WRITES = frozenset({"availability_chunk"})
+# Commands that still run when Redis is over maxmemory (policy noeviction). Redis refuses a
+# function flagged neither allow-oom nor no-writes as a whole, at FCALL, before it runs (EVAL
+# failed at its first write that adds data); one flagged allow-oom runs, and may write anything.
+# Only commands that end holds or free memory, and whose growth is bounded by data already
+# there: hold, extend, create_event, build_*, restore_event, cancel_booking and queue_join /
+# queue_admit / queue_configure add data without bound and stay refused (REDIS_OUT_OF_MEMORY:
+# no new holds, buyers or events while Redis is full).
+ALLOW_OOM = frozenset(
+    {
+        "release",  # ends a hold: its seats back for sale once memory is freed
+        "sweep",  # expires holds and purges their tombstones: what frees memory over time
+        "availability_version",  # every GetAvailability: expires the holds due, reads
+        # The payment is taken: refused, the hold would expire and the paid sale be lost. Its
+        # growth is bounded: it needs a live hold, and no hold can be made over maxmemory.
+        "confirm",
+        "queue_state",  # the operator's pause or close: overwrites fields of the queue hash
+    }
+)
 
 Arg = str | int | bytes
 
@@ -147,7 +165,8 @@ def _library_source(
         f"local function begin(keys, args)\n  KEYS, ARGV = keys, args\n{begin}end\n"
     )
     for name in bodies:
-        flags = "  flags = {'no-writes'},\n" if name in NO_WRITES else ""
+        flag = "no-writes" if name in NO_WRITES else "allow-oom" if name in ALLOW_OOM else ""
+        flags = f"  flags = {{'{flag}'}},\n" if flag else ""
         parts.append(
             f"redis.register_function{{\n  function_name = '{name}_{_VERSION}',\n"
             f"  callback = function(keys, args) begin(keys, args) return {name}_command() end,\n"

@@ -8,7 +8,7 @@
   Input:
     KEYS[1] queue       settings, state, counters (hash)
     KEYS[2] line        ticket id -> place (sorted set): rank in [0, 2^40), or 2^40 + arrival
-    KEYS[3] buyers      buyer id -> ticket id (hash)
+    KEYS[3] buyers      buyer id -> ticket id (hash): the buyer's latest ticket
     KEYS[4] tickets     ticket id -> JSON {buyer, joined_at_ms, admitted_at_ms} (hash)
     KEYS[5] admissions  buyer id -> admission expiry in ms (sorted set)
     ARGV[1] buyer id
@@ -17,12 +17,19 @@
 
   Output:
     {"OK", ticket id, index in the line (0-based), admitted so far, opens_at ms,
-     admission expiry ms or 0, admit per minute, now ms}
+     live admission expiry ms or 0, admit per minute, now ms}
     The ticket is admitted when its index is below "admitted so far".
     Errors, nothing changed:
     {"QUEUE_NOT_FOUND", message} no waiting room on for the event
-    {"QUEUE_CLOSED", message} a new buyer after CloseQueue (a known one still gets their ticket)
-  Idempotent per buyer: a second join returns the same ticket. Cost: O(log n).
+    {"QUEUE_CLOSED", message} a new place asked for after CloseQueue: a new buyer, or one whose
+                              admission lapsed (a buyer waiting or admitted still gets their ticket)
+  Idempotent per buyer while their ticket is waiting or its admission is live: joining again
+  returns the same ticket. Once the admission has lapsed (its expiry passed, whether or not an
+  admission tick has pruned it yet), joining again gives a new ticket at the back of the line, in
+  arrival order, admitted again in its turn. The lapsed ticket stays in the line, among the
+  admitted places it was counted in, so every index and the "admitted" counter keep their
+  meaning: "joined" counts places given (a rejoin is one more), "admitted" counts admissions
+  given, and joined - admitted is still the number waiting. Cost: O(log n).
 ]]
 -- @include clock
 
@@ -32,7 +39,10 @@ local cfg = redis.call('HMGET', KEYS[1], 'enabled', 'state', 'opens_at_ms', 'adm
 if cfg[1] ~= '1' then return {'QUEUE_NOT_FOUND', 'the event has no waiting room on'} end
 local now = now_ms()
 local ticket = redis.call('HGET', KEYS[3], buyer)
-if not ticket then
+local expiry = tonumber(redis.call('ZSCORE', KEYS[5], buyer) or 0)
+if expiry <= now then expiry = 0 end
+local index = ticket and redis.call('ZRANK', KEYS[2], ticket)
+if not ticket or (index < tonumber(cfg[4]) and expiry == 0) then
   if cfg[2] == 'closed' then return {'QUEUE_CLOSED', 'the waiting room is closed'} end
   ticket = ARGV[2]
   local place
@@ -45,7 +55,6 @@ if not ticket then
   redis.call('HSET', KEYS[3], buyer, ticket)
   redis.call('HSET', KEYS[4], ticket, cjson.encode({buyer = buyer, joined_at_ms = now}))
   redis.call('HINCRBY', KEYS[1], 'joined', 1)
+  index = redis.call('ZRANK', KEYS[2], ticket)
 end
-local expiry = redis.call('ZSCORE', KEYS[5], buyer)
-return {'OK', ticket, redis.call('ZRANK', KEYS[2], ticket), tonumber(cfg[4]), tonumber(cfg[3]),
-  tonumber(expiry or 0), tonumber(cfg[5]), now}
+return {'OK', ticket, index, tonumber(cfg[4]), tonumber(cfg[3]), expiry, tonumber(cfg[5]), now}

@@ -99,7 +99,7 @@ async def test_metrics_of_every_worker_and_json_logs_with_request_ids(
                         event_id="ev", holder_id="y", seat_ids=["s30"], request_id="req-oom-1"
                     )
                 )
-            assert failure.value.code() == grpc.StatusCode.INTERNAL
+            assert failure.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         finally:
             admin.config_set("maxmemory", 0)
             admin.close()
@@ -108,7 +108,7 @@ async def test_metrics_of_every_worker_and_json_logs_with_request_ids(
     calls = "lml_inventory_calls_total"
     assert _value(samples, calls, rpc="Hold", code="OK") == 20
     assert _value(samples, calls, rpc="Hold", code="FAILED_PRECONDITION") == 1
-    assert _value(samples, calls, rpc="Hold", code="INTERNAL") == 1
+    assert _value(samples, calls, rpc="Hold", code="RESOURCE_EXHAUSTED") == 1
     assert _value(samples, calls, rpc="Confirm", code="OK") == 1
     assert _value(samples, calls, rpc="Execute", code="OK") == 1
     assert _value(samples, "lml_inventory_operations_total", op="release", code="OK") == 1

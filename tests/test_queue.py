@@ -321,6 +321,73 @@ async def test_an_expired_admission_stops_new_holds_but_not_the_holds_made(
     assert list(booking.seat_ids) == ["s1"]
 
 
+async def _until_lapsed(ticket: pb.QueueTicket) -> None:
+    """Sleeps past the ticket's admission (Redis's clock and this one agree: same machine)."""
+    lapses = ticket.admission_expires_at.ToMilliseconds() / 1000
+    await asyncio.sleep(max(0.0, lapses - time.time()) + 0.1)
+
+
+async def test_a_buyer_whose_admission_lapsed_joins_again_at_the_back_and_is_admitted_again(
+    service: InventoryClient, inventory: Inventory
+) -> None:
+    await _create_event(inventory, "again")
+    await service.configure_queue(
+        "again", opens_at=_now(), admit_per_minute=6000, max_active=100, admission_ttl=1
+    )
+    ann = await _admitted(service, "again", "ann")
+    live = await service.join_queue("again", "ann")  # still admitted: the same ticket, live
+    assert live.ticket_id == ann.ticket_id and live.admitted and live.admission_token
+    await service.pause_queue("again")
+    bob = await service.join_queue("again", "bob")
+    cy = await service.join_queue("again", "cy")
+    await _until_lapsed(ann)
+
+    again = await service.join_queue("again", "ann")
+    assert again.ticket_id not in {ann.ticket_id, bob.ticket_id, cy.ticket_id}
+    assert not again.admitted and not again.admission_token
+    assert (bob.position, cy.position, again.position) == (1, 2, 3)  # behind those waiting
+    assert (await service.join_queue("again", "ann")).ticket_id == again.ticket_id
+    status = await service.pause_queue("again")
+    assert (status.joined, status.admitted, status.active) == (4, 1, 0)  # places, admissions
+    with pytest.raises(AdmissionInvalid):
+        await service.hold("again", "ann", ["s1"], admission_token=ann.admission_token)
+
+    await service.resume_queue("again")
+    readmitted = await _admitted(service, "again", "ann")
+    assert readmitted.ticket_id == again.ticket_id
+    held = await service.hold("again", "ann", ["s1"], admission_token=readmitted.admission_token)
+    assert list(held.seat_ids) == ["s1"]
+    status = await service.close_queue("again")
+    assert (status.joined, status.admitted) == (4, 4)
+
+    # Closed: no new place, even for a buyer who had one (nobody is admitted any more).
+    await _until_lapsed(readmitted)
+    with pytest.raises(QueueClosed):
+        await service.join_queue("again", "ann")
+
+
+async def test_a_lapsed_admission_not_yet_pruned_by_a_tick_still_gives_a_new_place(
+    inventory: Inventory, room: WaitingRoom, redis: Redis
+) -> None:
+    """No ticker here: the lapsed admission is still in the sorted set when the buyer joins."""
+    await _create_event(inventory, "stale")
+    await room.configure(_configure("stale", _now(), ttl_s=1))
+    join = pb.JoinQueueRequest(event_id="stale", buyer_id="ann")
+    first = (await room.join(join)).ticket
+    await _until(lambda: room.admit("stale"))
+    admitted = (await room.join(join)).ticket
+    assert admitted.ticket_id == first.ticket_id and admitted.admission_token
+    await _until_lapsed(admitted)
+    assert await redis.zscore(keys.queue_keys("stale").admissions, "ann") is not None
+
+    again = (await room.join(join)).ticket
+    assert again.ticket_id != first.ticket_id and again.position == 1 and not again.admitted
+    assert (await room.status("stale")).joined == 2
+    await _until(lambda: room.admit("stale"))
+    readmitted = (await room.join(join)).ticket
+    assert readmitted.ticket_id == again.ticket_id and readmitted.admission_token
+
+
 # -- joining and watching ---------------------------------------------------------------------
 
 

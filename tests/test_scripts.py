@@ -18,6 +18,7 @@ from inventory.redis_client import PipedRedis
 from inventory.redis_pipe import RedisPipe
 from inventory.script_calls import LIBRARY, SCRIPTS
 from inventory.scripts import (
+    ALLOW_OOM,
     LUA_DIR,
     NO_WRITES,
     Call,
@@ -86,7 +87,12 @@ async def test_the_library_registers_every_command_with_its_flags(redis: Redis) 
     await redis.function_load(LIBRARY.source)
     functions = (await _libraries(redis))[LIBRARY.name]
     assert functions == {
-        SCRIPTS[name].function: ["no-writes"] if name in NO_WRITES else [] for name in COMMANDS
+        SCRIPTS[name].function: ["no-writes"]
+        if name in NO_WRITES
+        else ["allow-oom"]
+        if name in ALLOW_OOM
+        else []
+        for name in COMMANDS
     }
 
 

@@ -40,6 +40,8 @@ _STATUS_BY_REASON: dict[Reason, int] = {
     pb.ERROR_REASON_ADMISSION_INVALID: 403,
     pb.ERROR_REASON_QUEUE_NOT_FOUND: 404,
     pb.ERROR_REASON_QUEUE_CLOSED: 410,
+    # The service's Redis is full: the service's state, not the buyer's call.
+    pb.ERROR_REASON_REDIS_OUT_OF_MEMORY: 503,
 }
 # Failures without a known reason (transport errors, a reason newer than the SDK), by gRPC code.
 _STATUS_BY_CODE = {

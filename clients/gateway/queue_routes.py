@@ -1,8 +1,9 @@
 """The waiting room over HTTP, for the authenticated buyer (their id is the gateway's identity,
 never the body's): `POST /v1/events/{id}/queue` joins the event's queue (idempotent: the same
-place again) and `GET /v1/events/{id}/queue` follows the place as Server-Sent Events until the
-admission comes. The admission itself stays in the gateway (clients/gateway/admissions.py): the
-hold route passes it on, the buyer sees only when it lapses."""
+place again, until the admission lapses: then a new place at the back of the line) and
+`GET /v1/events/{id}/queue` follows the place as Server-Sent Events until the admission comes.
+The admission itself stays in the gateway (clients/gateway/admissions.py): the hold route passes
+it on, the buyer sees only when it lapses."""
 
 import asyncio
 import contextlib
@@ -36,7 +37,7 @@ class QueueOut(BaseModel):
     admission_expires_at: datetime | None = Field(
         default=None,
         description="While the admission is live: holds are accepted until then. Admitted "
-        "without it: the admission has lapsed.",
+        "without it: the admission has lapsed (join again for a new place at the back).",
     )
 
     @classmethod
@@ -108,15 +109,16 @@ async def _queue_stream(
 def add_queue_routes(app: FastAPI, errors: dict[int | str, dict[str, Any]]) -> None:
     @app.post("/v1/events/{event_id}/queue", tags=["queue"], responses=errors)
     async def join_queue(event_id: str, request: Request, holder: Buyer) -> QueueOut:
-        """Joins the event's waiting room as the buyer (again: the same place; new places
-        are limited per client address). Follow the
-        place with GET on the same path; once admitted, holds need nothing more: the gateway
-        passes the admission on until `admission_expires_at`. 404 QUEUE_NOT_FOUND: the event
-        sells without a queue."""
+        """Joins the event's waiting room as the buyer (again: the same place, or a new one
+        at the back once the admission lapsed; new places are limited per client address).
+        Follow the place with GET on the same path; once admitted, holds need nothing more:
+        the gateway passes the admission on until `admission_expires_at`. 404 QUEUE_NOT_FOUND:
+        the event sells without a queue."""
         quotas = quotas_of(request)
         admissions = admissions_of(request)
         # New places count against the client address; a buyer's join again (a page reload)
-        # makes none and costs nothing.
+        # costs nothing, even the one after a lapsed admission that makes a new place: the
+        # buyer was let in once already, at the queue's rate.
         if await admissions.ticket_id(event_id, holder) is None:
             await quotas.take("joins per IP", quotas.ip(request))
         ticket = await client_of(request).join_queue(event_id, holder)

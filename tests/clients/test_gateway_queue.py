@@ -3,6 +3,7 @@ SSE, and holds once admitted without ever seeing the admission (the gateway reme
 Redis for as long as it lives); a hold without it is a problem pointing at the queue; another
 buyer cannot use it; joins per client address are limited."""
 
+import asyncio
 import ipaddress
 import json
 from collections.abc import AsyncGenerator
@@ -175,3 +176,27 @@ async def test_new_places_per_client_address_are_limited(
         assert (await join("dee", "203.0.113.9")).status_code == 200  # another address
         status = await client.pause_queue("show")
         assert status.joined == 4
+
+
+async def test_a_buyer_whose_admission_lapsed_joins_again_at_the_back_of_the_line(
+    gateway: httpx.AsyncClient, client: InventoryClient
+) -> None:
+    await _queued_event(gateway, client, admission_ttl=1)
+    await _join(gateway, "ann")
+    await client.resume_queue("show")
+    admitted = [ticket async for ticket in _tickets(gateway, "ann")][-1]
+    lapses = datetime.fromisoformat(admitted["admission_expires_at"])
+    await client.pause_queue("show")
+    await _join(gateway, "bob")
+    await asyncio.sleep(max(0.0, (lapses - datetime.now(UTC)).total_seconds()) + 0.1)
+    late = await gateway.post(HOLDS, json={"seat_ids": ["A1"]}, headers=buyer("ann"))
+    problem(late, 409, "ADMISSION_REQUIRED")  # the gateway's copy lapsed with the admission
+
+    again = await _join(gateway, "ann")  # a new place, behind bob
+    assert not again["admitted"] and again["position"] == 2
+    assert again["admission_expires_at"] is None
+    await client.resume_queue("show")
+    readmitted = [ticket async for ticket in _tickets(gateway, "ann")][-1]
+    assert readmitted["admitted"] and readmitted["admission_expires_at"]
+    held = await gateway.post(HOLDS, json={"seat_ids": ["A1"]}, headers=buyer("ann"))
+    assert held.status_code == 201, held.text

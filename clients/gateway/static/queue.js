@@ -56,7 +56,8 @@ function countDown(ticket) {
     $("admission-left").textContent = clock(left);
     if (left > 0) return;
     clearInterval(timer);
-    $("admission").textContent = "Your turn to hold seats has ended (seats already held stay yours).";
+    $("admission").textContent = "Your turn to hold seats has ended (seats already held stay "
+      + "yours): reload the page to join the line again, at its end.";
   };
   $("admission").hidden = Number.isNaN(lapses);
   if (Number.isNaN(lapses)) return;

@@ -126,6 +126,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """JoinQueue or WatchQueue on an event without a waiting room on, or an unknown ticket."""
     ERROR_REASON_QUEUE_CLOSED: _ErrorReason.ValueType  # 24
     """A new buyer joins, a watcher waits, or pause/resume after CloseQueue."""
+    ERROR_REASON_REDIS_OUT_OF_MEMORY: _ErrorReason.ValueType  # 25
+    """Redis is over its maxmemory (policy noeviction): calls that add data (Hold, CreateEvent,
+    JoinQueue, Extend...) are refused before they run, until memory is freed or the limit
+    raised; Release, Confirm, GetAvailability and the sweep still run.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Why a call failed. The ErrorInfo reason on the wire is the value's name without the
@@ -182,6 +187,11 @@ ERROR_REASON_QUEUE_NOT_FOUND: ErrorReason.ValueType  # 23
 """JoinQueue or WatchQueue on an event without a waiting room on, or an unknown ticket."""
 ERROR_REASON_QUEUE_CLOSED: ErrorReason.ValueType  # 24
 """A new buyer joins, a watcher waits, or pause/resume after CloseQueue."""
+ERROR_REASON_REDIS_OUT_OF_MEMORY: ErrorReason.ValueType  # 25
+"""Redis is over its maxmemory (policy noeviction): calls that add data (Hold, CreateEvent,
+JoinQueue, Extend...) are refused before they run, until memory is freed or the limit
+raised; Release, Confirm, GetAvailability and the sweep still run.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 class _QueueState:
@@ -1252,7 +1262,9 @@ class QueueStatus(_message.Message):
     enabled: _builtins.bool
     state: Global___QueueState.ValueType
     joined: _builtins.int
-    """Buyers who joined, and of them admitted so far."""
+    """Places given (a buyer who joins again after their admission lapsed counts again), and
+    admissions given so far: joined - admitted are waiting.
+    """
     admitted: _builtins.int
     active: _builtins.int
     """Admissions live now."""

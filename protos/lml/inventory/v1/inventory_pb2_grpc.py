@@ -224,7 +224,9 @@ class InventoryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def JoinQueue(self, request, context):
-        """Joins the queue as `buyer_id`. Idempotent: joining again returns the same ticket and place.
+        """Joins the queue as `buyer_id`. Idempotent while the ticket waits or its admission is live:
+        joining again returns the same ticket and place. Once the admission has lapsed, joining again
+        gives a new ticket at the back of the line, admitted again in its turn.
         NOT_FOUND (QUEUE_NOT_FOUND) when the event has no queue on, FAILED_PRECONDITION
         (QUEUE_CLOSED) once it is closed.
         """

@@ -84,7 +84,9 @@ class InventoryServiceStub:
     INVALID_ARGUMENT when opens_at would move after the queue has opened.
     """
     JoinQueue: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.JoinQueueRequest, _inventory_pb2.JoinQueueResponse]
-    """Joins the queue as `buyer_id`. Idempotent: joining again returns the same ticket and place.
+    """Joins the queue as `buyer_id`. Idempotent while the ticket waits or its admission is live:
+    joining again returns the same ticket and place. Once the admission has lapsed, joining again
+    gives a new ticket at the back of the line, admitted again in its turn.
     NOT_FOUND (QUEUE_NOT_FOUND) when the event has no queue on, FAILED_PRECONDITION
     (QUEUE_CLOSED) once it is closed.
     """
@@ -155,7 +157,9 @@ class InventoryServiceAsyncStub(InventoryServiceStub):
     INVALID_ARGUMENT when opens_at would move after the queue has opened.
     """
     JoinQueue: _aio.UnaryUnaryMultiCallable[_inventory_pb2.JoinQueueRequest, _inventory_pb2.JoinQueueResponse]  # type: ignore[assignment]
-    """Joins the queue as `buyer_id`. Idempotent: joining again returns the same ticket and place.
+    """Joins the queue as `buyer_id`. Idempotent while the ticket waits or its admission is live:
+    joining again returns the same ticket and place. Once the admission has lapsed, joining again
+    gives a new ticket at the back of the line, admitted again in its turn.
     NOT_FOUND (QUEUE_NOT_FOUND) when the event has no queue on, FAILED_PRECONDITION
     (QUEUE_CLOSED) once it is closed.
     """
@@ -295,7 +299,9 @@ class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _inventory_pb2.JoinQueueRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_inventory_pb2.JoinQueueResponse, _abc.Awaitable[_inventory_pb2.JoinQueueResponse]]:
-        """Joins the queue as `buyer_id`. Idempotent: joining again returns the same ticket and place.
+        """Joins the queue as `buyer_id`. Idempotent while the ticket waits or its admission is live:
+        joining again returns the same ticket and place. Once the admission has lapsed, joining again
+        gives a new ticket at the back of the line, admitted again in its turn.
         NOT_FOUND (QUEUE_NOT_FOUND) when the event has no queue on, FAILED_PRECONDITION
         (QUEUE_CLOSED) once it is closed.
         """
