@@ -22,7 +22,7 @@
             consumer group has not read are kept longer: includes/changelog.lua)
     ARGV[9] the event's shape as JSON: {"seat_count": seats without places, "entries": seats
             and places, "rows": row count, "bucket_cap": see free_index.lua,
-            "areas": [[area id, capacity, category or ""], ...], "categories": [...],
+            "areas": a list of [area id, capacity, category or ""], "categories": [...],
             "sections": [sections with rows], "row_categories": [categories of the seats
             in rows, "" for none], "rowless_sections": [sections whose seats have no row]}
 
