@@ -21,6 +21,7 @@ from clients.gateway.checkout_routes import (
     add_checkout_routes,
     open_checkout,
 )
+from clients.gateway.event_records import event_records
 from clients.gateway.fanout import Fanout
 from clients.gateway.feed import DEFAULT_FANOUT, FanoutSettings
 from clients.gateway.identity import AuthError, Verifier
@@ -92,6 +93,10 @@ def create_app(
             if backends is None and layouts_dsn:
                 app.state.backends = await stack.enter_async_context(
                     open_backends(layouts_dsn, mongo_url)
+                )
+            if app.state.backends is not None:
+                app.state.event_records = await stack.enter_async_context(
+                    event_records(app.state.backends.pool)
                 )
             app.state.checkout = await stack.enter_async_context(
                 open_checkout(stripe, app.state.client, app.state.backends)
