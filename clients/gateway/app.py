@@ -1,5 +1,6 @@
 """The HTTP gateway for mobile apps: JSON over HTTP to InventoryService through the SDK."""
 
+import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from clients.gateway.checkout_routes import (
     add_checkout_routes,
     open_checkout,
 )
+from clients.gateway.event_records import event_records
 from clients.gateway.fanout import Fanout
 from clients.gateway.feed import DEFAULT_FANOUT, FanoutSettings
 from clients.gateway.identity import AuthError, Verifier
@@ -92,6 +94,10 @@ def create_app(
             if backends is None and layouts_dsn:
                 app.state.backends = await stack.enter_async_context(
                     open_backends(layouts_dsn, mongo_url)
+                )
+            if app.state.backends is not None:
+                app.state.event_records = await stack.enter_async_context(
+                    event_records(app.state.backends.pool)
                 )
             app.state.checkout = await stack.enter_async_context(
                 open_checkout(stripe, app.state.client, app.state.backends)
@@ -243,10 +249,19 @@ def _add_routes(app: FastAPI) -> None:
         """Holds every seat or none (409 with the seat ids that are taken): the seats named, the
         best available, or places of a general-admission area."""
         quotas = quotas_of(request)
-        await quotas.take("holds per buyer", holder)
-        await quotas.take("holds per IP", quotas.ip(request))
-        await quotas.take("seats held per buyer", holder, cost=body.seat_count())
-        admission = await admission_token(request, event_id, holder)  # "" when none
+
+        async def take_limits() -> None:
+            # One after the other: a refused limit leaves the ones after it uncharged (a buyer
+            # over their own limit does not use up the quota of everyone behind their IP).
+            await quotas.take("holds per buyer", holder)
+            await quotas.take("holds per IP", quotas.ip(request))
+            await quotas.take("seats held per buyer", holder, cost=body.seat_count())
+
+        # The admission ("" when none) is read while the limits are counted: a read has
+        # nothing to undo when a limit refuses, and the hold waits one Redis round trip less.
+        _, admission = await asyncio.gather(
+            take_limits(), admission_token(request, event_id, holder)
+        )
         held = await client_of(request).hold_request(
             body.message(event_id, holder, admission),
             ttl=body.ttl_seconds,

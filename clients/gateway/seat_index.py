@@ -3,8 +3,8 @@
 integer instead of their 64-hex ids.
 
 A layout version never changes once published, so its export and index are made once per
-gateway process and kept by layout hash; an event names its layout by that hash, and a client
-holding an index for another hash knows it is stale.
+gateway process (concurrent first loads share one read) and kept by layout hash; an event names
+its layout by that hash, and a client holding an index for another hash knows it is stale.
 """
 
 from collections import OrderedDict
@@ -14,6 +14,7 @@ from typing import Any
 
 from lml.inventory.v1 import inventory_pb2 as pb
 
+from clients.gateway.single_flight import SingleFlight
 from inventory.layouts.canonical import canonical_json
 from inventory.layouts.events import EventLayout
 from inventory.layouts.export import export_document
@@ -74,16 +75,21 @@ class PublishedLayouts:
     def __init__(self, store: LayoutStore) -> None:
         self.store = store
         self._layouts: OrderedDict[str, PublishedLayout] = OrderedDict()
+        self._reads: SingleFlight[str, PublishedLayout] = SingleFlight()
 
     async def of(self, found: EventLayout) -> PublishedLayout:
         layout_hash = found.event.layout_hash
         published = self._layouts.get(layout_hash)
         if published is None:
-            layout = await self.store.get(found.event.layout_id, found.layout_version)
-            document = export_document(layout)
-            published = PublishedLayout(canonical_json(document), SeatIndex.of_export(document))
-            self._layouts[layout_hash] = published
-            while len(self._layouts) > CACHED_LAYOUTS:
-                self._layouts.popitem(last=False)
+            return await self._reads.run(layout_hash, lambda: self._read(found))
         self._layouts.move_to_end(layout_hash)
+        return published
+
+    async def _read(self, found: EventLayout) -> PublishedLayout:
+        layout = await self.store.get(found.event.layout_id, found.layout_version)
+        document = export_document(layout)
+        published = PublishedLayout(canonical_json(document), SeatIndex.of_export(document))
+        self._layouts[found.event.layout_hash] = published
+        while len(self._layouts) > CACHED_LAYOUTS:
+            self._layouts.popitem(last=False)
         return published

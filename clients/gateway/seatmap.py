@@ -5,7 +5,9 @@ version and hash), so its export is served as immutable and cached by clients an
 URL naming the hash; the seats taken are the live part, small, and revalidated by version. The
 export's seat order is the layout's seat index: the compact forms of availability give one
 status letter per seat in that order, and name the layout hash so that a client with another
-layout knows its index is stale.
+layout knows its index is stale. The event's record (which layout, currency, prices) is kept in
+the process while Postgres announces its changes (event_records.py): a seat-map load reads
+Postgres only on the event's first load, and again after the record changes.
 """
 
 from typing import Annotated, Any, Literal
@@ -15,11 +17,12 @@ from fastapi.responses import JSONResponse
 from lml.inventory.v1 import inventory_pb2 as pb
 
 from clients.gateway import problems
+from clients.gateway.event_records import EventRecords
 from clients.gateway.quotas import count_read
 from clients.gateway.seat_index import PublishedLayout, PublishedLayouts, SeatIndex
 from clients.gateway.state import backends_of, client_of
 from inventory.layouts.errors import EventSetupError
-from inventory.layouts.events import EventFromLayout, EventLayout, read_event_layout
+from inventory.layouts.events import EventFromLayout, EventLayout
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -43,8 +46,9 @@ async def _event_layout(request: Request, event_id: str) -> EventLayout | Respon
             "this gateway has no layouts database (start it with --layouts-dsn)",
             request.url.path,
         )
+    records: EventRecords = request.app.state.event_records
     try:
-        return await read_event_layout(backends.pool, event_id)
+        return await records.of(event_id)
     except EventSetupError as error:
         return problems.problem(404, "LAYOUT_NOT_FOUND", str(error), request.url.path)
 

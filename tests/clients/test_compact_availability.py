@@ -13,6 +13,7 @@ import pytest
 from lml.inventory.v1 import inventory_pb2 as pb
 
 from clients.gateway.app import create_app
+from clients.gateway.event_records import EventRecords
 from clients.gateway.models import snapshot_event_data
 from clients.gateway.seat_index import SeatIndex
 from clients.watching import Snapshot
@@ -25,9 +26,11 @@ from inventory.local_servers import RedisServer
 from tests.clients import test_seatmap
 from tests.clients.conftest import Service, serve_gateway, trust
 from tests.clients.test_gateway import problem
+from tests.clients.test_seatmap import changed
 from tests.layouts.samples import deployed, small_layout
 
-http = test_seatmap.http  # the gateway over the layouts database
+seatmap_gateway = test_seatmap.seatmap_gateway  # the gateway over the layouts database
+http = test_seatmap.http
 
 EVENT = "opera-night"
 PRICES = {"A": 9500, "B": 6500, "C": 4000, "D": 2500, "BOX": 12000}
@@ -137,13 +140,19 @@ async def test_the_seat_index_is_stable_for_a_layout(
 
 
 async def test_a_changed_layout_is_seen_by_its_hash(
-    http: httpx.AsyncClient, opera: str, pg_layouts: Layouts, pg_pool: asyncpg.Pool
+    seatmap_gateway: tuple[httpx.AsyncClient, EventRecords],
+    opera: str,
+    pg_layouts: Layouts,
+    pg_pool: asyncpg.Pool,
 ) -> None:
+    http, records = seatmap_gateway
     before = (await http.get(f"/v1/events/{opera}/seatmap?format=compact")).json()
     old_layout = (await http.get(before["layout_url"])).json()
     # The event's record now names another layout, as after a restore from another deployment.
     other = await deployed(pg_layouts, small_layout())
-    await pg_pool.execute(
+    await changed(
+        pg_pool,
+        records,
         "UPDATE event_layouts SET layout_id = $2, layout_version = $3, layout_hash = $4"
         " WHERE event_id = $1",
         opera,

@@ -16,6 +16,7 @@ import pytest
 from clients.gateway.app import create_app
 from clients.gateway.settings import Limits
 from inventory.local_servers import RedisServer, free_port
+from inventory.redis_client import connect
 from tests.clients.conftest import (
     ADMIN,
     ADMIN_TOKEN,
@@ -79,6 +80,55 @@ async def test_seats_asked_for_count_by_the_seat(
         ).status_code == 201
         limited(await http.post(HOLDS, json={"best_available": {"quantity": 2}}, headers=alice), 4)
         assert (await http.post(HOLDS, json={"seat_ids": ["A9"]}, headers=alice)).status_code == 201
+
+
+async def test_holds_refused_by_a_buyers_quota_leave_the_address_quota_alone(
+    service: Service, redis_server: RedisServer
+) -> None:
+    """The limits of a hold are counted one after the other: a buyer over their own quota does
+    not use up the quota of the others behind their address (a mobile carrier's NAT)."""
+    limits = {"holds_per_buyer": "2/minute", "holds_per_ip": "4/minute"}
+    async with gateway_with(service, redis_server, limits=limits) as http:
+        for seat in ("A1", "A2"):
+            held = await http.post(HOLDS, json={"seat_ids": [seat]}, headers=buyer("alice"))
+            assert held.status_code == 201, held.text
+        for seat in ("A3", "A4", "A5", "A6", "A7"):
+            limited(await http.post(HOLDS, json={"seat_ids": [seat]}, headers=buyer("alice")), 2)
+        for seat in ("A8", "A9"):
+            held = await http.post(HOLDS, json={"seat_ids": [seat]}, headers=buyer("bob"))
+            assert held.status_code == 201, held.text
+        limited(await http.post(HOLDS, json={"seat_ids": ["A10"]}, headers=buyer("carol")), 4)
+
+
+async def test_the_redis_commands_of_a_hold(service: Service, private_server: RedisServer) -> None:
+    """What a hold asks of the gateway's own Redis (counted by Redis, scripts' commands
+    included): three rate limits (the `limits` moving window script: LINDEX, LPUSH, LTRIM,
+    EXPIRE), the buyer's admission (GET, read while the limits are counted) and the hold's
+    owner (one pipeline: SADD, EXPIRE, SET). Five round trips, four of them one after another."""
+    admin = connect(private_server.url)
+    async with gateway_with(service, private_server) as http:
+        warm = await http.post(HOLDS, json={"seat_ids": ["A1"]}, headers=buyer("alice"))
+        assert warm.status_code == 201, warm.text  # the script is loaded, the pools connected
+        before = await admin.info("commandstats")
+        held = await http.post(HOLDS, json={"seat_ids": ["A2", "A3"]}, headers=buyer("alice"))
+        assert held.status_code == 201, held.text
+        after = await admin.info("commandstats")
+    await admin.aclose()
+    calls = {
+        name.removeprefix("cmdstat_"): stats["calls"] - before.get(name, {"calls": 0})["calls"]
+        for name, stats in after.items()
+        if name != "cmdstat_info"
+    }
+    assert {name: count for name, count in calls.items() if count} == {
+        "evalsha": 3,
+        "lindex": 3,
+        "lpush": 3,
+        "ltrim": 3,
+        "expire": 4,
+        "get": 1,
+        "sadd": 1,
+        "set": 1,
+    }
 
 
 async def test_sessions_per_client_address_behind_a_trusted_proxy(

@@ -16,7 +16,8 @@ from inventory.layouts.model import Layout
 from tests.clients import test_seatmap
 from tests.clients.conftest import buyer, until
 
-http = test_seatmap.http  # the gateway over the layouts database, and its event "gala"
+seatmap_gateway = test_seatmap.seatmap_gateway  # the gateway over the layouts database
+http = test_seatmap.http  # its client, and its event "gala"
 layout = test_seatmap.layout
 
 ROUNDS = 8

@@ -1,6 +1,7 @@
 """The gateway's seat-map routes over the venue layouts (real Postgres) and the inventory."""
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import httpx
@@ -8,6 +9,7 @@ import pytest
 from lml.inventory.v1 import inventory_pb2 as pb
 
 from clients.gateway.app import create_app
+from clients.gateway.event_records import EventRecords
 from inventory.engine import Inventory
 from inventory.layouts.backends import Backends
 from inventory.layouts.canonical import seat_id
@@ -15,7 +17,7 @@ from inventory.layouts.events import EventFromLayout, create_event_from_layout
 from inventory.layouts.lifecycle import Layouts
 from inventory.layouts.model import Layout
 from inventory.local_servers import RedisServer
-from tests.clients.conftest import Service, buyer, serve_gateway, trust
+from tests.clients.conftest import Service, buyer, serve_gateway, trust, until
 from tests.clients.test_gateway import problem
 from tests.layouts.samples import deployed, small_layout
 
@@ -31,17 +33,33 @@ async def layout(pg_layouts: Layouts, pg_pool: asyncpg.Pool, inventory: Inventor
 
 
 @pytest.fixture
-async def http(
+async def seatmap_gateway(
     service: Service,
     pg_layouts: Layouts,
     pg_pool: asyncpg.Pool,
     redis_server: RedisServer,
-) -> AsyncIterator[httpx.AsyncClient]:
+) -> AsyncIterator[tuple[httpx.AsyncClient, EventRecords]]:
+    """The gateway over the layouts database, once it keeps events' records, and those."""
     app = create_app(
         service.target, backends=Backends(pg_layouts, pg_pool), trust=trust(redis_server)
     )
     async with serve_gateway(app) as client:
-        yield client
+        records: EventRecords = app.state.event_records
+        await until(lambda: records.listening)
+        yield client, records
+
+
+@pytest.fixture
+def http(seatmap_gateway: tuple[httpx.AsyncClient, EventRecords]) -> httpx.AsyncClient:
+    return seatmap_gateway[0]
+
+
+async def changed(pool: asyncpg.Pool, records: EventRecords, statement: str, *args: Any) -> None:
+    """Runs `statement` and waits until the gateway has heard of it (a notification arrives
+    a moment after the commit)."""
+    generation = records.generation
+    await pool.execute(statement, *args)
+    await until(lambda: records.generation > generation)
 
 
 async def test_seat_map_lists_taken_seats_at_a_version(
