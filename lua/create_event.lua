@@ -54,9 +54,13 @@ end
 -- No build, or one of other input: start afresh, without what any earlier build left.
 redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12])
 local shape = cjson.decode(ARGV[9])
-redis.call('HSET', KEYS[1], 'fingerprint', ARGV[1], 'max_seats_per_hold', ARGV[3],
-  'max_seats_per_holder', ARGV[4], 'default_ttl_ms', ARGV[5], 'max_ttl_ms', ARGV[6],
-  'max_lifetime_ms', ARGV[7], 'changelog_max', ARGV[8], 'version', last_logged_version(),
+-- The fields every command reads (read_event) come first: while the hash is small Redis keeps
+-- it as a list that a lookup walks from its head, and these are looked up on every call. The
+-- settings field takes its place here and its value at the end.
+redis.call('HSET', KEYS[1], 'version', last_logged_version(), 'settings', '',
+  'changelog_max', ARGV[8], 'changelog_acked', 0, 'changelog_retention', CHANGELOG_RETENTION,
+  'fingerprint', ARGV[1], 'max_seats_per_hold', ARGV[3], 'max_seats_per_holder', ARGV[4],
+  'default_ttl_ms', ARGV[5], 'max_ttl_ms', ARGV[6], 'max_lifetime_ms', ARGV[7],
   'seat_count', shape.seat_count, 'row_count', shape.rows, 'created_at_ms', now_ms(),
   'bucket_cap', shape.bucket_cap, 'areas', cjson.encode(shape.areas),
   'entries', shape.entries, 'built_entries', 0, 'built_rows', 0)

@@ -294,3 +294,23 @@ async def test_a_create_task_cancelled_midway_leaves_nothing_visible_and_a_retry
     await _invisible(inventory)
     assert (await inventory.create_event(_request(seats))).created
     await _complete(inventory, redis, seats)
+
+
+async def test_the_fields_every_call_reads_lead_the_meta(redis: Redis, inventory: Inventory) -> None:
+    """Redis walks a small hash from its head: what read_event reads is found first, however
+    many section and category names follow (lua/RECORDS.md, field order)."""
+    request = _request()
+    for n in range(40):
+        request.seats.add(seat_id=f"named{n}", section=f"box {n}", category=f"c{n}")
+    await inventory.create_event(request)
+    meta = keys.event_keys(EVENT).meta
+    assert await redis.object("encoding", meta) == "listpack"
+    fields = list(await redis.hgetall(meta))
+    assert fields[:5] == [
+        "version",
+        "settings",
+        "changelog_max",
+        "changelog_acked",
+        "changelog_retention",
+    ]
+    assert len(fields) > 80

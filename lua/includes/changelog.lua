@@ -10,8 +10,10 @@
 -- Trimming never drops an entry a consumer group has not acknowledged, unless it is beyond the
 -- retention, and then it is counted. Meta fields, written by the booking worker:
 --   changelog_acked      the version up to which every consumer group has acknowledged
---                        (unset: nothing acknowledged yet)
---   changelog_retention  entries kept at most, read or not (unset: CHANGELOG_RETENTION)
+--                        (0 at create_event, and unset on events made before it wrote it:
+--                        nothing acknowledged yet)
+--   changelog_retention  entries kept at most, read or not (CHANGELOG_RETENTION at create_event;
+--                        unset on events made before it wrote it: the same)
 --   changelog_lost       (written here) entries trimmed before every group had read them
 -- Acknowledged entries older than the last `changelog_max` (what watchers may resume from) go
 -- with XADD's approximate trim, at most 10,000 per call by Redis's default LIMIT; unread entries
@@ -69,10 +71,12 @@ end
 local function append_change(reason, status, hold_id, holder_id, seats, now, booking_id)
   local version = log_version + 1
   local keep_from = math.max(math.min(log_acked, version - changelog_max) + 1, 0)
-  redis.call('XADD', KEYS[6], 'MINID', '~', '0-' .. keep_from, '0-' .. version,
+  -- The version as text once: Redis turns a number argument into text at a cost each time.
+  local entry_id = '0-' .. version
+  redis.call('XADD', KEYS[6], 'MINID', '~', '0-' .. keep_from, entry_id,
     'reason', reason, 'status', status, 'hold_id', hold_id, 'holder_id', holder_id,
     'seat_ids', cjson.encode(seats), 'changed_at', now, 'booking_id', booking_id or '')
-  redis.call('HSET', KEYS[1], 'version', version)
+  redis.call('HSET', KEYS[1], 'version', string.sub(entry_id, 3))
   log_version = version
   -- After the XADD, so that a failing append leaves nothing behind.
   if version - log_retention > log_acked then trim_unread(version, log_retention) end

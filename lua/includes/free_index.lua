@@ -101,9 +101,10 @@ local function zchange(command, members, with_score)
     if not with_score then
       redis.call(command, KEYS[11], unpack(members, first, last))
     else
+      -- Scores as text: Redis turns a number argument into text at a cost each time.
       local args, n = {}, 0
       for i = first, last do
-        args[n + 1], args[n + 2], n = 0, members[i], n + 2
+        args[n + 1], args[n + 2], n = '0', members[i], n + 2
       end
       redis.call(command, KEYS[11], unpack(args))
     end
