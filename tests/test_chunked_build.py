@@ -296,7 +296,9 @@ async def test_a_create_task_cancelled_midway_leaves_nothing_visible_and_a_retry
     await _complete(inventory, redis, seats)
 
 
-async def test_the_fields_every_call_reads_lead_the_meta(redis: Redis, inventory: Inventory) -> None:
+async def test_the_fields_every_call_reads_lead_the_meta(
+    redis: Redis, inventory: Inventory
+) -> None:
     """Redis walks a small hash from its head: what read_event reads is found first, however
     many section and category names follow (lua/RECORDS.md, field order)."""
     request = _request()
