@@ -41,6 +41,10 @@ def _output(command: list[str]) -> str:
         return "not installed"
 
 
+# The code measured: the commit when the harness started, "-dirty" when files differed from it.
+_COMMIT_AT_START = _output(["git", "describe", "--always", "--dirty", "--abbrev=7"])
+
+
 def _load(averages: tuple[float, float, float]) -> str:
     return " / ".join(f"{value:.2f}" for value in averages)
 
@@ -66,7 +70,7 @@ def environment() -> list[tuple[str, str]]:
         ("Python", platform.python_version()),
         ("Redis", _output(["redis-server", "--version"]).split(" sha=")[0]),
         ("Packages", ", ".join(versions)),
-        ("Commit", _output(["git", "rev-parse", "--short", "HEAD"]) or "unknown"),
+        ("Commit", _COMMIT_AT_START or "unknown"),
         ("Command", f"`{shlex.join(['python', '-m', 'bench.run', *sys.argv[1:]])}`"),
     ]
 
