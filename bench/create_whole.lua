@@ -16,7 +16,7 @@
             consumer group has not read are kept longer: includes/changelog.lua)
     ARGV[8] the event's shape as JSON: {"seat_count": seats without places, "entries": seats
             and places (E), "rows": row count (R), "bucket_cap": see free_index.lua,
-            "areas": [[area id, capacity, category or ""], ...], "categories": [...],
+            "areas": a list of [area id, capacity, category or ""], "categories": [...],
             "sections": [sections with rows], "rowless_sections": [sections whose seats
             have no row]}
     ARGV[9 .. 8 + 2E] seat id, its description (lua/RECORDS.md), ...

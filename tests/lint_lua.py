@@ -35,7 +35,7 @@ def nested_long_brackets(source: str) -> list[int]:
 def main() -> int:
     nested = [
         f"{path.relative_to(ROOT)}:{line}: '[[' inside a long comment or string"
-        for path in sorted((ROOT / "lua").rglob("*.lua"))
+        for path in sorted([*(ROOT / "lua").rglob("*.lua"), *(ROOT / "bench").glob("*.lua")])
         for line in nested_long_brackets(path.read_text())
     ]
     if nested:
