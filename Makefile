@@ -17,9 +17,13 @@ GOOGLE_PROTOS = $(shell $(BIN)/python -c "import google.rpc, os; print(os.path.d
 .PHONY: install system-packages lock proto lint test test-all demo
 
 # System packages when missing (needs root), then the locked project and its dev tools in .venv.
+# Compiled to bytecode once, at install: uv leaves that to the first import, and where
+# PYTHONDONTWRITEBYTECODE is set (it is on the machine the suite is timed on) every process
+# compiled its imports again: 1-3 s for each service, gateway, worker or load process a test
+# starts.
 install: system-packages $(UV)
 	$(UV) venv --quiet --allow-existing $(VENV)
-	$(UV) pip sync --quiet --python $(BIN)/python requirements.lock
+	$(UV) pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 
 system-packages:

@@ -185,6 +185,17 @@ class Walk:
         self.holds.append(held.hold.hold_id)
         return held
 
+    def take_all(self, groups: list[list[str]]) -> None:
+        """A hold of each group of free seats, in one batch: each hold its own script, as when
+        sent one by one, in one round trip (one by one, they took half of the test's time)."""
+        operations = [
+            pb.Operation(hold=pb.HoldRequest(event_id=EVENT, holder_id="walker", seat_ids=group))
+            for group in groups
+        ]
+        results = self.env.run(self.env.inventory.execute(operations))
+        assert all(result.WhichOneof("result") == "hold" for result in results), results[:1]
+        self.holds += [result.hold.hold.hold_id for result in results]
+
     def release(self, index: int) -> None:
         hold_id = self.holds.pop(index % len(self.holds))
         request = pb.ReleaseRequest(event_id=EVENT, hold_id=hold_id, holder_id="walker")
@@ -230,9 +241,13 @@ class Walk:
 def fill(walk: Walk) -> None:
     """Takes about half the seats, one or two at a time over every row, so that releasing them
     later dirties many rows."""
-    for row in ROWS:
-        for n in range(0, len(row) - 1, 3):
-            walk.step("take", [row[n].seat_id, row[n + 1].seat_id][: 1 + n % 2])
+    walk.take_all(
+        [
+            [row[n].seat_id, row[n + 1].seat_id][: 1 + n % 2]
+            for row in ROWS
+            for n in range(0, len(row) - 1, 3)
+        ]
+    )
 
 
 def test_best_available_after_any_walk_matches_brute_force(

@@ -34,11 +34,10 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = tmp_path_factory.mktemp("clone") / "lml"
     shutil.copytree(ROOT, source, symlinks=True, ignore=NOT_IN_A_CLONE)
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(source)],
-        check=True,
-        capture_output=True,
-    )
+    # Isolated as by default (a fresh environment with only build-system.requires), made by uv
+    # rather than pip: the same wheel, in a fraction of the ~10 s pip took to set it up.
+    build = [sys.executable, "-m", "build", "--wheel", "--installer", "uv"]
+    subprocess.run([*build, "--outdir", str(out), str(source)], check=True, capture_output=True)
     (built,) = out.glob("*.whl")
     return built
 

@@ -196,14 +196,17 @@ async def client(service: Service) -> AsyncIterator[InventoryClient]:
         yield client
 
 
-async def until(check: Callable[[], bool | Awaitable[bool]], seconds: float = 5.0) -> None:
-    """Waits until `check` holds; fails the test after `seconds`."""
+async def until(
+    check: Callable[[], bool | Awaitable[bool]], seconds: float = 5.0, interval: float = 0.02
+) -> None:
+    """Waits until `check` holds, trying it every `interval` seconds (0: back to back, for a
+    check that awaits work of its own); fails the test after `seconds`."""
     async with asyncio.timeout(seconds):
         while True:
             outcome = check()
             if outcome if isinstance(outcome, bool) else await outcome:
                 return
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(interval)
 
 
 def seats(*ids: str) -> list[pb.Seat]:
