@@ -66,6 +66,14 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+def _workers(command: Sequence[str]) -> int:
+    """The worker processes a server command asks for (`--workers`, else one)."""
+    arguments = list(command)
+    if "--workers" not in arguments:
+        return 1
+    return int(arguments[arguments.index("--workers") + 1])
+
+
 @contextmanager
 def server_process(command: Sequence[str], target: str, log: Path) -> Iterator[ServerProcess]:
     """Runs a gRPC server command until the block ends; yields it once it answers."""
@@ -73,8 +81,9 @@ def server_process(command: Sequence[str], target: str, log: Path) -> Iterator[S
         process = subprocess.Popen(list(command), stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait_ready(target, process)
-        # SO_REUSEPORT workers bind one by one: give the last ones time to take calls too.
-        time.sleep(1.0)
+        if _workers(command) > 1:
+            # SO_REUSEPORT workers bind one by one: give the last ones time to take calls too.
+            time.sleep(1.0)
         yield ServerProcess(target, process.pid)
     finally:
         _stop(process)
