@@ -12,14 +12,13 @@ import grpc
 import pytest
 from lml.inventory.v1 import inventory_pb2 as pb
 from redis.asyncio import Redis
-from redis.exceptions import OutOfMemoryError
 
 from clients import InventoryClient, RedisOutOfMemory
 from inventory import keys
 from inventory.engine import Inventory
-from inventory.local_servers import RedisServer, free_port
-from inventory.redis_client import connect
+from inventory.local_servers import free_port
 from inventory.server import create_server
+from tests.redis_memory import fill, used_memory
 
 SEATS = [
     pb.Seat(seat_id=f"s{i}", section="S", row=str(i // 100), number=str(i)) for i in range(1200)
@@ -28,12 +27,8 @@ RELEASED = 900  # holds released before Redis fills: tombstones for the sweep to
 
 
 @pytest.fixture
-async def redis(private_server: RedisServer) -> AsyncIterator[Redis]:
-    client = connect(private_server.url, timeout=5)
-    await client.config_set("maxmemory-policy", "noeviction")
-    yield client
-    await client.config_set("maxmemory", 0)
-    await client.aclose()
+def redis(noeviction_redis: Redis) -> Redis:
+    return noeviction_redis
 
 
 @pytest.fixture
@@ -49,21 +44,6 @@ async def client(inventory: Inventory) -> AsyncIterator[InventoryClient]:
     async with InventoryClient(target) as sdk:
         yield sdk
     await server.stop(None)
-
-
-async def _used_memory(redis: Redis) -> int:
-    return int((await redis.info("memory"))["used_memory"])
-
-
-async def _fill(redis: Redis) -> None:
-    """Sets maxmemory 256 KiB above what Redis uses, then goes 256 KiB past it in one script
-    without flags (checked for memory at its first write only, as EVAL always was): well over
-    the limit, so that no buffer freed between calls brings Redis back under it."""
-    await redis.config_set("maxmemory", await _used_memory(redis) + 256 * 1024)
-    fill = "for i = 1, 128 do redis.call('SET', 'filler:' .. i, string.rep('x', 4096)) end"
-    await redis.eval(fill, 0)
-    with pytest.raises(OutOfMemoryError):
-        await redis.set("one more", "x")
 
 
 async def _refused(call: Awaitable[object]) -> None:
@@ -101,7 +81,7 @@ async def test_over_maxmemory_holds_are_refused_and_what_frees_memory_still_runs
 
     await configure_queue(enabled=True)
 
-    await _fill(redis)
+    await fill(redis)
     await _refused(client.hold("full", "late", ["s1000"]))
     await _refused(client.create_event("another", SEATS[:3]))
     await _refused(client.extend("full", to_extend.hold_id, to_extend.holder_id, ttl=900))
@@ -127,11 +107,11 @@ async def test_over_maxmemory_holds_are_refused_and_what_frees_memory_still_runs
     assert seats["s1100"] == pb.SEAT_STATUS_AVAILABLE
     await redis.config_set("maxmemory", 0)  # ZADD adds data: the limit is lifted to age them
     await redis.zadd(deadlines, {h.hold_id: 0 for h in holds[:RELEASED]}, xx=True)
-    await redis.config_set("maxmemory", await _used_memory(redis) - 1024)
+    await redis.config_set("maxmemory", await used_memory(redis) - 1024)
     await _refused(client.hold("full", "late", ["s1000"]))
-    before = await _used_memory(redis)
+    before = await used_memory(redis)
     await inventory.sweep()
-    after = await _used_memory(redis)
+    after = await used_memory(redis)
     assert await redis.zcard(deadlines) < 10 and before - after > 100 * 1024, (before, after)
     await configure_queue(enabled=False)
     assert list((await client.hold("full", "late", ["s1000"])).seat_ids) == ["s1000"]

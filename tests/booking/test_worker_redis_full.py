@@ -1,0 +1,117 @@
+"""The booking worker over a Redis past its maxmemory (policy noeviction): Redis refuses its
+writes that add data (the change log's trim fields, joining a stream's group, a dead letter's
+copy); the worker goes on syncing bookings and transitions and trimming the outboxes, says so
+once, not per event and round, and catches up on what was refused once memory is back."""
+
+import logging
+from typing import Any
+
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+
+from inventory import keys
+from inventory.engine import Inventory
+from tests.booking.helpers import (
+    book,
+    booked_in_redis,
+    confirm,
+    count,
+    drained,
+    hold,
+    make_event,
+    pairs,
+    running_worker,
+    wait_for,
+)
+from tests.redis_memory import fill
+
+FAST = {"claim_idle_ms": 200, "discovery_interval_s": 0.05, "trim_interval_s": 0.05}
+
+
+@pytest.fixture
+def redis(noeviction_redis: Redis) -> Redis:
+    return noeviction_redis
+
+
+async def _acked(redis: Redis, event_id: str) -> tuple[int, int]:
+    """The event's version and the change log's `changelog_acked` mark."""
+    meta: Any = await redis.hmget(keys.event_keys(event_id).meta, "version", "changelog_acked")
+    return int(meta[0]), int(meta[1])
+
+
+async def _synced(pg: asyncpg.Connection, redis: Redis, event_id: str) -> bool:
+    """Every booked seat of the event in Redis is in Postgres, with its booking, once; every
+    version of its change log is in the audit log, once."""
+    in_redis = await booked_in_redis(redis, event_id)
+    rows = await pg.fetch("SELECT seat_id, booking_id FROM booked_seats WHERE event_id = $1", event_id)
+    audit = await pg.fetchrow(
+        "SELECT count(DISTINCT version) AS versions, count(*) FILTER (WHERE reason = 'confirmed')"
+        " AS confirmed, count(DISTINCT (seat_id, version)) AS distinct_rows, count(*) AS all_rows"
+        " FROM seat_audit WHERE event_id = $1",
+        event_id,
+    )
+    assert len(rows) == len({r["seat_id"] for r in rows})  # never a seat twice
+    version, _ = await _acked(redis, event_id)
+    assert audit["distinct_rows"] == audit["all_rows"]  # never a transition twice
+    return (
+        {r["seat_id"]: r["booking_id"] for r in rows} == in_redis
+        and audit["versions"] == version
+        and audit["confirmed"] == len(in_redis)
+    )
+
+
+def _refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "maxmemory" in r.getMessage()]
+
+
+async def test_over_maxmemory_the_worker_syncs_trims_and_catches_up_after(
+    redis: Redis,
+    inventory: Inventory,
+    pg: asyncpg.Connection,
+    pg_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    seats = await make_event(inventory, "show", 400)
+    await book(inventory, "show", pairs(seats[:40]))
+    async with running_worker(redis, pg_url, **FAST):
+        await wait_for(lambda: drained(redis, ["show"]))
+    # Holds to confirm once Redis is full (confirm runs then: the payment is taken), and an
+    # event created and sold while no worker ran: its streams have no consumer group yet.
+    while_full = [await hold(inventory, "show", pairs(seats[n : n + 40])) for n in (40, 80)]
+    late = await make_event(inventory, "late", 40)
+    await book(inventory, "late", pairs(late[:20]))
+    await fill(redis)
+
+    await confirm(inventory, "show", while_full[0])
+    # A worker (re)started while Redis is full: it cannot create the late event's groups, and
+    # the change log's trim fields are refused at every upkeep round.
+    async with running_worker(redis, pg_url, **FAST) as worker:
+        await wait_for(lambda: _synced(pg, redis, "show"))
+        await confirm(inventory, "show", while_full[1])
+        await wait_for(lambda: _synced(pg, redis, "show"))
+
+        async def outbox_trimmed() -> bool:
+            return int(await redis.xlen(keys.event_keys("show").outbox)) <= 1
+
+        await wait_for(outbox_trimmed)
+        version, acked = await _acked(redis, "show")
+        assert acked < version  # the mark could not be written
+        assert not worker.done()
+        assert await count(pg, "SELECT count(*) FROM bookings WHERE event_id = 'late'") == 0
+        # Many upkeep and discovery rounds, each refused: one line per kind of write.
+        refusals = _refusals(caplog)
+        assert len(refusals) == 2, refusals
+
+        await redis.config_set("maxmemory", 0)
+        await wait_for(lambda: _synced(pg, redis, "late"))
+        await wait_for(lambda: drained(redis, ["show", "late"]))
+
+        async def marked() -> bool:
+            return all(v == a for v, a in [await _acked(redis, e) for e in ("show", "late")])
+
+        await wait_for(marked)
+        assert not worker.done()
+    assert await _synced(pg, redis, "show") and await _synced(pg, redis, "late")
+    assert await count(pg, "SELECT count(*) FROM bookings") == 20 + 20 + 20 + 10
