@@ -44,13 +44,16 @@ async def _synced(pg: asyncpg.Connection, redis: Redis, event_id: str) -> bool:
     """Every booked seat of the event in Redis is in Postgres, with its booking, once; every
     version of its change log is in the audit log, once."""
     in_redis = await booked_in_redis(redis, event_id)
-    rows = await pg.fetch("SELECT seat_id, booking_id FROM booked_seats WHERE event_id = $1", event_id)
+    rows = await pg.fetch(
+        "SELECT seat_id, booking_id FROM booked_seats WHERE event_id = $1", event_id
+    )
     audit = await pg.fetchrow(
         "SELECT count(DISTINCT version) AS versions, count(*) FILTER (WHERE reason = 'confirmed')"
         " AS confirmed, count(DISTINCT (seat_id, version)) AS distinct_rows, count(*) AS all_rows"
         " FROM seat_audit WHERE event_id = $1",
         event_id,
     )
+    assert audit is not None
     assert len(rows) == len({r["seat_id"] for r in rows})  # never a seat twice
     version, _ = await _acked(redis, event_id)
     assert audit["distinct_rows"] == audit["all_rows"]  # never a transition twice
@@ -61,8 +64,13 @@ async def _synced(pg: asyncpg.Connection, redis: Redis, event_id: str) -> bool:
     )
 
 
-def _refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if "maxmemory" in r.getMessage()]
+def _lines(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    """The worker's lines about Redis's memory limit at `level`."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == level and "maxmemory" in r.getMessage()
+    ]
 
 
 async def test_over_maxmemory_the_worker_syncs_trims_and_catches_up_after(
@@ -100,9 +108,11 @@ async def test_over_maxmemory_the_worker_syncs_trims_and_catches_up_after(
         assert acked < version  # the mark could not be written
         assert not worker.done()
         assert await count(pg, "SELECT count(*) FROM bookings WHERE event_id = 'late'") == 0
-        # Many upkeep and discovery rounds, each refused: one line per kind of write.
-        refusals = _refusals(caplog)
-        assert len(refusals) == 2, refusals
+        # Many upkeep and discovery rounds, each refused: one line per kind of write (the
+        # marks; the late event's groups, of the outbox and the change log).
+        refusals = _lines(caplog, logging.WARNING)
+        assert len(refusals) == 3, refusals
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
         await redis.config_set("maxmemory", 0)
         await wait_for(lambda: _synced(pg, redis, "late"))
@@ -113,5 +123,7 @@ async def test_over_maxmemory_the_worker_syncs_trims_and_catches_up_after(
 
         await wait_for(marked)
         assert not worker.done()
+        assert len(_lines(caplog, logging.INFO)) == 3  # each refusal's end
+        assert _lines(caplog, logging.WARNING) == refusals
     assert await _synced(pg, redis, "show") and await _synced(pg, redis, "late")
     assert await count(pg, "SELECT count(*) FROM bookings") == 20 + 20 + 20 + 10
