@@ -152,7 +152,10 @@ async def _counted(redis: Redis) -> int:
 
 
 async def test_over_maxmemory_a_rated_key_releases_and_confirms_within_its_rate(
-    rated_client: InventoryClient, inventory: Inventory, redis: Redis
+    rated_client: InventoryClient,
+    inventory: Inventory,
+    redis: Redis,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     await inventory.create_event(pb.CreateEventRequest(event_id="rated", seats=SEATS[:10]))
     holds = [
@@ -181,6 +184,8 @@ async def test_over_maxmemory_a_rated_key_releases_and_confirms_within_its_rate(
     assert limited.value.reason == "RATE_LIMITED"
     assert limited.value.retry_after and limited.value.retry_after > 0
     assert await _counted(redis) == 1
+    said = [r.getMessage() for r in caplog.records if "counted by this process" in r.getMessage()]
+    assert len(said) == 1, said  # once, not per call
 
     await redis.config_set("maxmemory", 0)
     await asyncio.sleep(0.1)  # past the local memory of the refusal
