@@ -8,8 +8,10 @@ from typing import Any
 
 import asyncpg
 import pytest
+from lml.inventory.v1 import inventory_pb2 as pb
 from redis.asyncio import Redis
 
+from booking.worker import OUTBOX_GROUP
 from inventory import keys
 from inventory.engine import Inventory
 from tests.booking.helpers import (
@@ -127,3 +129,55 @@ async def test_over_maxmemory_the_worker_syncs_trims_and_catches_up_after(
         assert _lines(caplog, logging.WARNING) == refusals
     assert await _synced(pg, redis, "show") and await _synced(pg, redis, "late")
     assert await count(pg, "SELECT count(*) FROM bookings") == 20 + 20 + 20 + 10
+
+
+async def test_over_maxmemory_a_dead_letter_waits_for_its_copy_in_redis(
+    redis: Redis,
+    inventory: Inventory,
+    pg: asyncpg.Connection,
+    pg_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await make_event(inventory, "show", 10)
+    holds = [
+        await inventory.hold(pb.HoldRequest(event_id="show", holder_id="ann", seat_ids=[seat]))
+        for seat in ("s00001", "s00002", "s00003")
+    ]
+    async with running_worker(redis, pg_url, **FAST):  # creates the groups
+        await wait_for(lambda: drained(redis, ["show"]))
+    # An operator's rule that refuses one booking for its data (SQLSTATE 23514).
+    await pg.execute(
+        "ALTER TABLE bookings ADD CONSTRAINT no_refused CHECK (payment_ref <> 'pi_refused')"
+    )
+    outbox = keys.event_keys("show").outbox
+    await fill(redis)
+    for held, payment in zip(holds[:2], ("pi_1", "pi_refused"), strict=True):
+        confirm = pb.ConfirmRequest(
+            event_id="show", hold_id=held.hold.hold_id, holder_id="ann", payment_ref=payment
+        )
+        await inventory.confirm(confirm)
+    async with running_worker(redis, pg_url, max_deliveries=1, **FAST) as worker:
+
+        async def dead_lettered_again() -> bool:
+            pending = await redis.xpending_range(outbox, OUTBOX_GROUP, "-", "+", 10)
+            return len(pending) == 1 and int(pending[0]["times_delivered"]) >= 4
+
+        await wait_for(dead_lettered_again)  # at each claim: its copy refused, kept pending
+        # The outbox is read on: a booking made meanwhile is synced.
+        last = pb.ConfirmRequest(event_id="show", hold_id=holds[2].hold.hold_id, holder_id="ann")
+        await inventory.confirm(last)
+
+        async def synced() -> bool:
+            return await count(pg, "SELECT count(*) FROM bookings") == 2
+
+        await wait_for(synced)
+        assert await count(pg, "SELECT count(*) FROM dead_letters") == 1
+        assert not await redis.exists(keys.dead_letter_key("show"))
+        assert len(_lines(caplog, logging.WARNING)) == 2  # the copies', the marks'
+        assert not worker.done()
+
+        await redis.config_set("maxmemory", 0)
+        await wait_for(lambda: drained(redis, ["show"]))
+        assert await redis.xlen(keys.dead_letter_key("show")) == 1
+        assert not worker.done()
+    assert await count(pg, "SELECT count(*) FROM dead_letters") == 1
