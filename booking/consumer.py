@@ -26,6 +26,8 @@ from booking.records import Entry
 from booking.retry import is_transient, retrying
 from booking.upkeep import Upkeep
 from inventory import keys
+from inventory.errors import is_out_of_memory
+from inventory.logs import Recurring
 
 # (event id, entry id): entry ids are unique within one stream, and there is one stream per event.
 EntryKey = tuple[str, str]
@@ -80,16 +82,45 @@ class StreamConsumer:
         self.failures: dict[EntryKey, Failure] = {}  # last failure of entries not yet acknowledged
         self._next_reclaim = 0.0
         self._next_upkeep = 0.0
+        self._refused_groups = Recurring(
+            log, f"{settings.group}: events' groups not created: redis over maxmemory"
+        )
+        self._refused_letters = Recurring(
+            log, f"{settings.group}: dead letters' copies not added: redis over maxmemory"
+        )
 
-    async def watch(self, event_id: str) -> None:
-        """Joins the event's stream, creating the group at the start so nothing is missed."""
+    async def watch(self, event_id: str) -> bool:
+        """Joins the event's stream, creating the group at the start so nothing is missed;
+        False when Redis, over its maxmemory, refused to create a group that does not exist:
+        the stream is then left to the next discovery round."""
         stream = self.stream_of(event_id)
+        if await self._create_group(stream):
+            self.streams[stream] = event_id
+            return True
+        self.streams.pop(stream, None)
+        return False
+
+    async def _create_group(self, stream: str) -> bool:
+        """Whether the group exists (created now or before)."""
         try:
             await self.redis.xgroup_create(stream, self.settings.group, id="0", mkstream=True)
         except ResponseError as error:
-            if "BUSYGROUP" not in str(error):
+            if "BUSYGROUP" in str(error):
+                return True
+            if not is_out_of_memory(error):
                 raise
-        self.streams[stream] = event_id
+            # XGROUP CREATE is refused over maxmemory even when the group exists: then the
+            # stream is read all the same (XREADGROUP and XACK are not refused).
+            try:
+                groups: Any = await self.redis.xinfo_groups(stream)
+            except ResponseError:  # no stream yet
+                groups = []
+            if any(g["name"] == self.settings.group for g in groups):
+                return True
+            self._refused_groups.met(error)
+            return False
+        self._refused_groups.ended()
+        return True
 
     async def run(self, stop: asyncio.Event) -> None:
         """Steps until `stop` is set. Nothing ends it early: transient failures are retried with
@@ -292,6 +323,20 @@ class StreamConsumer:
                     await store.insert_dead_letters(conn, self.settings.group, letters)
         pipe = self.redis.pipeline(transaction=False)
         for entry, count, reason in letters:
+            pipe.xadd(
+                keys.dead_letter_key(entry.event_id),
+                _letter(entry, self.settings.group, count, reason),
+            )
+        replies = await pipe.execute(raise_on_error=False)
+        copied: list[Entry] = []
+        for (entry, count, reason), reply in zip(letters, replies, strict=True):
+            if isinstance(reply, Exception):
+                if not is_out_of_memory(reply):
+                    raise reply
+                # Left pending: dead-lettered again (one row in Postgres), copy and all, at a
+                # later claim once Redis takes the copy.
+                self._refused_letters.met(reply)
+                continue
             log.error(
                 "%s: dead-lettered entry %s of %s after %d deliveries: %s",
                 self.settings.group,
@@ -300,11 +345,11 @@ class StreamConsumer:
                 count,
                 reason,
             )
-            letter = _letter(entry, self.settings.group, count, reason)
-            pipe.xadd(keys.dead_letter_key(entry.event_id), letter)
-        await pipe.execute()
-        metrics.DEAD_LETTERS.labels(self.settings.group).inc(len(letters))
-        await self._ack(dead)
+            copied.append(entry)
+        if copied:
+            self._refused_letters.ended()
+        metrics.DEAD_LETTERS.labels(self.settings.group).inc(len(copied))
+        await self._ack(copied)
 
 
 def _letter(entry: Entry, group: str, deliveries: int, reason: str) -> dict[Any, Any]:

@@ -8,6 +8,11 @@ meta hash written here: `changelog_acked`, the version up to which every group h
 and `changelog_retention`, the most entries kept read or not. What the scripts trim beyond the
 retention before every group read it they count in `changelog_lost`, reported here in a metric
 and a log line.
+
+Over its maxmemory Redis refuses the HSET of those fields (XTRIM, which frees memory, runs): they
+keep their last values, so the scripts trim less, never more, and the lags are reported all the
+same; the refusal is logged once a period, and the fields are written again once Redis takes
+them.
 """
 
 import logging
@@ -20,6 +25,8 @@ from redis.exceptions import ResponseError
 
 from booking import metrics
 from inventory import keys
+from inventory.errors import is_out_of_memory
+from inventory.logs import Recurring
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +108,9 @@ class ChangelogUpkeep:
         self.redis = redis
         self.retention = retention
         self.lost: dict[str, int] = {}  # event id -> entries lost, as last reported
+        self.refused = Recurring(
+            log, "change logs' trim marks (changelog_acked) not written: redis over maxmemory"
+        )
 
     async def run(self, streams: Mapping[str, str]) -> None:
         lags: dict[str, int] = {}
@@ -125,9 +135,16 @@ class ChangelogUpkeep:
         )
         if not exists:  # the event is gone (or not created yet): do not make a meta of it
             return acked
-        await self.redis.hset(
-            meta, mapping={"changelog_acked": acked, "changelog_retention": self.retention}
-        )
+        try:
+            await self.redis.hset(
+                meta, mapping={"changelog_acked": acked, "changelog_retention": self.retention}
+            )
+        except ResponseError as error:
+            if not is_out_of_memory(error):
+                raise
+            self.refused.met(error)
+        else:
+            self.refused.ended()
         lost_now = int(lost or 0)
         if lost_now > self.lost.get(event_id, 0):
             log.error(

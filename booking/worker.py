@@ -127,9 +127,9 @@ class Worker:
                         raise
                     self._failed(event_id, error)
             for consumer in self._consumers():
-                if consumer.stream_of(event_id) not in consumer.streams:
+                stream = consumer.stream_of(event_id)
+                if stream not in consumer.streams and await consumer.watch(event_id):
                     log.info("%s: watching event %s", consumer.settings.group, event_id)
-                    await consumer.watch(event_id)
 
     def _due(self, event_id: str) -> bool:
         failure = self.failing.get(event_id)

@@ -13,6 +13,7 @@ from redis.exceptions import (
     OutOfMemoryError,
     ReadOnlyError,
     RedisError,
+    ResponseError,
     TimeoutError,
     TryAgainError,
 )
@@ -129,6 +130,14 @@ def is_transient(error: RedisError) -> bool:
     if isinstance(error, _TRANSIENT):
         return True
     return str(error).split(" ", 1)[0] in _TRANSIENT_CODES
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether Redis refused a write for being over its maxmemory (policy noeviction): redis-py
+    raises OutOfMemoryError, or a plain ResponseError where an error reply is parsed by hand."""
+    return isinstance(error, OutOfMemoryError) or (
+        isinstance(error, ResponseError) and str(error).startswith("OOM ")
+    )
 
 
 def redis_status(error: RedisError) -> status_pb2.Status:

@@ -7,17 +7,29 @@ process takes a lease of a few operations at a time (`lease_share` of the window
 at least the cost of the call) and spends it locally until it is used up or the window has
 passed. Every process holds at most one lease per key, so the keys' budgets are exceeded by at
 most one lease per process; `lease_share=0` asks Redis for every operation.
+
+Over its maxmemory (policy noeviction) Redis refuses the counter's writes: each process then
+counts the keys' rates in its own memory until Redis takes them again, so that releases and
+confirms, which the engine still runs, are not refused for the limiter's sake (a key may then
+do its rate in each process). Any other Redis error is raised.
 """
 
 import asyncio
+import logging
 import math
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from limits import RateLimitItem, RateLimitItemPerSecond
-from limits.aio.storage import RedisClusterStorage, RedisStorage
+from limits.aio.storage import MemoryStorage, RedisClusterStorage, RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from redis.exceptions import RedisError
+
+from inventory.errors import is_out_of_memory
+from inventory.logs import Recurring
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = "lml-quota"
 # A refused key is refused locally for this long at most, so a flood over quota does not
@@ -67,6 +79,11 @@ class Quotas:
         self._limiter = SlidingWindowCounterRateLimiter(self._storage)
         self._lease_share = lease_share
         self._leases: dict[tuple[str, Rate], _Lease] = {}
+        # Made at the first refusal (limits' MemoryStorage starts a task: it needs the loop).
+        self._local: SlidingWindowCounterRateLimiter | None = None
+        self._counting_here = Recurring(
+            log, "rates counted by this process alone: redis over maxmemory refuses the counts"
+        )
 
     async def charge(self, key_id: str, rate: Rate, cost: int) -> float | None:
         """Takes `cost` operations from the key's budget: None, or the seconds to wait."""
@@ -89,11 +106,33 @@ class Quotas:
         if lease.tokens >= cost and now < lease.expires:  # another call renewed it meanwhile
             lease.tokens -= cost
             return None
+        try:
+            retry_after = await self._take(self._limiter, key_id, rate, lease, cost)
+        except RedisError as error:
+            if not is_out_of_memory(error):
+                raise
+            self._counting_here.met(error)
+            if self._local is None:
+                self._local = SlidingWindowCounterRateLimiter(MemoryStorage())
+            return await self._take(self._local, key_id, rate, lease, cost)
+        self._counting_here.ended()
+        return retry_after
+
+    async def _take(
+        self,
+        limiter: SlidingWindowCounterRateLimiter,
+        key_id: str,
+        rate: Rate,
+        lease: _Lease,
+        cost: int,
+    ) -> float | None:
+        """A new lease from the key's count in `limiter`: None, or the seconds to wait."""
+        now = time.monotonic()
         for amount in dict.fromkeys((max(lease.size, cost), cost)):
-            if await self._limiter.hit(lease.item, key_id, cost=amount):
+            if await limiter.hit(lease.item, key_id, cost=amount):
                 lease.tokens, lease.expires = amount - cost, now + rate.window
                 return None
-        stats = await self._limiter.get_window_stats(lease.item, key_id)
+        stats = await limiter.get_window_stats(lease.item, key_id)
         retry_after = max(stats.reset_time - time.time(), cost / rate.ops_per_s)
         lease.tokens = 0
         lease.refused_until = time.monotonic() + min(retry_after, REFUSAL_MEMORY)

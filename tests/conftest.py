@@ -32,6 +32,17 @@ def private_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
+async def noeviction_redis(private_server: RedisServer) -> AsyncIterator[Redis]:
+    """A client of a redis-server of the test's own with the noeviction policy, to fill past
+    a maxmemory (tests/redis_memory.py); the limit is lifted at the end."""
+    client = connect(private_server.url, timeout=5)
+    await client.config_set("maxmemory-policy", "noeviction")
+    yield client
+    await client.config_set("maxmemory", 0)
+    await client.aclose()
+
+
+@pytest.fixture
 async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
     client = connect(redis_server.url)
     await client.flushall()

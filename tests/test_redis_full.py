@@ -2,24 +2,28 @@
 event, a join) is refused before it runs, as RESOURCE_EXHAUSTED with the reason
 REDIS_OUT_OF_MEMORY; releases, confirms, reads and the sweep still run (their functions are
 flagged allow-oom, inventory/scripts.py), and the sweep's purge frees memory until holds are
-taken again."""
+taken again. A key's rate, whose count Redis refuses to write then, is counted by each service
+process alone meanwhile."""
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import grpc
 import pytest
 from lml.inventory.v1 import inventory_pb2 as pb
 from redis.asyncio import Redis
-from redis.exceptions import OutOfMemoryError
 
-from clients import InventoryClient, RedisOutOfMemory
+from clients import InventoryClient, RateLimited, RedisOutOfMemory
 from inventory import keys
+from inventory.auth import KeyRing
 from inventory.engine import Inventory
 from inventory.local_servers import RedisServer, free_port
-from inventory.redis_client import connect
+from inventory.quotas import KEY_PREFIX, Quotas
 from inventory.server import create_server
+from tests.api_keys import write_keys
+from tests.redis_memory import fill, used_memory
 
 SEATS = [
     pb.Seat(seat_id=f"s{i}", section="S", row=str(i // 100), number=str(i)) for i in range(1200)
@@ -28,12 +32,8 @@ RELEASED = 900  # holds released before Redis fills: tombstones for the sweep to
 
 
 @pytest.fixture
-async def redis(private_server: RedisServer) -> AsyncIterator[Redis]:
-    client = connect(private_server.url, timeout=5)
-    await client.config_set("maxmemory-policy", "noeviction")
-    yield client
-    await client.config_set("maxmemory", 0)
-    await client.aclose()
+def redis(noeviction_redis: Redis) -> Redis:
+    return noeviction_redis
 
 
 @pytest.fixture
@@ -49,21 +49,6 @@ async def client(inventory: Inventory) -> AsyncIterator[InventoryClient]:
     async with InventoryClient(target) as sdk:
         yield sdk
     await server.stop(None)
-
-
-async def _used_memory(redis: Redis) -> int:
-    return int((await redis.info("memory"))["used_memory"])
-
-
-async def _fill(redis: Redis) -> None:
-    """Sets maxmemory 256 KiB above what Redis uses, then goes 256 KiB past it in one script
-    without flags (checked for memory at its first write only, as EVAL always was): well over
-    the limit, so that no buffer freed between calls brings Redis back under it."""
-    await redis.config_set("maxmemory", await _used_memory(redis) + 256 * 1024)
-    fill = "for i = 1, 128 do redis.call('SET', 'filler:' .. i, string.rep('x', 4096)) end"
-    await redis.eval(fill, 0)
-    with pytest.raises(OutOfMemoryError):
-        await redis.set("one more", "x")
 
 
 async def _refused(call: Awaitable[object]) -> None:
@@ -101,7 +86,7 @@ async def test_over_maxmemory_holds_are_refused_and_what_frees_memory_still_runs
 
     await configure_queue(enabled=True)
 
-    await _fill(redis)
+    await fill(redis)
     await _refused(client.hold("full", "late", ["s1000"]))
     await _refused(client.create_event("another", SEATS[:3]))
     await _refused(client.extend("full", to_extend.hold_id, to_extend.holder_id, ttl=900))
@@ -127,11 +112,83 @@ async def test_over_maxmemory_holds_are_refused_and_what_frees_memory_still_runs
     assert seats["s1100"] == pb.SEAT_STATUS_AVAILABLE
     await redis.config_set("maxmemory", 0)  # ZADD adds data: the limit is lifted to age them
     await redis.zadd(deadlines, {h.hold_id: 0 for h in holds[:RELEASED]}, xx=True)
-    await redis.config_set("maxmemory", await _used_memory(redis) - 1024)
+    await redis.config_set("maxmemory", await used_memory(redis) - 1024)
     await _refused(client.hold("full", "late", ["s1000"]))
-    before = await _used_memory(redis)
+    before = await used_memory(redis)
     await inventory.sweep()
-    after = await _used_memory(redis)
+    after = await used_memory(redis)
     assert await redis.zcard(deadlines) < 10 and before - after > 100 * 1024, (before, after)
     await configure_queue(enabled=False)
     assert list((await client.hold("full", "late", ["s1000"])).seat_ids) == ["s1000"]
+
+
+# 6 calls a minute; leases of one call (5 % of 6, at least 1): Redis is asked at every call.
+RATE = {"ops_per_s": 0.1, "burst": 6}
+
+
+@pytest.fixture
+async def rated_client(
+    inventory: Inventory, private_server: RedisServer, tmp_path: Path
+) -> AsyncIterator[InventoryClient]:
+    """The SDK with a key of RATE, against a service that counts rates in the full Redis."""
+    made = write_keys(
+        tmp_path / "keys.json", {"seller": {"scopes": ["sell", "read"], "rate": RATE}}
+    )
+    target = f"127.0.0.1:{free_port()}"
+    quotas = Quotas(private_server.url, lease_share=0.05)
+    server, _health = create_server(
+        inventory, target, keys=KeyRing(tmp_path / "keys.json"), quotas=quotas
+    )
+    await server.start()
+    async with InventoryClient(target, api_key=made["seller"]) as sdk:
+        yield sdk
+    await server.stop(None)
+    await quotas.close()
+
+
+async def _counted(redis: Redis) -> int:
+    """Calls counted in Redis, over every key and window."""
+    return sum([int(await redis.get(k) or 0) async for k in redis.scan_iter(f"{KEY_PREFIX}*")])
+
+
+async def test_over_maxmemory_a_rated_key_releases_and_confirms_within_its_rate(
+    rated_client: InventoryClient,
+    inventory: Inventory,
+    redis: Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await inventory.create_event(pb.CreateEventRequest(event_id="rated", seats=SEATS[:10]))
+    holds = [
+        (
+            await inventory.hold(
+                pb.HoldRequest(event_id="rated", holder_id=f"h{i}", seat_ids=[f"s{i}"])
+            )
+        ).hold
+        for i in range(3)
+    ]
+    await rated_client.availability("rated")  # counted in Redis
+    assert await _counted(redis) == 1
+
+    await fill(redis)
+    # Redis refuses to count: the calls are counted in the process, within the key's rate.
+    assert await rated_client.release("rated", holds[0].hold_id, holds[0].holder_id) == ["s0"]
+    booking = await rated_client.confirm("rated", holds[1].hold_id, holds[1].holder_id)
+    assert list(booking.seat_ids) == ["s1"]
+    await _refused(rated_client.hold("rated", "late", ["s5"]))  # the engine's refusal
+    for _ in range(3):
+        await rated_client.availability("rated")
+    # 6 calls: the key's rate holds all the same, refused as ever.
+    with pytest.raises(RateLimited) as limited:
+        await rated_client.release("rated", holds[2].hold_id, holds[2].holder_id)
+    assert limited.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert limited.value.reason == "RATE_LIMITED"
+    assert limited.value.retry_after and limited.value.retry_after > 0
+    assert await _counted(redis) == 1
+    said = [r.getMessage() for r in caplog.records if "counted by this process" in r.getMessage()]
+    assert len(said) == 1, said  # once, not per call
+
+    await redis.config_set("maxmemory", 0)
+    await asyncio.sleep(0.1)  # past the local memory of the refusal
+    # Counted in Redis again, where the minute has one call (the local count is not carried).
+    assert await rated_client.release("rated", holds[2].hold_id, holds[2].holder_id) == ["s2"]
+    assert await _counted(redis) == 2

@@ -54,9 +54,13 @@ async def hold(inventory: Inventory, event_id: str, groups: Sequence[Sequence[st
 
 async def book(inventory: Inventory, event_id: str, groups: Sequence[Sequence[str]]) -> list[str]:
     """Holds then confirms each group of seats; returns the booking ids."""
-    hold_ids = await hold(inventory, event_id, groups)
+    return await confirm(inventory, event_id, await hold(inventory, event_id, groups))
+
+
+async def confirm(inventory: Inventory, event_id: str, hold_ids: Sequence[str]) -> list[str]:
+    """Confirms the holds made by `hold` (in one call of it); returns the booking ids."""
     booking_ids: list[str] = []
-    for start in range(0, len(groups), BATCH):
+    for start in range(0, len(hold_ids), BATCH):
         operations = [
             pb.Operation(
                 confirm=pb.ConfirmRequest(
@@ -119,14 +123,17 @@ async def count(pg: asyncpg.Connection, query: str, *args: object) -> int:
 
 
 @contextlib.asynccontextmanager
-async def running_worker(redis: Redis, pg_url: str, **settings: int | float) -> AsyncIterator[None]:
-    """The worker in this process, as `lml-worker run` runs it."""
+async def running_worker(
+    redis: Redis, pg_url: str, **settings: int | float
+) -> AsyncIterator["asyncio.Task[None]"]:
+    """The worker in this process, as `lml-worker run` runs it; yields its task (done only if
+    it stopped on its own)."""
     pool = await asyncpg.create_pool(pg_url, min_size=0, max_size=4)
     stop = asyncio.Event()
     worker = Worker(redis, pool, WorkerSettings(consumer="in-test", **settings))  # type: ignore[arg-type]
     task = asyncio.create_task(worker.run(stop))
     try:
-        yield
+        yield task
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
