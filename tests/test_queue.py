@@ -303,6 +303,12 @@ async def test_a_hold_on_a_queued_event_needs_the_holders_live_admission(
     assert list((await service.hold("gate", "dee", ["s4"])).seat_ids) == ["s4"]
 
 
+async def _until_lapsed(ticket: pb.QueueTicket) -> None:
+    """Sleeps past the ticket's admission (Redis's clock and this one agree: same machine)."""
+    lapses = ticket.admission_expires_at.ToMilliseconds() / 1000
+    await asyncio.sleep(max(0.0, lapses - time.time()) + 0.1)
+
+
 async def test_an_expired_admission_stops_new_holds_but_not_the_holds_made(
     service: InventoryClient, inventory: Inventory
 ) -> None:
@@ -312,19 +318,11 @@ async def test_an_expired_admission_stops_new_holds_but_not_the_holds_made(
     )
     ann = await _admitted(service, "lapse", "ann")
     held = await service.hold("lapse", "ann", ["s1"], admission_token=ann.admission_token, ttl=60)
-    await asyncio.sleep(
-        max(0.0, ann.admission_expires_at.ToMilliseconds() / 1000 - time.time()) + 0.1
-    )
+    await _until_lapsed(ann)
     with pytest.raises(AdmissionInvalid):
         await service.hold("lapse", "ann", ["s2"], admission_token=ann.admission_token)
     booking = await service.confirm("lapse", held.hold_id, "ann", payment_ref="p")
     assert list(booking.seat_ids) == ["s1"]
-
-
-async def _until_lapsed(ticket: pb.QueueTicket) -> None:
-    """Sleeps past the ticket's admission (Redis's clock and this one agree: same machine)."""
-    lapses = ticket.admission_expires_at.ToMilliseconds() / 1000
-    await asyncio.sleep(max(0.0, lapses - time.time()) + 0.1)
 
 
 async def test_a_buyer_whose_admission_lapsed_joins_again_at_the_back_and_is_admitted_again(
