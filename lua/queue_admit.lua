@@ -3,7 +3,10 @@
   at the configured rate, smoothly, and never beyond max_active live admissions.
 
   The rate is a token bucket on Redis's clock kept in the queue hash: it fills at
-  admit_per_minute / 60,000 per ms up to one second's worth, and each admission takes one. Every
+  admit_per_minute / 60,000 per ms up to one second's worth, and each admission takes one. The
+  bucket counts sixty-thousandths of an admission (field `bucket`), so that it fills by
+  admit_per_minute a ms in whole numbers: fractions of an admission in floating point would round,
+  and a tick could then admit one too few and the next one too many. Every
   service process may run this tick as often as it likes: the script is atomic and the bucket
   lives in Redis, so the rate holds whatever the number of processes. While the queue is paused,
   closed or not yet open the bucket stays empty (no burst at the opening or on resume).
@@ -38,10 +41,11 @@ if cfg[2] ~= 'open' or now < tonumber(cfg[3]) then
 end
 
 local per_minute = tonumber(cfg[4])
-local capacity = math.max(1, per_minute / 60)
-local tokens = tonumber(cfg[8]) + math.max(0, now - tonumber(cfg[9])) * per_minute / 60000
-tokens = math.min(capacity, tokens)
-local n = math.min(math.floor(tokens), tonumber(cfg[5]) - active, waiting, tonumber(ARGV[1]))
+local ONE = 60000  -- one admission, in the bucket's units
+local capacity = math.max(ONE, per_minute * 1000)
+local units = tonumber(cfg[8]) + math.max(0, now - tonumber(cfg[9])) * per_minute
+units = math.min(capacity, units)
+local n = math.min(math.floor(units / ONE), tonumber(cfg[5]) - active, waiting, tonumber(ARGV[1]))
 local waits = {}
 if n > 0 then
   local expires = now + tonumber(cfg[6])
@@ -56,11 +60,11 @@ if n > 0 then
     waits[i] = now - math.max(record.joined_at_ms, opens)
   end
   admitted = admitted + n
-  tokens = tokens - n
+  units = units - n * ONE
 else
   n = 0
 end
-redis.call('HSET', KEYS[1], 'admitted', admitted, 'bucket', tokens, 'bucket_ms', now)
+redis.call('HSET', KEYS[1], 'admitted', admitted, 'bucket', units, 'bucket_ms', now)
 local reply = {'OK', n, admitted, active + n, waiting - n}
 for _, wait in ipairs(waits) do reply[#reply + 1] = wait end
 return reply
