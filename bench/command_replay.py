@@ -19,6 +19,8 @@ _ESCAPED = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"a": b"\a", b"b": b"\b"}
 
 
 def unescape(argument: bytes) -> bytes:
+    """An argument of a MONITOR line as it was sent (its escapes undone)."""
+
     def one(match: re.Match[bytes]) -> bytes:
         code = match.group(1)
         if code.startswith(b"x") and len(code) == 3:

@@ -22,9 +22,8 @@ from fastapi.responses import StreamingResponse
 from clients.client import InventoryClient
 from clients.gateway.app import create_app
 from clients.gateway.cli import collect_rarely
-from clients.gateway.fanout import SeatIndexLookup
+from clients.gateway.fanout import StreamRequest
 from clients.gateway.feed import KEEPALIVE, change_event, snapshot_event
-from clients.gateway.quotas import Lease
 from clients.gateway.settings import Limits, TrustSettings
 from clients.watching import Snapshot, Update
 
@@ -37,30 +36,17 @@ class PerViewer:
     def __init__(self, client: InventoryClient, keepalive_seconds: float = 15.0) -> None:
         self.client, self.keepalive_seconds = client, keepalive_seconds
 
-    def response(
-        self,
-        event_id: str,
-        from_version: int | None,
-        lease: Lease,
-        holder: str | None,
-        seat_index: SeatIndexLookup,
-    ) -> StreamingResponse:
+    def response(self, asked: StreamRequest) -> StreamingResponse:
         return StreamingResponse(
-            self.stream(event_id, from_version, lease, holder, seat_index),
+            self.stream(asked),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    async def stream(
-        self,
-        event_id: str,
-        from_version: int | None,
-        lease: Lease,
-        holder: str | None,
-        seat_index: SeatIndexLookup,
-    ) -> AsyncIterator[bytes]:
-        index = await seat_index()
-        updates = self.client.watch(event_id, from_version)
+    async def stream(self, asked: StreamRequest) -> AsyncIterator[bytes]:
+        event_id, lease = asked.event_id, asked.lease
+        index = await asked.seat_index()
+        updates = self.client.watch(event_id, asked.from_version)
         upcoming: asyncio.Future[Update] | None = None
         try:
             while True:

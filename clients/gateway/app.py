@@ -23,7 +23,7 @@ from clients.gateway.checkout_routes import (
     open_checkout,
 )
 from clients.gateway.event_records import event_records
-from clients.gateway.fanout import Fanout
+from clients.gateway.fanout import Fanout, StreamRequest
 from clients.gateway.feed import DEFAULT_FANOUT, FanoutSettings
 from clients.gateway.identity import AuthError, Verifier
 from clients.gateway.metrics import MetricsMiddleware
@@ -330,5 +330,7 @@ def _add_routes(app: FastAPI) -> None:
         lease = await quotas.stream_lease(holder, quotas.ip(request))
         fanout: Fanout = request.app.state.fanout
         return fanout.response(
-            event_id, last_event_id, lease, holder, lambda: seat_index_of(request, event_id)
+            StreamRequest(
+                event_id, last_event_id, lease, holder, lambda: seat_index_of(request, event_id)
+            )
         )

@@ -7,6 +7,7 @@ trips rather than one each."""
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from starlette.responses import Response
 from starlette.types import Receive, Send
@@ -20,6 +21,19 @@ from clients.gateway.seat_index import SeatIndex
 
 # Looks up the event's seat index (None without a layout): only when its feed starts.
 SeatIndexLookup = Callable[[], Awaitable[SeatIndex | None]]
+
+
+@dataclass(frozen=True)
+class StreamRequest:
+    """One viewer's stream: the event, the version to resume after (None: a snapshot first), the
+    caller's stream lease, the holder whose holds the stream names (None: anonymous), and where
+    the event's seat index comes from."""
+
+    event_id: str
+    from_version: int | None
+    lease: Lease
+    holder: str | None
+    seat_index: SeatIndexLookup
 
 
 class Fanout:
@@ -61,41 +75,26 @@ class Fanout:
         self._stopping.pop(event_id, None)
         await feed.stop()
 
-    def response(
-        self,
-        event_id: str,
-        from_version: int | None,
-        lease: Lease,
-        holder: str | None,
-        seat_index: SeatIndexLookup,
-    ) -> Response:
+    def response(self, asked: StreamRequest) -> Response:
         """One viewer's SSE stream: a snapshot (or the changes after `from_version`, when the
         feed still has them), then changes; keep-alives while nothing changes."""
-        serve = functools.partial(self._serve, event_id, from_version, lease, holder, seat_index)
+        serve = functools.partial(self._serve, asked)
         return LiveStream(serve, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    async def _serve(
-        self,
-        event_id: str,
-        from_version: int | None,
-        lease: Lease,
-        holder: str | None,
-        seat_index: SeatIndexLookup,
-        send: Send,
-        receive: Receive,
-    ) -> None:
-        self.leases.hold(lease)
+    async def _serve(self, asked: StreamRequest, send: Send, receive: Receive) -> None:
+        self.leases.hold(asked.lease)
         try:
-            feed = await self._feed(event_id, seat_index)
-            viewer = Viewer(holder, BodyWriter(send, lambda: feed.send_to(viewer)), from_version)
+            feed = await self._feed(asked.event_id, asked.seat_index)
+            writer = BodyWriter(send, lambda: feed.send_to(viewer))
+            viewer = Viewer(asked.holder, writer, asked.from_version)
             feed.join(viewer)
             try:
                 await until_disconnected(receive)
             finally:
                 feed.leave(viewer)
-                self._left(event_id, feed)
+                self._left(asked.event_id, feed)
         finally:
-            self.leases.end(lease)
+            self.leases.end(asked.lease)
 
     async def close(self) -> None:
         stopping, self._stopping = list(self._stopping.values()), {}
